@@ -1,0 +1,46 @@
+"""Batch-at-once datasets: one vectorised index operation per batch, no per-sample Python.
+
+A ``torch.utils.data.DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists, so a
+dataset backed by tensors (or a memory map) can gather a whole batch with a single fancy-index.
+The loader must then use :func:`passthrough_collate`, because the batch is already stacked.
+Samplers (random, sequential, Lightning's ``DistributedSampler``) keep working unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+
+class BatchedTensorDataset(Dataset):
+    """Tensors sharing a first dimension, indexed a whole batch at a time."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        if not tensors:
+            raise ValueError("BatchedTensorDataset needs at least one tensor")
+        n = len(tensors[0])
+        for i, t in enumerate(tensors):
+            if len(t) != n:
+                raise ValueError(f"tensor {i} has {len(t)} rows, expected {n} like tensor 0")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[index] for t in self.tensors)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
+        return tuple(t[idx] for t in self.tensors)
+
+    def to(self, device: torch.device | str) -> BatchedTensorDataset:
+        """Move the whole dataset to ``device`` (airbench-style residency on the GPU)."""
+        return BatchedTensorDataset(*(t.to(device) for t in self.tensors))
+
+
+def passthrough_collate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Collate for ``__getitems__`` datasets: the batch is already stacked."""
+    return batch
