@@ -51,10 +51,24 @@ class StepTimer(pl.Callback):
 def lightning_steps_per_s(data_dir: str, steps: int, warmup: int, run_root: str) -> float:
     cli = LightningDLCLI(
         args=[
-            "--config", str(CONFIG), "--data.data_dir", data_dir, "--run.root", run_root,
-            "--trainer.max_steps", str(steps + warmup), "--trainer.limit_val_batches", "0",
-            "--trainer.logger", "[]", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu",
+            "--config",
+            str(CONFIG),
+            "--data.data_dir",
+            data_dir,
+            "--run.root",
+            run_root,
+            "--trainer.max_steps",
+            str(steps + warmup),
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.logger",
+            "[]",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
         ]
     )
     timer = StepTimer(warmup)
@@ -86,8 +100,12 @@ def plain_steps_per_s(data_dir: str, steps: int, warmup: int, batch_size: int = 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py (default: random data)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir", help="folder holding cifar-10-batches-py (default: random data)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
@@ -100,13 +118,17 @@ def main() -> None:
             plain.append(plain_steps_per_s(data_dir, args.steps, args.warmup))
             ours.append(lightning_steps_per_s(data_dir, args.steps, args.warmup, tmp))
     p, o = statistics.median(plain), statistics.median(ours)
-    print(f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch 200, {args.steps} timed steps, "
-          f"median of {args.rounds}, torch threads {torch.get_num_threads()}, data: {source}")
+    print(
+        f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch 200, {args.steps} timed steps, "
+        f"median of {args.rounds}, torch threads {torch.get_num_threads()}, data: {source}"
+    )
     print(f"| {'loop':<28} | {'steps/s':>8} | {'ms/step':>8} |")
     print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|")
     print(f"| {'plain PyTorch':<28} | {p:8.1f} | {1000 / p:8.2f} |")
     print(f"| {'lightning_dl fit path':<28} | {o:8.1f} | {1000 / o:8.2f} |")
-    print(f"ratio (fit path / plain): {o / p:.3f}   goal >= 0.95   rounds plain={plain} ours={ours}")
+    print(
+        f"ratio (fit path / plain): {o / p:.3f}   goal >= 0.95   rounds plain={plain} ours={ours}"
+    )
 
 
 if __name__ == "__main__":
