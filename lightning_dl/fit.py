@@ -7,31 +7,42 @@ the resolved config and exits.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from lightning_dl.atomic import write_text_atomic
 from lightning_dl.cli import LightningDLCLI
-from lightning_dl.run_summary import collect_summary, finish_run
+from lightning_dl.curves import plot_curves
+from lightning_dl.run_summary import collect_summary, failure_report, finish_run, write_status
 
 
 def main(args: list[str] | None = None) -> dict:
-    """Run one experiment; returns the summary (also written to the run directory)."""
+    """Run one experiment; returns the summary (also written to the run directory).
+
+    On any exception the run directory's summary.json says what failed and where (rank 0;
+    other ranks write ``errors/rank<N>.json``), the wandb run is closed as failed, and the
+    exception propagates so the process exits non-zero.
+    """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
     started = time.perf_counter()
     cli = LightningDLCLI(args=args)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
-    val_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    checkpoint = trainer.checkpoint_callback
-    best = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    test_metrics = results[0] if results else {}
-    summary = collect_summary(trainer, val_metrics | test_metrics, time.perf_counter() - started)
+    run_dir = Path(cli.config.run.dir)
+    ckpt_path = cli.config.get("ckpt_path")
+    if rank_zero_only.rank == 0:
+        write_status(run_dir, "running", resumed_from=ckpt_path)
+    try:
+        summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
+    except BaseException as error:
+        _report_failure(trainer, run_dir, error, time.perf_counter() - started)
+        raise
     if trainer.is_global_zero:
-        run_dir = Path(cli.config.run.dir)
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         wandb_dirs = [Path(lg.experiment.dir).parent for lg in wandb_loggers]
         for logger in wandb_loggers:
@@ -39,6 +50,49 @@ def main(args: list[str] | None = None) -> dict:
             logger.experiment.finish()  # close the run so the next one in this process is new
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
+
+
+def _fit_and_test(
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    ckpt_path: str | None,
+    started: float,
+) -> dict:
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    val_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    checkpoint = trainer.checkpoint_callback
+    best = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    test_metrics = results[0] if results else {}
+    summary = collect_summary(trainer, val_metrics | test_metrics, time.perf_counter() - started)
+    return {"status": "completed", **summary}
+
+
+def _report_failure(
+    trainer: pl.Trainer, run_dir: Path, error: BaseException, wall_time_s: float
+) -> None:
+    """Leave a truthful run directory behind; never mask the original error."""
+    report = failure_report(trainer, error, wall_time_s)
+    try:
+        if trainer.global_rank != 0:
+            write_text_atomic(
+                run_dir / "errors" / f"rank{trainer.global_rank}.json",
+                json.dumps(report, indent=2) + "\n",
+            )
+            return
+        for logger in trainer.loggers:
+            logger.save()  # metrics logged up to the failure reach metrics.csv
+        write_status(run_dir, report.pop("status"), **report)
+        if (run_dir / "metrics.csv").is_file():
+            plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.summary.update({"status": "failed", "error": report["error"]})
+                logger.experiment.finish(exit_code=1)
+        print(f"run failed: {report['error']}\nrun directory: {run_dir}")
+    except Exception as secondary:  # the original error matters more
+        print(f"(could not record the failure in {run_dir}: {secondary!r})")
 
 
 if __name__ == "__main__":

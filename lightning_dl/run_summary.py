@@ -1,4 +1,10 @@
-"""End-of-run report: summary.json, curves.png and a short table on stdout."""
+"""Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
+
+``summary.json`` always says where a run stands: ``{"status": "running"}`` while it trains,
+``"completed"`` with the final metrics, or ``"failed"`` with the error, the step it happened at
+and the last checkpoint left on disk. A run killed outright (SIGKILL, power loss) stays
+``"running"``; ``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,28 @@ def collect_summary(
         summary["best_checkpoint"] = checkpoint.best_model_path
     summary.update({k: _number(v) for k, v in metrics.items()})
     return summary
+
+
+def write_status(run_dir: Path, status: str, **details: Any) -> None:
+    """Write (atomically) a summary.json that holds only the status and ``details``."""
+    write_text_atomic(
+        run_dir / "summary.json", json.dumps({"status": status, **details}, indent=2) + "\n"
+    )
+
+
+def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float) -> dict[str, Any]:
+    """What a failed run's summary.json says: error, where it happened, what is left on disk."""
+    checkpoint = trainer.checkpoint_callback
+    last = Path(checkpoint.dirpath or "", "last.ckpt") if checkpoint is not None else None
+    status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+    return {
+        "status": status,
+        "error": f"{type(error).__name__}: {error}",
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "last_checkpoint": str(last) if last is not None and last.is_file() else None,
+        "wall_time_s": round(wall_time_s, 2),
+    }
 
 
 def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:

@@ -1,0 +1,1 @@
+"""Callbacks the CLI adds to runs: exact resume, non-finite loss guard, periodic checkpoints."""

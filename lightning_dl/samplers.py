@@ -1,0 +1,78 @@
+"""Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and of DDP.
+
+* :class:`ResumableSampler` is a ``DistributedSampler`` (so Lightning keeps it instead of
+  injecting its own) that can start an epoch part-way through. With one replica it is a plain
+  seeded shuffle; with ``R`` replicas rank ``r`` takes every ``R``-th index of the same
+  permutation, so one global batch of ``R * b`` samples under DDP is exactly the batch of
+  ``R * b`` samples a single process would draw.
+* :class:`UnpaddedDistributedSampler` splits an evaluation or prediction set into contiguous,
+  possibly uneven shards with no padding: every sample is evaluated exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sized
+
+import torch
+from torch.utils.data import DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """Seeded per-epoch shuffle (or identity) that can skip the samples already consumed."""
+
+    def __init__(
+        self,
+        dataset: Sized,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(
+            dataset,  # type: ignore[arg-type]
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
+        self.skip = 0  # samples of this replica to skip in the next epoch only
+
+    def resume_at(self, epoch: int, samples_done: int) -> None:
+        """Make the next ``__iter__`` continue ``epoch`` after ``samples_done`` of its samples."""
+        self.set_epoch(epoch)
+        self.skip = samples_done
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``; no padding.
+
+    Shards differ in length by at most one sample (the last ones may be shorter or empty).
+    Subclassing ``DistributedSampler`` makes Lightning keep it instead of injecting a padded one.
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]
+        n = len(dataset)
+        per_rank = math.ceil(n / num_replicas) if n else 0
+        self.start = min(n, rank * per_rank)
+        self.stop = min(n, self.start + per_rank)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+
+def shuffled_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation :class:`ResumableSampler` uses for ``epoch`` (for tests and tools)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))

@@ -1,0 +1,54 @@
+"""Fault-injection callbacks for the reliability tests, selected on the command line with
+``--trainer.callbacks+=tests.faults.<Name>``; they make a run die the way real ones do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+
+class KillAtStep(Callback):
+    """SIGKILL this process (no cleanup at all) when training reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RaiseOnRank(Callback):
+    """Raise RuntimeError in one rank only, at ``step``."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            raise RuntimeError(f"injected failure on rank {self.rank} at step {self.step}")
+
+
+class RecordBatches(Callback):
+    """Write every training batch's first feature column per rank and epoch to ``out_dir``."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.rows: dict[int, list[list[float]]] = {}
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        x = batch[0]
+        self.rows.setdefault(trainer.current_epoch, []).extend(x[:, :2].tolist())
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps({str(k): v for k, v in self.rows.items()}))
