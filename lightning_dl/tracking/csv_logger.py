@@ -18,11 +18,22 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 
-class _KeepingWriter(ExperimentWriter):
-    def _check_log_dir_exists(self) -> None:  # keep metrics.csv and its header
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                self.metrics_keys = list(next(csv.reader(f), []))
+class _Writer(ExperimentWriter):
+    keep_existing = False
+
+    def _check_log_dir_exists(self) -> None:
+        """Keep metrics.csv and its columns, or start it afresh (without Lightning's warning)."""
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        if not self.keep_existing:
+            os.remove(self.metrics_file_path)
+            return
+        with open(self.metrics_file_path, newline="") as f:
+            self.metrics_keys = list(next(csv.reader(f), []))
+
+
+class _KeepingWriter(_Writer):
+    keep_existing = True
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -35,7 +46,8 @@ class ResumableCSVLogger(CSVLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
-        if self._experiment is None and self.keep_existing:
+        if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _KeepingWriter(log_dir=self.log_dir)
+            writer = _KeepingWriter if self.keep_existing else _Writer
+            self._experiment = writer(log_dir=self.log_dir)
         return super().experiment

@@ -1,0 +1,121 @@
+"""Exact resume: a run killed by SIGKILL and resumed ends bit-identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_dl.cli import LightningDLCLI
+from lightning_dl.fit import main
+from lightning_dl.resume import newest_unfinished_run, wandb_run_id
+from lightning_dl.tracking.wandb_offline import read_offline_run
+from tests.tiny_runs import run_fit, tiny_args
+
+# Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
+# 15 falls inside epoch 1 (7 of its 8 batches done), so the resume is mid-epoch.
+RUN = ("--model.backbone.init_args.dropout", "0.2", "--run.checkpoint_every_n_steps", "5")
+
+
+def _state(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+    reference = main(tiny_args(*RUN, "--run.dir", str(tmp_path / "a")))
+
+    killed = run_fit(
+        tiny_args(
+            *RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
+            "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "18",
+        )
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_dir = newest_unfinished_run(tmp_path / "runs" / "b")
+    assert (
+        run_dir is not None and _state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 15
+    )
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+
+    # auto_resume finds the killed run by its name, continues it from last.ckpt
+    resumed = main(
+        tiny_args(*RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
+                  "--run.auto_resume", "true")
+    )  # fmt: skip
+    assert resumed["best_checkpoint"].startswith(str(run_dir))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+    a, b = (
+        _state(tmp_path / "a" / "checkpoints" / "last.ckpt"),
+        _state(run_dir / "checkpoints" / "last.ckpt"),
+    )
+    assert a["global_step"] == b["global_step"] == 30
+    for name, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][name]), name  # bit-identical weights
+    assert torch.equal(  # and Adam's moments
+        a["optimizer_states"][0]["state"][0]["exp_avg_sq"],
+        b["optimizer_states"][0]["state"][0]["exp_avg_sq"],
+    )
+    for key in ("val/acc", "val/loss", "test/acc", "test/loss", "best_val/acc", "global_step"):
+        assert resumed[key] == reference[key], key  # exact, not approximately
+    # metrics.csv continues the killed run's rows: identical to the uninterrupted run's file
+    assert (run_dir / "metrics.csv").read_text() == (tmp_path / "a" / "metrics.csv").read_text()
+
+    # one wandb run, resumed: both offline segments carry the same id, the last has the summary
+    segments = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(segments) == 2 and len({s.name.rsplit("-", 1)[1] for s in segments}) == 1
+    assert wandb_run_id(run_dir) == segments[0].name.rsplit("-", 1)[1]
+    stored = read_offline_run(segments[-1])
+    assert stored["summary"]["test/acc"] == pytest.approx(resumed["test/acc"])
+    assert stored["summary"]["global_step"] == 30
+
+
+def _resolved(*args: str) -> LightningDLCLI:
+    return LightningDLCLI(args=tiny_args("--trainer.logger", "false", *args))
+
+
+def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):
+    run_dir = tmp_path / "r"
+    with pytest.raises(FileNotFoundError, match="no checkpoints/last.ckpt"):
+        _resolved("--run.dir", str(run_dir), "--ckpt_path", "last")
+    fresh = _resolved("--run.dir", str(run_dir), "--run.auto_resume", "true")
+    assert fresh.config.ckpt_path is None  # nothing to resume: a new run in that directory
+
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"not read here")
+    with pytest.raises(ValueError, match="already holds a run"):
+        _resolved("--run.dir", str(run_dir))
+    last = str(run_dir / "checkpoints" / "last.ckpt")
+    assert _resolved("--run.dir", str(run_dir), "--ckpt_path", "last").config.ckpt_path == last
+    assert (
+        _resolved("--run.dir", str(run_dir), "--run.auto_resume", "true").config.ckpt_path == last
+    )
+
+    (run_dir / "summary.json").write_text('{"status": "completed"}')
+    with pytest.raises(ValueError, match="finished run"):
+        _resolved("--run.dir", str(run_dir), "--run.auto_resume", "true")
+
+
+def test_newest_unfinished_run_skips_finished_and_checkpointless(tmp_path):
+    def make(name: str, status: str | None, ckpt: bool, mtime: int) -> Path:
+        d = tmp_path / name
+        (d / "checkpoints").mkdir(parents=True)
+        if ckpt:
+            (d / "checkpoints" / "last.ckpt").write_bytes(b"x")
+            os.utime(d / "checkpoints" / "last.ckpt", (mtime, mtime))
+        if status:
+            (d / "summary.json").write_text(json.dumps({"status": status}))
+        return d
+
+    make("1-done", "completed", True, 300)
+    make("2-empty", "running", False, 0)
+    older = make("3-failed", "failed", True, 100)
+    newer = make("4-killed", "running", True, 200)
+    assert newest_unfinished_run(tmp_path) == newer
+    (newer / "summary.json").write_text('{"status": "completed"}')
+    assert newest_unfinished_run(tmp_path) == older
+    assert newest_unfinished_run(tmp_path / "missing") is None
