@@ -148,10 +148,10 @@ class LightningDLCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if config.run.dir:
             run_dir = Path(config.run.dir)
-        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        elif int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1) > 1:
             raise ValueError(
-                "launched as one of several processes (WORLD_SIZE > 1, e.g. torchrun or srun): "
-                "pass --run.dir so that every process writes to the same run directory"
+                "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1: torchrun "
+                "or srun): pass --run.dir so that every process writes to the same run directory"
             )
         elif config.run.auto_resume and (
             found := resume.newest_unfinished_run(Path(config.run.root) / self._run_name(config))

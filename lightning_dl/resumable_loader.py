@@ -81,6 +81,13 @@ def make_resumable(
     loader: DataLoader, *, num_replicas: int, rank: int, seed: int, position: Callable[[], Position]
 ) -> DataLoader:
     """The same loader with a seeded, resumable sampler; unchanged (and a warning) if impossible."""
+    if not isinstance(loader, DataLoader):
+        warnings.warn(
+            f"train_dataloader returned a {type(loader).__name__}, not a DataLoader: kept as it "
+            "is, so resuming mid-epoch will not continue the same data order",
+            stacklevel=2,
+        )
+        return loader
     sampler = loader.sampler
     plain = isinstance(sampler, SequentialSampler) or (
         type(sampler) is RandomSampler
@@ -118,7 +125,8 @@ def make_resumable(
 def make_sharded(loader: DataLoader, *, num_replicas: int, rank: int) -> DataLoader:
     """An evaluation loader over this rank's contiguous, unpadded shard (each sample once)."""
     if (
-        loader.batch_size is None
+        not isinstance(loader, DataLoader)
+        or loader.batch_size is None
         or isinstance(loader.dataset, IterableDataset)
         or not isinstance(loader.sampler, SequentialSampler)
     ):

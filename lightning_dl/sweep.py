@@ -229,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", action="append", required=True, help="base config(s)")
     parser.add_argument("--grid", required=True, help="YAML: dotted key -> list of values")
-    parser.add_argument("--out", help="sweep folder (default: sweeps/<grid file stem>)")
+    parser.add_argument("--out", help="sweep folder (default: runs/sweeps/<grid file stem>)")
     parser.add_argument("--metric", default="best_val/acc", help="summary.json key to sort by")
     parser.add_argument("--mode", choices=("max", "min"), default="max")
     parser.add_argument("--workers", type=int, default=1, help="runs at the same time")
     args = parser.parse_args(argv)
-    out = args.out or str(Path("sweeps") / Path(args.grid).stem)
+    out = args.out or str(Path("runs") / "sweeps" / Path(args.grid).stem)
     combos = run_sweep(args.config, args.grid, out, metric=args.metric, mode=args.mode,
                        workers=args.workers, extra=extra)  # fmt: skip
     print((Path(out) / "results.md").read_text())
