@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_dl.callbacks.exact_resume import truncate_metrics_csv
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
 from lightning_dl.resume import newest_unfinished_run, wandb_run_id
@@ -119,3 +120,13 @@ def test_newest_unfinished_run_skips_finished_and_checkpointless(tmp_path):
     (newer / "summary.json").write_text('{"status": "completed"}')
     assert newest_unfinished_run(tmp_path) == older
     assert newest_unfinished_run(tmp_path / "missing") is None
+
+
+def test_truncate_metrics_keeps_rows_before_the_checkpoint_and_drops_cut_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train/loss\r\n0,4,1.5\r\n0,9,1.2\r\n1,14,1.0\r\n1,1")
+    assert truncate_metrics_csv(str(path), 10) == ["epoch", "step", "train/loss"]
+    assert path.read_bytes() == b"epoch,step,train/loss\r\n0,4,1.5\r\n0,9,1.2\r\n"
+    path.write_text("epoch,step,train/loss\r\n0,4,1.5\r\n1,1")  # killed mid-row
+    truncate_metrics_csv(str(path), 100)
+    assert path.read_bytes() == b"epoch,step,train/loss\r\n0,4,1.5\r\n"

@@ -50,7 +50,9 @@ def truncate_metrics_csv(path: str, before_step: int) -> list[str]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
-        rows = [r for r in reader if int(float(r.get("step") or 0)) < before_step]
+        rows = [  # a row cut short by a crash (missing trailing fields) is dropped too
+            r for r in reader if None not in r.values() and int(float(r["step"])) < before_step
+        ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=header, lineterminator="\r\n")
     writer.writeheader()
