@@ -9,8 +9,10 @@ Three things differ between an uninterrupted run and a killed-and-resumed one un
    not run again after a restart), every training batch gets fresh RNG states derived from
    (seed, epoch, batch index, rank), set just after the previous batch and after validation. The
    randomness of a batch is then a pure function of its position, whatever happened before.
-3. *metrics.csv.* Rows logged after the checkpoint by the killed run are dropped on resume, so
-   the resumed run's file has no duplicated steps.
+3. *Logged metrics.* torchmetrics states (e.g. a training accuracy accumulated between logging
+   steps) are not part of a module's state_dict; they are saved with the checkpoint and put
+   back. Rows of metrics.csv logged after the checkpoint by the killed run are dropped on
+   resume, so the resumed run's file has no duplicated steps.
 
 Under DDP the same rebuild gives every rank its interleaved share of one global permutation, and
 evaluation loaders get contiguous, unpadded shards, so every sample is seen once per epoch.
@@ -30,11 +32,25 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
+from torchmetrics import Metric
 
 from lightning_dl.atomic import write_text_atomic
 from lightning_dl.resumable_loader import make_resumable, make_sharded
 
 _EVAL_HOOKS = ("val_dataloader", "test_dataloader")
+METRIC_STATES = "lightning_dl_metric_states"
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return [_detached(v) for v in value] if isinstance(value, list) else value
+
+
+def _moved(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    return [_moved(v, device) for v in value] if isinstance(value, list) else value
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -137,6 +153,14 @@ class ExactResume(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
         self._flush_pending = True  # rows of this step are logged after the checkpoint
+        checkpoint[METRIC_STATES] = {
+            name: {
+                "update_count": metric._update_count,
+                "states": {k: _detached(v) for k, v in metric.metric_state.items()},
+            }
+            for name, metric in pl_module.named_modules()
+            if isinstance(metric, Metric)
+        }
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
@@ -149,8 +173,18 @@ class ExactResume(Callback):
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        if not trainer.is_global_zero or trainer.state.fn != TrainerFn.FITTING:
+        if trainer.state.fn != TrainerFn.FITTING:
             return  # testing a checkpoint continues nothing
+        metrics = dict(pl_module.named_modules())
+        for name, saved in checkpoint.get(METRIC_STATES, {}).items():
+            metric = metrics.get(name)
+            if isinstance(metric, Metric):
+                for key, value in saved["states"].items():
+                    setattr(metric, key, _moved(value, metric.device))
+                metric._update_count = saved["update_count"]
+                metric._computed = None
+        if not trainer.is_global_zero:
+            return
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 truncate_metrics_csv(logger.experiment.metrics_file_path, checkpoint["global_step"])
