@@ -30,7 +30,8 @@ ADJECTIVES = _W(
     "sharp modest steady unexpected weak strong quarterly annual national foreign domestic "
     "heavy light recent previous major minor fresh huge small broad narrow early late rising "
     "falling rapid cautious profitable risky stable volatile industrial commercial federal "
-    "global local private public long short high low net total average similar separate"
+    "global local private public long short high low net total average similar separate certain "
+    "written little usual"
 )
 NOUNS = _W(
     "profit loss revenue growth decline rise drop gain price rate yield share stock bond "
@@ -39,7 +40,8 @@ NOUNS = _W(
     "product service pipeline refinery airline charge earnings payment balance reserve "
     "inventory forecast estimate report survey ruling lawsuit settlement proposal plan "
     "strategy venture unit division subsidiary currency dollar yen mark economy recession "
-    "inflation unemployment wage pension insurance property building shipment order"
+    "inflation unemployment wage pension insurance property building shipment order cotton "
+    "decision measure television mountain bottle"
 )
 VERBS_PAST = _W(
     "reported announced rejected approved expected predicted denied confirmed completed "
@@ -56,7 +58,7 @@ TIMES = [
     "in the third quarter", "in the first half", "since January", "by the end of March",
     "earlier this month", "over the past decade", "in late trading", "next spring",
 ]
-PLACES = ["New York"] + _W(
+PLACES = ["New York", "Manhattan"] + _W(
     "London Tokyo Chicago Boston Detroit Houston Frankfurt Paris Washington Ohio Texas "
     "California Canada Mexico Brazil Germany Japan Europe Asia"
 )
