@@ -185,3 +185,20 @@ def test_missing_espeak_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[demo\]"'):
         espeak._load_espeakng_loader()
+
+
+def test_files_load_with_the_restricted_unpickler(tiny):
+    # The WSJ loader reads Kaggle files without trusting their pickles; ours must pass that gate.
+    from numpy.lib import format as npy_format
+
+    from data_modules.safe_pickle import safe_load
+
+    for name in FILES:
+        with open(tiny / name, "rb") as f:
+            version = npy_format.read_magic(f)
+            assert version == (1, 0)
+            shape, _, dtype = npy_format.read_array_header_1_0(f)
+            loaded = safe_load(f, name, encoding="latin1")
+        reference = _load(tiny, name)
+        assert dtype == object and loaded.shape == shape == reference.shape
+        assert all(np.array_equal(a, b) for a, b in zip(loaded, reference, strict=True))
