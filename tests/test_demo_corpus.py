@@ -200,5 +200,5 @@ def test_files_load_with_the_restricted_unpickler(tiny):
             shape, _, dtype = npy_format.read_array_header_1_0(f)
             loaded = safe_load(f, name, encoding="latin1")
         reference = _load(tiny, name)
-        assert dtype == object and loaded.shape == shape == reference.shape
+        assert dtype == np.dtype(object) and loaded.shape == shape == reference.shape
         assert all(np.array_equal(a, b) for a, b in zip(loaded, reference, strict=True))
