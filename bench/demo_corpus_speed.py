@@ -39,7 +39,7 @@ def main() -> None:
           f"{'x realtime':>10}")
     for workers in (1, 2):
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
-        results = render_all(specs, workers)
+        results, _ = render_all(specs, workers)
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
         frames = sum(len(labels) for _, labels in results)
         print(f"{workers:>7} {frames:>8} {wall:>7.2f} {frames / wall:>9,.0f} "

@@ -28,7 +28,7 @@ def espeak():
 
 @pytest.fixture(scope="module")
 def synth(espeak):
-    return espeak.Synthesizer()
+    return espeak.synthesizer()
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,26 @@ def test_same_seed_same_arrays_whatever_the_workers(tiny, tmp_path):
         a, b = _load(tiny, name), _load(again, name)
         assert len(a) == len(b), name
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), name
+    in_process = build_demo_corpus(tmp_path / "in_process", 3, seed=0)  # after earlier builds
+    first = corpus.make_specs(3, seed=0)[0]
+    assert first == corpus.make_specs(N_TINY, seed=0)[0]
+    assert np.array_equal(_load(in_process, "train.npy")[0], _load(tiny, "train.npy")[0])
     other = build_demo_corpus(tmp_path / "other", 3, seed=1)
     assert not np.array_equal(_load(other, "train.npy")[0], _load(tiny, "train.npy")[0])
+
+
+def test_a_second_open_handle_is_refused_not_silently_irreproducible(synth, espeak):
+    import ctypes
+
+    extra = ctypes.CDLL(espeak._load_espeakng_loader().get_library_path())
+    try:
+        with pytest.raises(RuntimeError, match="stayed loaded"):
+            synth.synthesize("Hello.", "en-us", 175, 50, 50)
+    finally:
+        import _ctypes
+
+        _ctypes.dlclose(extra._handle)
+    assert len(synth.synthesize("Hello.", "en-us", 175, 50, 50).audio) > 0
 
 
 def test_reuses_matching_corpus_and_refuses_to_overwrite(tiny, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import os
 import platform
 from dataclasses import dataclass
 
@@ -67,12 +68,28 @@ def _load_espeakng_loader():
     return espeakng_loader
 
 
-def library_version() -> str:
-    """Version of the bundled libespeak-ng (e.g. "1.52.0"); loads it but starts no engine."""
-    lib = ctypes.CDLL(_load_espeakng_loader().get_library_path())
-    lib.espeak_Info.restype = ctypes.c_char_p
-    lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
-    return lib.espeak_Info(None).decode()
+def _is_loaded(path: str) -> bool:
+    try:
+        probe = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)  # a handle only if already mapped
+    except OSError:
+        return False
+    _ctypes.dlclose(probe._handle)
+    return True
+
+
+_engine: Synthesizer | None = None
+
+
+def synthesizer() -> Synthesizer:
+    """This process's eSpeak NG engine (created on first use).
+
+    One per process: a second open handle would keep the library mapped when the engine
+    reloads it, and utterances would stop being reproducible.
+    """
+    global _engine
+    if _engine is None:
+        _engine = Synthesizer()
+    return _engine
 
 
 @dataclass
@@ -85,7 +102,7 @@ class Synthesis:
 
 
 class Synthesizer:
-    """The process-wide eSpeak NG engine. Create at most one per process.
+    """An eSpeak NG engine; get it with `synthesizer()`, which makes one per process.
 
     eSpeak keeps synthesis state in C statics that no API call resets (e.g. the pitch-flutter
     index in wavegen.c), so the same text spoken twice differs by a few samples. To make every
@@ -130,7 +147,14 @@ class Synthesizer:
         handle = self._lib._handle
         self._lib = None
         _ctypes.dlclose(handle)
+        still_loaded = _is_loaded(self._loader.get_library_path())
         self._open()
+        if still_loaded:
+            raise RuntimeError(
+                "libespeak-ng stayed loaded after this engine closed it: something else in this "
+                "process holds it open (a second Synthesizer?), so its state cannot be reset "
+                "and utterances would not be reproducible; use espeak.synthesizer()"
+            )
 
     def _collect(self, wav, n_samples, events) -> int:
         if wav and n_samples > 0:

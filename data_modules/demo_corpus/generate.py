@@ -30,24 +30,29 @@ FILES = tuple(f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_labels"
 _CHUNK = 8  # utterances per task: amortises inter-process traffic
 log = logging.getLogger(__name__)
 
-_synth: espeak.Synthesizer | None = None  # one per process: the library has global state
-
-
 def _render_chunk(specs: list[UtteranceSpec]) -> list[tuple[np.ndarray, np.ndarray]]:
-    global _synth
-    if _synth is None:
-        _synth = espeak.Synthesizer()
-    return [render(spec, _synth) for spec in specs]
+    synth = espeak.synthesizer()  # one per process: the library has global state
+    return [render(spec, synth) for spec in specs]
 
 
-def render_all(specs: list[UtteranceSpec], workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Render in order; `workers` > 1 uses that many spawned processes (same result)."""
+def _version() -> str:
+    return espeak.synthesizer().version
+
+
+def render_all(
+    specs: list[UtteranceSpec], workers: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Rendered utterances in order, and the eSpeak NG version that made them.
+
+    `workers` > 1 uses that many spawned processes; the result is the same.
+    """
     chunks = [specs[i : i + _CHUNK] for i in range(0, len(specs), _CHUNK)]
     if workers <= 1:
-        return [item for chunk in chunks for item in _render_chunk(chunk)]
+        return [item for chunk in chunks for item in _render_chunk(chunk)], _version()
     # spawn, not fork: the caller may hold threads (torch, loaders) that fork would copy mid-state.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [item for done in pool.map(_render_chunk, chunks) for item in done]
+        results = [item for done in pool.map(_render_chunk, chunks) for item in done]
+        return results, pool.submit(_version).result()
 
 
 def check_voices(specs: list[UtteranceSpec]) -> None:
@@ -175,9 +180,8 @@ def build_demo_corpus(
     specs = corpus.make_specs(n_utterances, seed)
     check_voices(specs)
     start = time.perf_counter()
-    results = render_all(specs, workers)
+    results, version = render_all(specs, workers)
     seconds = time.perf_counter() - start
-    version = espeak.library_version()
     request = {"n_utterances": n_utterances, "seed": seed}
     _write(out_dir, specs, results, _manifest(request, specs, results, version, seconds))
     log.info("wrote demo corpus to %s in %.1f s", out_dir, seconds)
