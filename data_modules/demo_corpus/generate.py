@@ -30,6 +30,7 @@ FILES = tuple(f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_labels"
 _CHUNK = 8  # utterances per task: amortises inter-process traffic
 log = logging.getLogger(__name__)
 
+
 def _render_chunk(specs: list[UtteranceSpec]) -> list[tuple[np.ndarray, np.ndarray]]:
     synth = espeak.synthesizer()  # one per process: the library has global state
     return [render(spec, synth) for spec in specs]
