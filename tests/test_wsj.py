@@ -9,7 +9,7 @@ import pytest
 import torch
 from wsj_corpus import naive_windows, save_split, write_corpus
 
-from data_modules.wsj import WSJFramesDataModule
+from data_modules.wsj import ChunkedRandomSampler, WSJFramesDataModule
 from data_modules.wsj_cache import build_or_load
 
 
@@ -159,3 +159,11 @@ def test_shapes_known_before_data(tmp_path):
         dm.setup("fit")
     with pytest.raises(ValueError, match="pad"):
         WSJFramesDataModule(str(tmp_path), pad="reflect")
+
+
+def test_chunked_sampler_is_a_seeded_permutation():
+    torch.manual_seed(3)
+    first = list(ChunkedRandomSampler(1000, chunk=64))
+    assert sorted(first) == list(range(1000)) and first != list(range(1000))
+    torch.manual_seed(3)
+    assert list(ChunkedRandomSampler(1000, chunk=7)) == first
