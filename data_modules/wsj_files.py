@@ -8,6 +8,7 @@ numpy callables needed to rebuild arrays. Anything else is refused before it is 
 
 from __future__ import annotations
 
+import _codecs
 import pickle
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     # pickle protocol 5 rebuilds contiguous arrays through _frombuffer (pure data, no code)
     **{(mod, "_frombuffer"): _numeric._frombuffer
        for mod in ("numpy._core.numeric", "numpy.core.numeric")},
+    # protocol 2 (Python 3 writing for Python 2) stores bytes as _codecs.encode(str, "latin1")
+    ("_codecs", "encode"): _codecs.encode,
 }
 
 

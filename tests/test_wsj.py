@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from wsj_corpus import naive_windows, save_split, write_corpus
 
 from data_modules.wsj import ChunkedRandomSampler, WSJFramesDataModule
 from data_modules.wsj_cache import build_or_load
+from tests.wsj_corpus import naive_windows, save_split, write_corpus
 
 
 def _norm_utt(u: np.ndarray) -> np.ndarray:

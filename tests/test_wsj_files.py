@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-from wsj_corpus import object_array, save_split, write_corpus
 
 from data_modules.wsj_cache import build_or_load
 from data_modules.wsj_files import UnsafePickleError, read_utterances
+from tests.wsj_corpus import object_array, save_split, write_corpus
 
 
 class _RunsCode:
@@ -48,10 +48,11 @@ def test_code_running_pickle_is_refused(tmp_path, where):
     assert marker.exists()
 
 
-def test_numpy1_style_pickle_loads(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_numpy1_style_pickle_loads(tmp_path, protocol):
     """numpy 1.x names ``numpy.core.multiarray`` and wrote pickle protocol 3 (GLOBAL opcodes)."""
     utts = [np.arange(80, dtype=np.float32).reshape(2, 40), np.ones((3, 40), np.float32)]
-    payload = pickle.dumps(object_array(utts), protocol=3)
+    payload = pickle.dumps(object_array(utts), protocol=protocol)
     assert b"numpy._core.multiarray\n" in payload or b"numpy.core.multiarray\n" in payload
     payload = payload.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
     path = tmp_path / "old.npy"
