@@ -188,8 +188,10 @@ class WSJFramesDataModule(pl.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
         ds = self.datasets[name]
+        # Training drops the ragged last batch: a batch of one frame breaks BatchNorm.
         return DataLoader(ds, batch_size=self.hparams.batch_size,
                           sampler=ChunkedRandomSampler(len(ds)) if shuffle else None,
+                          drop_last=shuffle and len(ds) > self.hparams.batch_size,
                           num_workers=workers, collate_fn=passthrough_collate,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 

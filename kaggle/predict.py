@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> float | Path:
     if dm.hparams.normalize == "global" and dm.global_stats is None:
         raise ValueError(f"{args.ckpt}: trained with global normalisation but the checkpoint "
                          "holds no training statistics")
-    model = Classifier.load_from_checkpoint(args.ckpt, map_location=device).eval()
+    model = Classifier.load_from_checkpoint(args.ckpt, map_location=device, weights_only=False)
+    model.eval()
     hp = model.hparams
     if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
         raise ValueError(f"{args.ckpt}: model expects input {tuple(hp.input_shape)} -> "

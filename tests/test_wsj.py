@@ -127,8 +127,11 @@ def test_dataloaders_cover_every_frame(tmp_path, workers):
     ds = dm.datasets["train"]
     ds.__getitems__([0])  # opens the map in this process ...
     assert pickle.loads(pickle.dumps(ds))._frames is None  # ... but workers never receive a copy
+    dm.hparams.batch_size = 100  # > 45 train frames: one batch holding every frame
     ys = torch.cat([y for _, y in dm.train_dataloader()])
     assert sorted(ys.tolist()) == sorted(np.concatenate(corpus["train"][1]).tolist())
+    dm.hparams.batch_size = 8  # 45 frames: 5 full batches, the ragged one dropped
+    assert [len(y) for _, y in dm.train_dataloader()] == [8] * 5
     val = torch.cat([x for x, _ in dm.val_dataloader()])
     ref = [((u - u.mean(0)) / np.sqrt(u.var(0) + 1e-6)) for u in corpus["dev"][0]]
     np.testing.assert_allclose(val.numpy(), naive_windows(ref, 3, "zero"), atol=1e-5)
