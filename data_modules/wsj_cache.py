@@ -110,7 +110,10 @@ def build_or_load(data_dir: str | Path, split: str, *, cache_dir: str | Path | N
     settings = {"version": CACHE_VERSION, "split": split, "dtype": np_dtype.name,
                 "utterance_norm": utterance_norm}
     key = hashlib.sha256(json.dumps([settings, sources], sort_keys=True).encode()).hexdigest()
-    prefix = f"{split}-{np_dtype.name}-{'utt' if utterance_norm else 'raw'}-"
+    # The prefix names what an entry is for (one source directory, split and setting); entries
+    # sharing it are older versions of the same sources and are deleted once a new one exists.
+    source_id = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    prefix = f"{split}-{np_dtype.name}-{'utt' if utterance_norm else 'raw'}-{source_id}-"
     final = cache_root / f"{prefix}{key[:16]}"
     meta_path = final / "meta.json"
     if meta_path.is_file():

@@ -100,11 +100,15 @@ def test_cache_reused_then_rebuilt_on_source_change(tmp_path):
     assert not list(tmp_path.glob(".wsj_cache/.tmp-*"))  # no temporary leftovers
 
 
-def test_cache_dir_option_keeps_data_dir_clean(tmp_path):
-    write_corpus(tmp_path / "data")
-    entry = build_or_load(tmp_path / "data", "dev", cache_dir=tmp_path / "cache")
-    assert entry.path.parent == tmp_path / "cache"
-    assert not (tmp_path / "data" / ".wsj_cache").exists()
+def test_shared_cache_dir_keeps_each_data_dirs_entry(tmp_path):
+    write_corpus(tmp_path / "a", seed=1)
+    write_corpus(tmp_path / "b", seed=2)
+    a = build_or_load(tmp_path / "a", "dev", cache_dir=tmp_path / "cache")
+    b = build_or_load(tmp_path / "b", "dev", cache_dir=tmp_path / "cache")
+    assert a.path.parent == b.path.parent == tmp_path / "cache"
+    assert a.path.exists() and b.path.exists()  # b's build did not take a for a stale entry
+    assert not (tmp_path / "a" / ".wsj_cache").exists()
+    assert build_or_load(tmp_path / "a", "dev", cache_dir=tmp_path / "cache").path == a.path
 
 
 def test_failed_build_leaves_no_cache(tmp_path):
