@@ -12,14 +12,14 @@ Splits: ``fit`` trains on train and validates on dev. Kaggle's test.npy has no l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from data_modules.batched import passthrough_collate
 from data_modules.wsj_cache import CacheEntry, build_or_load
@@ -93,25 +93,24 @@ class ContextWindowDataset(Dataset):
         return tuple(t[0] for t in self.__getitems__([index]))
 
 
-class ChunkedRandomSampler(Sampler[int]):
-    """A random permutation held as one int32/int64 tensor, handed out in chunks.
+class ChunkedRandomSampler(RandomSampler):
+    """RandomSampler whose permutation stays one int32 tensor, handed out in chunks.
 
     torch's RandomSampler turns the whole permutation into a Python list (~36 bytes a frame,
     about 650 MB for the Kaggle train set); this keeps 4 bytes a frame. Seeded from torch's
-    global RNG like RandomSampler, so ``seed_everything`` makes it reproducible.
+    global RNG like RandomSampler, so ``seed_everything`` makes it reproducible. Subclassing
+    RandomSampler tells Lightning the loader shuffles (DDP then uses a shuffling sampler).
     """
 
-    def __init__(self, n: int, chunk: int = 1 << 16) -> None:
-        self.n, self.chunk = n, chunk
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, data_source: Sized, chunk: int = 1 << 16) -> None:
+        super().__init__(data_source)
+        self.chunk = chunk
 
     def __iter__(self) -> Iterator[int]:
+        n = len(self.data_source)
         gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
-        dtype = torch.int32 if self.n < 2**31 else torch.int64
-        perm = torch.randperm(self.n, generator=gen, dtype=dtype)
-        for start in range(0, self.n, self.chunk):
+        perm = torch.randperm(n, generator=gen, dtype=torch.int32 if n < 2**31 else torch.int64)
+        for start in range(0, n, self.chunk):
             yield from perm[start : start + self.chunk].tolist()
 
 
@@ -190,7 +189,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
         ds = self.datasets[name]
         # Training drops the ragged last batch: a batch of one frame breaks BatchNorm.
         return DataLoader(ds, batch_size=self.hparams.batch_size,
-                          sampler=ChunkedRandomSampler(len(ds)) if shuffle else None,
+                          sampler=ChunkedRandomSampler(ds) if shuffle else None,
                           drop_last=shuffle and len(ds) > self.hparams.batch_size,
                           num_workers=workers, collate_fn=passthrough_collate,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

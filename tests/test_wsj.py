@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from pytorch_lightning.utilities.data import _is_dataloader_shuffled
 
 from data_modules.wsj import ChunkedRandomSampler, WSJFramesDataModule
 from data_modules.wsj_cache import build_or_load
@@ -168,9 +169,15 @@ def test_shapes_known_before_data(tmp_path):
         WSJFramesDataModule(str(tmp_path), pad="reflect")
 
 
-def test_chunked_sampler_is_a_seeded_permutation():
+def test_chunked_sampler_is_a_seeded_permutation_lightning_sees_as_shuffling(tmp_path):
     torch.manual_seed(3)
-    first = list(ChunkedRandomSampler(1000, chunk=64))
+    first = list(ChunkedRandomSampler(range(1000), chunk=64))
     assert sorted(first) == list(range(1000)) and first != list(range(1000))
     torch.manual_seed(3)
-    assert list(ChunkedRandomSampler(1000, chunk=7)) == first
+    assert list(ChunkedRandomSampler(range(1000), chunk=7)) == first
+
+    write_corpus(tmp_path)
+    dm = WSJFramesDataModule(str(tmp_path), context=1, batch_size=4, num_workers=0)
+    dm.setup("fit")
+    assert _is_dataloader_shuffled(dm.train_dataloader())  # DDP keeps shuffling
+    assert not _is_dataloader_shuffled(dm.val_dataloader())
