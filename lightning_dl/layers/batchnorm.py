@@ -22,11 +22,13 @@ from lightning_dl.layers._checks import check_features
 class CustomBatchNormManualFunction(torch.autograd.Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta with the batch's biased mean/var.
 
-    With x_hat the normalised input, s = gamma / sqrt(var + eps) and N the batch size:
+    With c = x - mean, r = 1 / sqrt(var + eps), x_hat = c * r and N the batch size:
         dbeta  = sum_n dy
-        dgamma = sum_n dy * x_hat
-        dx     = s * (dy - dbeta / N - x_hat * dgamma / N)
+        dgamma = sum_n dy * x_hat = r * sum_n dy * c
+        dx     = gamma * r * (dy - dbeta / N - x_hat * dgamma / N)
     (the last line folds sum(dy*gamma) and sum(dy*gamma*x_hat) into dbeta and dgamma).
+    Speed on CPU: column sums are matrix-vector products (BLAS, one read), the output and dx are
+    each one fused ``addcmul`` pass, and buffers are reused instead of allocated.
     If running buffers are given they are updated in place, like ``F.batch_norm``.
     """
 
@@ -42,35 +44,43 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
         momentum: float = 0.1,
     ) -> torch.Tensor:
         n = x.shape[0]
-        var, mean = torch.var_mean(x, dim=0, correction=0)
+        ones = x.new_ones(n)
+        mean = (ones @ x) / n
+        centered = x - mean
+        y = centered * centered  # y's buffer holds the squares until the output overwrites it
+        var = (ones @ y) / n
         inv_std = torch.rsqrt(var + eps)
-        x_hat = torch.addcmul(-mean * inv_std, x, inv_std)  # (x - mean) * inv_std, one pass
+        torch.addcmul(beta, centered, gamma * inv_std, out=y)
         if running_mean is not None and running_var is not None:
             running_mean.lerp_(mean.to(running_mean.dtype), momentum)
             running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), momentum)
 
         need_x, need_gamma, _ = ctx.needs_input_grad[:3]
         ctx.save_for_backward(
-            x_hat if (need_x or need_gamma) else None,
-            gamma * inv_std if need_x else None,
+            centered if (need_x or need_gamma) else None,
+            inv_std if (need_x or need_gamma) else None,
+            gamma if need_x else None,
         )
-        return torch.addcmul(beta, x_hat, gamma)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        x_hat, scale = ctx.saved_tensors
+        centered, inv_std, gamma = ctx.saved_tensors
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        n = dy.shape[0]
+        ones = dy.new_ones(n)
         dx = dgamma = dbeta = None
         if need_beta or need_x:
-            dbeta = dy.sum(0)
+            dbeta = ones @ dy
         if need_gamma or need_x:
-            dgamma = (dy * x_hat).sum(0)
+            buf = dy * centered
+            dgamma = (ones @ buf) * inv_std
         if need_x:
-            n = dy.shape[0]
-            # scale * dy - scale * dbeta / N - x_hat * scale * dgamma / N, in two fused passes
-            dx = torch.addcmul(-scale * dbeta / n, dy, scale)
-            dx.addcmul_(x_hat, -scale * dgamma / n)
+            scale = gamma * inv_std
+            # scale * dy - scale * dbeta / N - c * (scale * r * dgamma / N), in two fused passes
+            dx = torch.addcmul(-scale * dbeta / n, dy, scale, out=buf)
+            dx.addcmul_(centered, -scale * inv_std * dgamma / n)
         return (
             dx,
             dgamma if need_gamma else None,

@@ -29,9 +29,11 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
     def forward(
         ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5
     ) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
-        rstd = torch.rsqrt(var + eps)
-        x_hat = torch.addcmul(-mean * rstd, x, rstd)  # (x - mean) * rstd, one pass
+        d = x.shape[1]
+        x_hat = x - x.mean(dim=1, keepdim=True)
+        sum_sq = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_()
+        rstd = torch.rsqrt(sum_sq / d + eps)
+        x_hat.mul_(rstd)
         need_x, need_gamma, _ = ctx.needs_input_grad[:3]
         ctx.save_for_backward(
             x_hat if (need_x or need_gamma) else None,
@@ -45,17 +47,18 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         x_hat, rstd, gamma = ctx.saved_tensors
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        n, d = dy.shape
+        ones = dy.new_ones(n)
         dx = dgamma = None
-        dbeta = dy.sum(0) if need_beta else None
+        dbeta = ones @ dy if need_beta else None
         if need_x or need_gamma:
-            dy_xhat = dy * x_hat
+            buf = dy * x_hat
             if need_gamma:
-                dgamma = dy_xhat.sum(0)
+                dgamma = ones @ buf
         if need_x:
-            d = dy.shape[1]
+            mean_gx = (buf @ gamma).unsqueeze(1) / d
             mean_g = (dy @ gamma).unsqueeze(1) / d
-            mean_gx = (dy_xhat @ gamma).unsqueeze(1) / d
-            dx = torch.addcmul(-mean_g, dy, gamma)
+            dx = torch.addcmul(-mean_g, dy, gamma, out=buf)  # buf is free again: reuse it
             dx.addcmul_(x_hat, -mean_gx).mul_(rstd)
         return dx, dgamma, dbeta, None
 
