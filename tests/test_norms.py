@@ -178,3 +178,35 @@ def test_batchnorm_training_rejects_single_sample_but_eval_accepts_it(cls):
 def test_layernorm_handles_single_sample(cls):
     y = cls(4)(torch.tensor([[1.0, 2.0, 3.0, 6.0]]))
     torch.testing.assert_close(y, F.layer_norm(torch.tensor([[1.0, 2.0, 3.0, 6.0]]), (4,)))
+
+
+def _train_mlp(norm: str, steps: int = 8) -> tuple[list[float], torch.Tensor]:
+    """A few SGD+momentum steps of the foundation MLP; returns losses and final eval logits."""
+    from lightning_dl.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP((1, 6, 6), 4, hidden=[16, 12], norm=norm).double()
+    data = torch.Generator().manual_seed(1)
+    x = torch.randn(steps, 10, 1, 6, 6, generator=data, dtype=torch.float64)
+    teacher = torch.randn(36, 4, generator=data, dtype=torch.float64)
+    y = (x.flatten(2) @ teacher).argmax(-1)  # learnable labels, so the loss curve moves
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for xb, yb in zip(x, y, strict=True):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses, model(x[0])
+
+
+@pytest.mark.parametrize("native, custom", [("batchnorm", "custom_batchnorm"),
+                                            ("layernorm", "custom_layernorm")])
+def test_mlp_with_custom_norm_follows_native_loss_curve(native, custom):
+    native_losses, native_eval = _train_mlp(native)
+    custom_losses, custom_eval = _train_mlp(custom)
+    assert min(native_losses[-3:]) < native_losses[0] - 0.1, "the comparison run should learn"
+    assert custom_losses == pytest.approx(native_losses, abs=1e-10, rel=0)
+    torch.testing.assert_close(custom_eval, native_eval, atol=1e-10, rtol=0)
