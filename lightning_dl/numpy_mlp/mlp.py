@@ -46,6 +46,7 @@ class MLP:
                 self.layers.append(BatchNorm(fan_out, dtype=dtype))
             self.layers.append(ACTIVATIONS[activation]())
         self.layers.append(Linear(sizes[-1], output_size, init_std, rng, dtype))
+        self.layers[0].needs_input_grad = False  # the data needs no gradient
         self.criterion = SoftmaxCrossEntropy()
         self.lr, self.momentum = lr, momentum
         self.velocity = [{k: np.zeros_like(p) for k, p in m.params.items()} for m in self.layers]
