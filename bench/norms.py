@@ -4,7 +4,8 @@
 
 For each size and each norm it times one training step's worth of work, y = norm(x) and the
 gradients of x, gamma, beta for a fixed upstream gradient, and prints the median time of the native
-op and each custom variant's ratio to it. Goal from issue 3: manual Function <= 1.2x native.
+op and the median over repeats of each custom variant's time ratio to it.
+Goal from issue 3: manual Function <= 1.2x native.
 """
 
 from __future__ import annotations
@@ -31,25 +32,35 @@ SIZES = [(256, 256), (1024, 1024), (4096, 512), (512, 4096), (8192, 256)]
 EPS = 1e-5
 
 
-def time_step(fn: Callable, x, params, dy, repeats: int, device: str) -> float:
-    """Median seconds of forward + backward (grads of x and params) after warm-up."""
+def time_steps(fns: dict[str, tuple[Callable, tuple]], x, dy, repeats: int, device: str):
+    """Per-variant lists of forward+backward seconds, variants interleaved within each repeat.
 
-    def step():
+    Interleaving means a burst of load from other processes hits every variant of a repeat
+    alike, so per-repeat ratios stay meaningful on a shared machine.
+    """
+
+    def step(fn, params):
         y = fn(x)
         torch.autograd.grad(y, (x, *params), dy)
 
-    for _ in range(3):
-        step()
-    times = []
+    for fn, params in fns.values():
+        for _ in range(3):
+            step(fn, params)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (fn, params) in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step(fn, params)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
+    return statistics.median(a / b for a, b in zip(times[name], times[reference], strict=True))
 
 
 def variants(kind: str, d: int, device: str) -> dict[str, tuple[Callable, tuple]]:
@@ -92,7 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device={args.device} threads={torch.get_num_threads()} float32, median of "
-          f"{args.repeats}; ratio = time / native (Function vs F.*, modules vs nn.*)")
+          f"{args.repeats}; ratio = median of per-repeat time / native "
+          "(Function vs F.*, modules vs nn.*)")
     header = (f"{'norm':<10}{'N x D':>12}{'native ms':>11}{'Function':>10}{'native mod ms':>15}"
               f"{'manual mod':>12}{'autograd mod':>14}")
     print(header)
@@ -102,13 +114,14 @@ def main() -> None:
         for n, d in SIZES:
             x = torch.randn(n, d, device=args.device).requires_grad_()
             dy = torch.randn(n, d, device=args.device)
-            t = {name: time_step(fn, x, params, dy, args.repeats, args.device)
-                 for name, (fn, params) in variants(kind, d, args.device).items()}
-            ratio_fn = t["function"] / t["native_fn"]
+            times = time_steps(variants(kind, d, args.device), x, dy, args.repeats, args.device)
+            ratio_fn = median_ratio(times, "function", "native_fn")
             worst = max(worst, ratio_fn)
-            print(f"{kind:<10}{f'{n}x{d}':>12}{t['native_fn'] * 1e3:>11.3f}{ratio_fn:>9.2f}x"
-                  f"{t['native_mod'] * 1e3:>15.3f}{t['manual_mod'] / t['native_mod']:>11.2f}x"
-                  f"{t['autograd_mod'] / t['native_mod']:>13.2f}x")
+            print(f"{kind:<10}{f'{n}x{d}':>12}"
+                  f"{statistics.median(times['native_fn']) * 1e3:>11.3f}{ratio_fn:>9.2f}x"
+                  f"{statistics.median(times['native_mod']) * 1e3:>15.3f}"
+                  f"{median_ratio(times, 'manual_mod', 'native_mod'):>11.2f}x"
+                  f"{median_ratio(times, 'autograd_mod', 'native_mod'):>13.2f}x")
     print(f"worst manual Function / native: {worst:.2f}x (goal <= 1.2x)")
 
 

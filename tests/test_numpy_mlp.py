@@ -169,6 +169,15 @@ def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
                                atol=1e-8, rtol=0)
 
 
+def test_shape_errors_are_clear():
+    mlp = MLP(6, 3, [4], num_bn_layers=1)
+    with pytest.raises(ValueError, match=r"\(batch, 6\), got \(2, 5\)"):
+        mlp.forward(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=">= 2 samples"):
+        mlp.forward(np.zeros((1, 6)))
+    assert mlp.eval().forward(np.zeros((1, 6))).shape == (1, 3)
+
+
 def test_batchnorm_eval_uses_running_statistics():
     rng = np.random.default_rng(0)
     bn = BatchNorm(3, momentum=0.2)

@@ -50,6 +50,9 @@ class Linear(Module):
         self.needs_input_grad = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        fan_in = self.params["W"].shape[0]
+        if x.ndim != 2 or x.shape[1] != fan_in:
+            raise ValueError(f"Linear expects input of shape (batch, {fan_in}), got {x.shape}")
         self.x = x
         return x @ self.params["W"] + self.params["b"]
 
