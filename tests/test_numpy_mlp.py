@@ -221,3 +221,12 @@ def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
     assert saved["steps"] == 60 and len(saved["train_losses"]) == 20
     with pytest.raises(SystemExit, match="--overwrite"):
         main(args)
+
+
+def test_cli_missing_data_names_the_path_and_writes_nothing(tmp_path):
+    from lightning_dl.numpy_mlp.__main__ import main
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"train-images-idx3-ubyte.*not found"):
+        main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
+    assert not out.exists()

@@ -25,7 +25,8 @@ OUTPUTS = ("loss_curve.png", "accuracy_curve.png", "metrics.json")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lightning_dl.numpy_mlp", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m lightning_dl.numpy_mlp", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--data-dir", required=True, help="folder the data_modules reader expects")
     p.add_argument("--hidden", type=int, nargs="*", default=[100], help="hidden layer sizes")
@@ -63,13 +64,14 @@ def main(argv: list[str] | None = None) -> dict:
     existing = [name for name in OUTPUTS if (out_dir / name).exists()]
     if existing and not args.overwrite:
         raise SystemExit(f"{out_dir} already holds {existing}; pass --overwrite to replace them")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     dtype = np.dtype(args.dtype)
-    data = load_arrays(args.dataset, args.data_dir, preprocess=args.preprocess,
-                       val_fraction=args.val_fraction,
-                       seed=args.seed, dtype=dtype)
+    try:
+        data = load_arrays(args.dataset, args.data_dir, preprocess=args.preprocess,
+                           val_fraction=args.val_fraction, seed=args.seed, dtype=dtype)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from err
     num_classes = int(data.train[1].max()) + 1
     mlp = MLP(data.train[0].shape[1], num_classes, args.hidden, args.activation, lr=args.lr,
               momentum=args.momentum, num_bn_layers=args.num_bn_layers, init_std=args.init_std,
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_loss": test_loss, "test_accuracy": 1.0 - test_error,
         "seconds": {"load": loaded - start, "train": trained - loaded},
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     save_curves(stats, out_dir)
     _write_json_atomic(metrics, out_dir / "metrics.json")
     print(f"steps {stats.steps}  final train loss {stats.train_losses[-1]:.4f}  "
