@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/numpy_mlp.py [--steps 200] [--threads 1]
 
 One step = zero grads, forward, softmax cross-entropy, backward, SGD-with-momentum update, on a
-fixed pool of random float32 batches (identical for both). Goal from issue 3: NumPy >= 0.5x PyTorch.
+fixed pool of random float32 batches (identical for both), the two timed in alternating blocks.
+Goal from issue 3: NumPy >= 0.5x PyTorch.
 """
 
 from __future__ import annotations
@@ -41,13 +42,22 @@ def torch_net(d_in: int, hidden: list[int], act: str, n_bn: int) -> nn.Sequentia
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-def steps_per_second(step, batches, steps: int) -> float:
-    for x, y in batches[:5]:
-        step(x, y)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(*batches[i % len(batches)])
-    return steps / (time.perf_counter() - start)
+def interleaved_rates(steps_fns, batch_pools, steps: int, block: int = 10) -> list[float]:
+    """Steps/s of each step function, timed in alternating blocks of ``block`` steps.
+
+    Alternating blocks spread bursts of load from other processes over all contenders alike.
+    """
+    for step, batches in zip(steps_fns, batch_pools, strict=True):
+        for x, y in batches[:5]:
+            step(x, y)
+    elapsed = [0.0] * len(steps_fns)
+    for start_step in range(0, steps, block):
+        for k, (step, batches) in enumerate(zip(steps_fns, batch_pools, strict=True)):
+            start = time.perf_counter()
+            for i in range(start_step, min(start_step + block, steps)):
+                step(*batches[i % len(batches)])
+            elapsed[k] += time.perf_counter() - start
+    return [steps / t for t in elapsed]
 
 
 def main() -> None:
@@ -82,8 +92,8 @@ def main() -> None:
             nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
 
-        np_rate = steps_per_second(numpy_step, batches, args.steps)
-        torch_rate = steps_per_second(torch_step, tbatches, args.steps)
+        np_rate, torch_rate = interleaved_rates([numpy_step, torch_step], [batches, tbatches],
+                                                args.steps)
         layers = "-".join(str(v) for v in [d_in, *hidden, 10]) + f" {act}"
         print(f"{name:<14}{layers:>22}{batch:>7}{np_rate:>12.1f}{torch_rate:>12.1f}"
               f"{np_rate / torch_rate:>7.2f}x")
