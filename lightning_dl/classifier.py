@@ -38,6 +38,7 @@ class Classifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
+        flip_tta: bool = False,
     ) -> None:
         super().__init__()
         # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
@@ -56,9 +57,16 @@ class Classifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation; with ``flip_tta`` the mean over the image and its mirror."""
+        logits = self(x)
+        if self.hparams.flip_tta and x.dim() == 4:
+            logits = (logits + self(x.flip(-1))) / 2
+        return logits
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self(x) if stage == "train" else self.evaluate(x)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         accuracy = getattr(self, f"{stage}_acc")
@@ -81,7 +89,7 @@ class Classifier(pl.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(x).argmax(dim=-1)
+        return self.evaluate(x).argmax(dim=-1)
 
     def _param_groups(self) -> list[dict[str, Any]] | list[nn.Parameter]:
         groups = getattr(self.backbone, "parameter_groups", None)
