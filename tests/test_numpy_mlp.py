@@ -221,6 +221,8 @@ def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
     assert saved["steps"] == 60 and len(saved["train_losses"]) == 20
     with pytest.raises(SystemExit, match="--overwrite"):
         main(args)
+    by_epochs = main([*args[:-2], "--out-dir", str(tmp_path / "epochs"), "--epochs", "2"])
+    assert by_epochs["steps"] == 2 * 3 and len(by_epochs["val_errors"]) == 2
 
 
 def test_cli_missing_data_names_the_path_and_writes_nothing(tmp_path):

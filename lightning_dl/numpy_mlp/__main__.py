@@ -34,8 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--steps", type=int, default=1500, help="SGD steps (stops mid-epoch)")
-    p.add_argument("--epochs", type=int, default=None, help="optional cap on epochs")
+    p.add_argument("--steps", type=int, default=None,
+                   help="SGD steps, may stop mid-epoch (default 1500 unless --epochs is given)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (or cap on them)")
     p.add_argument("--num-bn-layers", type=int, default=0)
     p.add_argument("--init-std", type=float, default=1e-4, help="std of the normal weight init")
     p.add_argument("--preprocess", choices=PREPROCESSINGS, default="standardize",
@@ -47,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=None,
                    help="curves + metrics.json go here (default runs/numpy_mlp/<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.steps is None and args.epochs is None:
+        args.steps = 1500
+    return args
 
 
 def _write_json_atomic(data: dict, path: Path) -> None:
