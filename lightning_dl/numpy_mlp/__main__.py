@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (or cap on them)")
     p.add_argument("--num-bn-layers", type=int, default=0)
     p.add_argument("--init-std", type=float, default=1e-4, help="std of the normal weight init")
-    p.add_argument("--preprocess", choices=PREPROCESSINGS, default="standardize",
+    p.add_argument("--preprocess", choices=PREPROCESSINGS, default="center",
                    help="standardize: [0,1] then per-channel z-score; center: 0..255 minus mean "
                    "image (UvA recipe the seed protocol needs)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="hold-out from training set")
