@@ -1,10 +1,11 @@
 """Dataset arrays for the NumPy MLP, read only through the project's file readers.
 
 Two preprocessings, both fitted on the training split only (after the validation hold-out):
-- ``standardize`` (``load_arrays`` default): pixels scaled to [0, 1], then standardised per colour channel with the
-  training mean and standard deviation.
-- ``center`` (the CLI default): the UvA practical's recipe the seed protocol was tuned for: raw 0..255 pixel values
-  minus the training mean image. Its large input scale makes lr 2e-3 with init std 1e-4 learn fast;
+- ``standardize`` (``load_arrays`` default): pixels scaled to [0, 1], then standardised per
+  colour channel with the training mean and standard deviation.
+- ``center`` (the CLI default): the UvA practical's recipe the seed protocol was tuned for: raw
+  0..255 pixel values minus the training mean image. Its large input scale makes lr 2e-3 with
+  init std 1e-4 learn fast;
   with standardised inputs the same settings barely leave the initial plateau.
 """
 
