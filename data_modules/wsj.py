@@ -28,9 +28,15 @@ from data_modules.wsj_files import N_CLASSES, N_FEATURES
 _EPS = 1e-6
 
 
-def gather_windows(frames: np.ndarray, offsets: np.ndarray, frame_ids: np.ndarray, k: int,
-                   pad: str = "zero", mean: np.ndarray | None = None,
-                   inv_std: np.ndarray | None = None) -> np.ndarray:
+def gather_windows(
+    frames: np.ndarray,
+    offsets: np.ndarray,
+    frame_ids: np.ndarray,
+    k: int,
+    pad: str = "zero",
+    mean: np.ndarray | None = None,
+    inv_std: np.ndarray | None = None,
+) -> np.ndarray:
     """Context windows (B, 2k+1, 40) float32 of ``frame_ids`` in one fancy-index of ``frames``.
 
     Indices outside a frame's utterance are clamped to its first/last frame (``pad="edge"``) or
@@ -52,8 +58,14 @@ def gather_windows(frames: np.ndarray, offsets: np.ndarray, frame_ids: np.ndarra
 class ContextWindowDataset(Dataset):
     """Frames of one cache entry as flattened context windows, gathered a batch at a time."""
 
-    def __init__(self, entry: CacheEntry, context: int, pad: str, with_labels: bool,
-                 global_stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        entry: CacheEntry,
+        context: int,
+        pad: str,
+        with_labels: bool,
+        global_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         if with_labels and not entry.has_labels:
             raise ValueError(f"{entry.path}: split has no labels")
         self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
@@ -68,7 +80,8 @@ class ContextWindowDataset(Dataset):
         if stats is not None:
             self.mean = np.asarray(stats[0], np.float32)
             self.inv_std = (1.0 / np.sqrt(np.asarray(stats[1], np.float64) + _EPS)).astype(
-                np.float32)
+                np.float32
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers re-open the map themselves: pickling must never copy the frames.
@@ -82,8 +95,9 @@ class ContextWindowDataset(Dataset):
             self._frames = self.entry.open_frames()
             self._labels = self.entry.open_labels() if self.with_labels else None
         ids = np.asarray(indices, dtype=np.int64)
-        x = gather_windows(self._frames, self.offsets, ids, self.context, self.pad,
-                           self.mean, self.inv_std)
+        x = gather_windows(
+            self._frames, self.offsets, ids, self.context, self.pad, self.mean, self.inv_std
+        )
         x = torch.from_numpy(x.reshape(len(ids), -1))
         if not self.with_labels:
             return (x,)
@@ -122,20 +136,30 @@ class WSJFramesDataModule(pl.LightningDataModule):
     checkpoint via ``state_dict`` so prediction uses the training statistics).
     """
 
-    def __init__(self, data_dir: str = "data/wsj", context: int = 12, batch_size: int = 1024,
-                 num_workers: int = 2, dtype: Literal["float32", "float16"] = "float32",
-                 normalize: Literal["none", "utterance", "global"] = "utterance",
-                 pad: Literal["zero", "edge"] = "zero",
-                 source: Literal["kaggle", "demo"] = "kaggle",
-                 cache_dir: str | None = None, demo_utterances: int = 2000, demo_seed: int = 0,
-                 demo_workers: int = 2) -> None:
+    def __init__(
+        self,
+        data_dir: str = "data/wsj",
+        context: int = 12,
+        batch_size: int = 1024,
+        num_workers: int = 2,
+        dtype: Literal["float32", "float16"] = "float32",
+        normalize: Literal["none", "utterance", "global"] = "utterance",
+        pad: Literal["zero", "edge"] = "zero",
+        source: Literal["kaggle", "demo"] = "kaggle",
+        cache_dir: str | None = None,
+        demo_utterances: int = 2000,
+        demo_seed: int = 0,
+        demo_workers: int = 2,
+    ) -> None:
         super().__init__()
         if context < 0:
             raise ValueError(f"context must be >= 0, got {context}")
-        for name, value, allowed in (("normalize", normalize, ("none", "utterance", "global")),
-                                     ("pad", pad, ("zero", "edge")),
-                                     ("source", source, ("kaggle", "demo")),
-                                     ("dtype", dtype, ("float32", "float16"))):
+        for name, value, allowed in (
+            ("normalize", normalize, ("none", "utterance", "global")),
+            ("pad", pad, ("zero", "edge")),
+            ("source", source, ("kaggle", "demo")),
+            ("dtype", dtype, ("float32", "float16")),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.save_hyperparameters()
@@ -147,10 +171,14 @@ class WSJFramesDataModule(pl.LightningDataModule):
 
     # -- files and cache ------------------------------------------------------------------------
     def _entry(self, split: str, need_labels: bool) -> CacheEntry:
-        return build_or_load(self.data_dir, split, cache_dir=self.hparams.cache_dir,
-                             dtype=self.hparams.dtype,
-                             utterance_norm=self.hparams.normalize == "utterance",
-                             need_labels=need_labels)
+        return build_or_load(
+            self.data_dir,
+            split,
+            cache_dir=self.hparams.cache_dir,
+            dtype=self.hparams.dtype,
+            utterance_norm=self.hparams.normalize == "utterance",
+            need_labels=need_labels,
+        )
 
     def _test_split(self) -> str:
         return "test" if (self.data_dir / "test_labels.npy").is_file() else "dev"
@@ -159,8 +187,12 @@ class WSJFramesDataModule(pl.LightningDataModule):
         if self.hparams.source == "demo" and not (self.data_dir / "train.npy").is_file():
             from data_modules.demo_corpus import build_demo_corpus  # optional extra: lazy
 
-            build_demo_corpus(self.data_dir, n_utterances=self.hparams.demo_utterances,
-                              seed=self.hparams.demo_seed, workers=self.hparams.demo_workers)
+            build_demo_corpus(
+                self.data_dir,
+                n_utterances=self.hparams.demo_utterances,
+                seed=self.hparams.demo_seed,
+                workers=self.hparams.demo_workers,
+            )
         for split in ("train", "dev"):
             self._entry(split, need_labels=True)
         if (self.data_dir / "test.npy").is_file():
@@ -171,12 +203,21 @@ class WSJFramesDataModule(pl.LightningDataModule):
             meta = self._entry("train", need_labels=False).meta
             self.global_stats = (np.array(meta["raw_mean"]), np.array(meta["raw_var"]))
         stats = self.global_stats if self.hparams.normalize == "global" else None
-        return ContextWindowDataset(self._entry(split, need_labels=with_labels),
-                                    self.hparams.context, self.hparams.pad, with_labels, stats)
+        return ContextWindowDataset(
+            self._entry(split, need_labels=with_labels),
+            self.hparams.context,
+            self.hparams.pad,
+            with_labels,
+            stats,
+        )
 
     def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": [("train", True), ("dev", True)], "validate": [("dev", True)],
-                  "test": [(self._test_split(), True)], "predict": [("test", False)]}
+        wanted = {
+            "fit": [("train", True), ("dev", True)],
+            "validate": [("dev", True)],
+            "test": [(self._test_split(), True)],
+            "predict": [("test", False)],
+        }
         todo = wanted[stage] if stage else wanted["fit"] + wanted["test"]
         for split, labels in todo:
             name = split if labels else f"{split}-unlabelled"
@@ -188,11 +229,16 @@ class WSJFramesDataModule(pl.LightningDataModule):
         workers = self.hparams.num_workers
         ds = self.datasets[name]
         # Training drops the ragged last batch: a batch of one frame breaks BatchNorm.
-        return DataLoader(ds, batch_size=self.hparams.batch_size,
-                          sampler=ChunkedRandomSampler(ds) if shuffle else None,
-                          drop_last=shuffle and len(ds) > self.hparams.batch_size,
-                          num_workers=workers, collate_fn=passthrough_collate,
-                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            sampler=ChunkedRandomSampler(ds) if shuffle else None,
+            drop_last=shuffle and len(ds) > self.hparams.batch_size,
+            num_workers=workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -210,12 +256,16 @@ class WSJFramesDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.global_stats is None:
             return {}
-        return {"global_mean": self.global_stats[0].tolist(),
-                "global_var": self.global_stats[1].tolist()}
+        return {
+            "global_mean": self.global_stats[0].tolist(),
+            "global_var": self.global_stats[1].tolist(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "global_mean" in state_dict:
-            self.global_stats = (np.array(state_dict["global_mean"]),
-                                 np.array(state_dict["global_var"]))
+            self.global_stats = (
+                np.array(state_dict["global_mean"]),
+                np.array(state_dict["global_var"]),
+            )
             for ds in self.datasets.values():  # setup may already have run
                 ds.set_global_stats(self.global_stats)

@@ -65,8 +65,9 @@ def _utterance_normalize(u: np.ndarray) -> np.ndarray:
     return (u - u.mean(axis=0)) / np.sqrt(u.var(axis=0) + _EPS)
 
 
-def _write_entry(tmp: Path, frames_path: Path, labels_path: Path | None, dtype: np.dtype,
-                 utterance_norm: bool) -> dict:
+def _write_entry(
+    tmp: Path, frames_path: Path, labels_path: Path | None, dtype: np.dtype, utterance_norm: bool
+) -> dict:
     utts, labs = read_split(frames_path, labels_path)
     lengths = np.fromiter((len(u) for u in utts), dtype=np.int64, count=len(utts))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -75,8 +76,11 @@ def _write_entry(tmp: Path, frames_path: Path, labels_path: Path | None, dtype: 
     total_sq = np.zeros(N_FEATURES)
     # Stream utterances straight to the file (no (N, 40) array in memory, no dirty mmap pages).
     with open(tmp / "frames.npy", "wb") as f:
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                  "shape": (n, N_FEATURES)}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": (n, N_FEATURES),
+        }
         np.lib.format.write_array_header_1_0(f, header)
         for i, u in enumerate(utts):
             u64 = u.astype(np.float64)
@@ -84,21 +88,34 @@ def _write_entry(tmp: Path, frames_path: Path, labels_path: Path | None, dtype: 
             total_sq += np.square(u64).sum(axis=0)
             out = (_utterance_normalize(u) if utterance_norm else u64).astype(dtype)
             if not np.isfinite(out).all():
-                raise ValueError(f"{frames_path}: utterance {i} overflows {dtype} "
-                                 f"(max |x| = {np.abs(u64).max():.3g})")
+                raise ValueError(
+                    f"{frames_path}: utterance {i} overflows {dtype} "
+                    f"(max |x| = {np.abs(u64).max():.3g})"
+                )
             out.tofile(f)
     np.save(tmp / "offsets.npy", offsets)
     if labs is not None:
         np.save(tmp / "labels.npy", np.concatenate(labs).astype(np.uint8))
     mean = total / max(n, 1)
     var = np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
-    return {"n_frames": n, "n_utterances": len(utts), "has_labels": labs is not None,
-            "raw_mean": mean.tolist(), "raw_var": var.tolist()}
+    return {
+        "n_frames": n,
+        "n_utterances": len(utts),
+        "has_labels": labs is not None,
+        "raw_mean": mean.tolist(),
+        "raw_var": var.tolist(),
+    }
 
 
-def build_or_load(data_dir: str | Path, split: str, *, cache_dir: str | Path | None = None,
-                  dtype: str = "float32", utterance_norm: bool = False,
-                  need_labels: bool = True) -> CacheEntry:
+def build_or_load(
+    data_dir: str | Path,
+    split: str,
+    *,
+    cache_dir: str | Path | None = None,
+    dtype: str = "float32",
+    utterance_norm: bool = False,
+    need_labels: bool = True,
+) -> CacheEntry:
     """Return the cache entry for ``split``, converting the source files only if needed."""
     data_dir = Path(data_dir)
     cache_root = Path(cache_dir) if cache_dir is not None else data_dir / ".wsj_cache"
@@ -107,8 +124,12 @@ def build_or_load(data_dir: str | Path, split: str, *, cache_dir: str | Path | N
         raise ValueError(f"dtype must be float32 or float16, got {dtype}")
     frames_path, labels_path = split_files(data_dir, split, need_labels)
     sources = [_fingerprint(p) for p in (frames_path, labels_path) if p is not None]
-    settings = {"version": CACHE_VERSION, "split": split, "dtype": np_dtype.name,
-                "utterance_norm": utterance_norm}
+    settings = {
+        "version": CACHE_VERSION,
+        "split": split,
+        "dtype": np_dtype.name,
+        "utterance_norm": utterance_norm,
+    }
     key = hashlib.sha256(json.dumps([settings, sources], sort_keys=True).encode()).hexdigest()
     # The prefix names what an entry is for (one source directory, split and setting); entries
     # sharing it are older versions of the same sources and are deleted once a new one exists.

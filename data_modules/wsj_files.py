@@ -8,59 +8,15 @@ numpy callables needed to rebuild arrays. Anything else is refused before it is 
 
 from __future__ import annotations
 
-import _codecs
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from data_modules.safe_pickle import UnsafePickleError, safe_load
+
 N_FEATURES = 40
 N_CLASSES = 138
-
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
-
-# What numpy's pickles name (numpy 2.x writes ``numpy._core``, numpy 1.x ``numpy.core``), mapped
-# to the objects themselves, so old files load without touching the deprecated ``numpy.core`` shim.
-_SAFE = {"_reconstruct": _multiarray._reconstruct, "scalar": _multiarray.scalar}
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    **{(mod, name): obj for mod in ("numpy._core.multiarray", "numpy.core.multiarray")
-       for name, obj in _SAFE.items()},
-    # pickle protocol 5 rebuilds contiguous arrays through _frombuffer (pure data, no code)
-    **{(mod, "_frombuffer"): _numeric._frombuffer
-       for mod in ("numpy._core.numeric", "numpy.core.numeric")},
-    # protocol 2 (Python 3 writing for Python 2) stores bytes as _codecs.encode(str, "latin1")
-    ("_codecs", "encode"): _codecs.encode,
-}
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The file's pickle asked for something other than numpy array reconstruction."""
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="latin1")  # latin1: py2-era numpy pickles hold bytes
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self._path}: refusing to unpickle global '{module}.{name}'; only numpy array "
-                f"reconstruction is allowed ({', '.join(f'{m}.{n}' for m, n in ALLOWED_GLOBALS)})"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self._path}: refusing persistent id {pid!r} in pickle")
 
 
 def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -98,7 +54,7 @@ def read_utterances(path: str | Path) -> list[np.ndarray]:
                 )
             return list(arr)
         try:
-            obj = _NumpyOnlyUnpickler(f, path).load()
+            obj = safe_load(f, str(path))
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated or corrupt pickle
@@ -108,8 +64,9 @@ def read_utterances(path: str | Path) -> list[np.ndarray]:
     out = []
     for i, utt in enumerate(obj.reshape(-1)):
         if not isinstance(utt, np.ndarray) or utt.dtype.hasobject:
-            raise ValueError(f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric "
-                             "ndarray")
+            raise ValueError(
+                f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric ndarray"
+            )
         out.append(utt)
     return out
 
@@ -130,15 +87,19 @@ def check_frames(path: Path, i: int, utt: np.ndarray) -> None:
 def check_labels(path: Path, i: int, lab: np.ndarray, n_frames: int) -> None:
     """Raise ValueError naming file and utterance index unless ``lab`` is (n_frames,) in 0..137."""
     if lab.ndim != 1 or len(lab) != n_frames:
-        raise ValueError(f"{path}: utterance {i} has labels of shape {lab.shape}, expected "
-                         f"({n_frames},) to match its frames")
+        raise ValueError(
+            f"{path}: utterance {i} has labels of shape {lab.shape}, expected "
+            f"({n_frames},) to match its frames"
+        )
     if not np.issubdtype(lab.dtype, np.integer):
         raise ValueError(f"{path}: utterance {i} has label dtype {lab.dtype}, expected integers")
     lo, hi = int(lab.min()), int(lab.max())
     if lo < 0 or hi >= N_CLASSES:
         bad = int(np.flatnonzero((lab < 0) | (lab >= N_CLASSES))[0])
-        raise ValueError(f"{path}: utterance {i} frame {bad} has label {int(lab[bad])}, expected "
-                         f"0..{N_CLASSES - 1}")
+        raise ValueError(
+            f"{path}: utterance {i} frame {bad} has label {int(lab[bad])}, expected "
+            f"0..{N_CLASSES - 1}"
+        )
 
 
 def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
@@ -164,8 +125,9 @@ def read_split(frames_path: Path, labels_path: Path | None) -> tuple[list, list 
         return utts, None
     labs = read_utterances(labels_path)
     if len(labs) != len(utts):
-        raise ValueError(f"{labels_path}: {len(labs)} label arrays but {frames_path} has "
-                         f"{len(utts)} utterances")
+        raise ValueError(
+            f"{labels_path}: {len(labs)} label arrays but {frames_path} has {len(utts)} utterances"
+        )
     for i, (u, lab) in enumerate(zip(utts, labs, strict=True)):
         check_labels(labels_path, i, lab, len(u))
     return utts, labs

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from lightning_dl.atomic import atomic_path
-from lightning_dl.classifier import Classifier
 from tqdm import tqdm
 
 from data_modules.wsj import WSJFramesDataModule
+from lightning_dl.atomic import atomic_path
+from lightning_dl.classifier import Classifier
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
 
