@@ -202,8 +202,9 @@ def _train_mlp(norm: str, steps: int = 8) -> tuple[list[float], torch.Tensor]:
     return losses, model(x[0])
 
 
-@pytest.mark.parametrize("native, custom", [("batchnorm", "custom_batchnorm"),
-                                            ("layernorm", "custom_layernorm")])
+@pytest.mark.parametrize(
+    "native, custom", [("batchnorm", "custom_batchnorm"), ("layernorm", "custom_layernorm")]
+)
 def test_mlp_with_custom_norm_follows_native_loss_curve(native, custom):
     native_losses, native_eval = _train_mlp(native)
     custom_losses, custom_eval = _train_mlp(custom)

@@ -109,8 +109,14 @@ def test_softmax_cross_entropy_is_finite_for_extreme_logits():
     np.testing.assert_allclose(grad, [[0, 0, 0], [-0.5, 0.25, 0.25]], atol=1e-12)
 
 
-TORCH_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "elu": nn.ELU,
-                     "leaky_relu": nn.LeakyReLU, "identity": nn.Identity}
+TORCH_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "identity": nn.Identity,
+}
 
 
 def torch_twin(mlp: MLP, activation: str) -> nn.Sequential:
@@ -134,8 +140,9 @@ def torch_twin(mlp: MLP, activation: str) -> nn.Sequential:
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "elu", "leaky_relu"])
 def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
     rng = np.random.default_rng(0)
-    mlp = MLP(12, 5, [16, 8], activation, lr=0.05, momentum=0.9, num_bn_layers=1,
-              init_std=0.3, seed=3)
+    mlp = MLP(
+        12, 5, [16, 8], activation, lr=0.05, momentum=0.9, num_bn_layers=1, init_std=0.3, seed=3
+    )
     net = torch_twin(mlp, activation)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     xs = rng.normal(size=(20, 16, 12))
@@ -165,8 +172,9 @@ def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
     mlp.eval()
     net.eval()
     x = rng.normal(size=(3, 12))
-    np.testing.assert_allclose(mlp.forward(x), net(torch.from_numpy(x)).detach().numpy(),
-                               atol=1e-8, rtol=0)
+    np.testing.assert_allclose(
+        mlp.forward(x), net(torch.from_numpy(x)).detach().numpy(), atol=1e-8, rtol=0
+    )
 
 
 def test_shape_errors_are_clear():
@@ -208,9 +216,30 @@ def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
     from lightning_dl.numpy_mlp.__main__ import main
 
     out = tmp_path / "run"
-    args = ["--dataset", "mnist", "--data-dir", str(mnist_dir), "--hidden", "32", "--lr", "0.1",
-            "--momentum", "0.9", "--batch-size", "16", "--steps", "60", "--init-std", "0.01",
-            "--num-bn-layers", "1", "--val-fraction", "0.25", "--out-dir", str(out)]
+    args = [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--hidden",
+        "32",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--batch-size",
+        "16",
+        "--steps",
+        "60",
+        "--init-std",
+        "0.01",
+        "--num-bn-layers",
+        "1",
+        "--val-fraction",
+        "0.25",
+        "--out-dir",
+        str(out),
+    ]
     metrics = main(args)
     printed = capsys.readouterr().out
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in printed

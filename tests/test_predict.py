@@ -27,20 +27,43 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("wsj_run")
     data = root / "data"
     write_corpus(data, train=(40, 30, 50, 9), dev=(20, 15), test=TEST_LENGTHS)
-    fit_main(["--config", str(ROOT / "configs" / "wsj_mlp.yaml"), "--run.dir", str(root / "run"),
-              "--data.data_dir", str(data), "--data.context", "3", "--data.normalize", "global",
-              "--data.batch_size", "32", "--data.num_workers", "0",
-              "--model.init_args.backbone.init_args.hidden", "[32]",
-              "--trainer.max_steps", "24", "--trainer.logger", "false",
-              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"])
+    fit_main(
+        [
+            "--config",
+            str(ROOT / "configs" / "wsj_mlp.yaml"),
+            "--run.dir",
+            str(root / "run"),
+            "--data.data_dir",
+            str(data),
+            "--data.context",
+            "3",
+            "--data.normalize",
+            "global",
+            "--data.batch_size",
+            "32",
+            "--data.num_workers",
+            "0",
+            "--model.init_args.backbone.init_args.hidden",
+            "[32]",
+            "--trainer.max_steps",
+            "24",
+            "--trainer.logger",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     return root / "run" / "checkpoints" / "best.ckpt", data
 
 
 def test_submission_has_one_row_per_test_frame_in_order(run, tmp_path):
     ckpt, data = run
     out = tmp_path / "submission.csv"
-    predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out),
-                  "--batch-size", "5"])
+    predict.main(
+        ["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out), "--batch-size", "5"]
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "id,label"
     rows = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.int64)
@@ -96,8 +119,10 @@ def test_row_count_is_checked(run, tmp_path, monkeypatch):
     ckpt, data = run
     real = predict.predict
     monkeypatch.setattr(predict, "predict", lambda *a: real(*a)[:-1])  # a loader dropping a frame
-    with pytest.raises(RuntimeError, match=f"{sum(TEST_LENGTHS) - 1} predictions for "
-                                           f"{sum(TEST_LENGTHS)} test frames"):
+    with pytest.raises(
+        RuntimeError,
+        match=f"{sum(TEST_LENGTHS) - 1} predictions for {sum(TEST_LENGTHS)} test frames",
+    ):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path / "s")])
     assert not (tmp_path / "s").exists()
 

@@ -38,8 +38,9 @@ def test_windows_match_naive_reference(tmp_path, k, pad):
     # random, unordered batches hit the same rows as the full gather
     ds = dm.datasets["train"]
     ids = np.random.default_rng(1).permutation(len(ds))[:17]
-    np.testing.assert_array_equal(ds.__getitems__(ids.tolist())[0].numpy(),
-                                  naive_windows(corpus["train"][0], k, pad)[ids])
+    np.testing.assert_array_equal(
+        ds.__getitems__(ids.tolist())[0].numpy(), naive_windows(corpus["train"][0], k, pad)[ids]
+    )
 
 
 @pytest.mark.parametrize("pad", ["zero", "edge"])
@@ -79,8 +80,9 @@ def test_float16_cache_is_close_and_separate(tmp_path):
     e16 = build_or_load(tmp_path, "train", dtype="float16")
     assert e32.path != e16.path
     assert e16.open_frames().dtype == np.float16
-    np.testing.assert_allclose(e16.open_frames(), np.concatenate(corpus["train"][0]), rtol=1e-3,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        e16.open_frames(), np.concatenate(corpus["train"][0]), rtol=1e-3, atol=1e-3
+    )
 
 
 def test_cache_reused_then_rebuilt_on_source_change(tmp_path):
@@ -142,22 +144,27 @@ def test_dataloaders_cover_every_frame(tmp_path, workers):
     np.testing.assert_allclose(val.numpy(), naive_windows(ref, 3, "zero"), atol=1e-5)
 
     dm.setup("test")  # no test labels: trainer.test evaluates on dev
-    assert torch.equal(torch.cat([y for _, y in dm.test_dataloader()]),
-                       torch.from_numpy(np.concatenate(corpus["dev"][1])))
+    assert torch.equal(
+        torch.cat([y for _, y in dm.test_dataloader()]),
+        torch.from_numpy(np.concatenate(corpus["dev"][1])),
+    )
     dm.setup("predict")  # predict: (x,) over test.npy in file order
     batches = list(dm.predict_dataloader())
     assert all(len(b) == 1 for b in batches)
     ref = [((u - u.mean(0)) / np.sqrt(u.var(0) + 1e-6)) for u in corpus["test"][0]]
-    np.testing.assert_allclose(torch.cat([b[0] for b in batches]).numpy(),
-                               naive_windows(ref, 3, "zero"), atol=1e-5)
+    np.testing.assert_allclose(
+        torch.cat([b[0] for b in batches]).numpy(), naive_windows(ref, 3, "zero"), atol=1e-5
+    )
 
 
 def test_test_split_used_when_it_has_labels(tmp_path):
     corpus = write_corpus(tmp_path, test_labels=True)
     dm = WSJFramesDataModule(str(tmp_path), context=1, num_workers=0)
     dm.setup("test")
-    assert torch.equal(torch.cat([y for _, y in dm.test_dataloader()]),
-                       torch.from_numpy(np.concatenate(corpus["test"][1])))
+    assert torch.equal(
+        torch.cat([y for _, y in dm.test_dataloader()]),
+        torch.from_numpy(np.concatenate(corpus["test"][1])),
+    )
 
 
 def test_shapes_known_before_data(tmp_path):

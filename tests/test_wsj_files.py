@@ -27,7 +27,8 @@ class _RunsCode:
 def _npy_with_payload(path, payload: bytes, shape=(1,)) -> None:
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
-            f, {"descr": "|O", "fortran_order": False, "shape": shape})
+            f, {"descr": "|O", "fortran_order": False, "shape": shape}
+        )
         f.write(payload)
 
 
@@ -36,8 +37,9 @@ def test_code_running_pickle_is_refused(tmp_path, where):
     marker = tmp_path / "pwned"
     bad = tmp_path / "train.npy"
     if where == "inside_array":
-        np.save(bad, object_array([np.zeros((2, 40), np.float32), _RunsCode(marker)]),
-                allow_pickle=True)
+        np.save(
+            bad, object_array([np.zeros((2, 40), np.float32), _RunsCode(marker)]), allow_pickle=True
+        )
     else:
         _npy_with_payload(bad, pickle.dumps(_RunsCode(marker), protocol=2))
     with pytest.raises(UnsafePickleError, match=r"train\.npy.*(posix|os)\.system"):
@@ -102,16 +104,19 @@ def _corrupt(frames, labels, case):
     return f, lab
 
 
-@pytest.mark.parametrize(("case", "file", "message"), [
-    ("width", "train.npy", r"utterance 2 has shape \(5, 39\), expected \(T, 40\)"),
-    ("length", "train_labels.npy", r"utterance 2 has labels of shape \(4,\), expected \(5,\)"),
-    ("label_high", "train_labels.npy", r"utterance 2 frame 1 has label 138, expected 0..137"),
-    ("label_negative", "train_labels.npy", r"utterance 2 frame 0 has label -1"),
-    ("nan", "train.npy", r"utterance 2 has NaN/inf values \(first at frame 1\)"),
-    ("inf", "train.npy", r"utterance 2 has NaN/inf"),
-    ("empty", "train.npy", r"utterance 2 is empty"),
-    ("count", "train_labels.npy", r"4 label arrays but .*train\.npy has 5 utterances"),
-])
+@pytest.mark.parametrize(
+    ("case", "file", "message"),
+    [
+        ("width", "train.npy", r"utterance 2 has shape \(5, 39\), expected \(T, 40\)"),
+        ("length", "train_labels.npy", r"utterance 2 has labels of shape \(4,\), expected \(5,\)"),
+        ("label_high", "train_labels.npy", r"utterance 2 frame 1 has label 138, expected 0..137"),
+        ("label_negative", "train_labels.npy", r"utterance 2 frame 0 has label -1"),
+        ("nan", "train.npy", r"utterance 2 has NaN/inf values \(first at frame 1\)"),
+        ("inf", "train.npy", r"utterance 2 has NaN/inf"),
+        ("empty", "train.npy", r"utterance 2 is empty"),
+        ("count", "train_labels.npy", r"4 label arrays but .*train\.npy has 5 utterances"),
+    ],
+)
 def test_bad_input_names_file_and_utterance(tmp_path, case, file, message):
     corpus = write_corpus(tmp_path)
     save_split(tmp_path, "train", *_corrupt(*corpus["train"], case))
@@ -122,7 +127,10 @@ def test_bad_input_names_file_and_utterance(tmp_path, case, file, message):
 def test_missing_file_lists_what_was_expected(tmp_path):
     write_corpus(tmp_path)
     (tmp_path / "dev_labels.npy").unlink()
-    with pytest.raises(FileNotFoundError, match=r"dev_labels\.npy: missing\. Expected in .*"
-                       r"dev_labels\.npy, test\.npy \(found: dev\.npy, test\.npy, train\.npy"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"dev_labels\.npy: missing\. Expected in .*"
+        r"dev_labels\.npy, test\.npy \(found: dev\.npy, test\.npy, train\.npy",
+    ):
         build_or_load(tmp_path, "dev")
     build_or_load(tmp_path, "test", need_labels=False)  # test has no labels, and needs none

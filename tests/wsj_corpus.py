@@ -26,8 +26,14 @@ def save_split(data_dir: Path, split: str, frames: list, labels: list | None) ->
         np.save(data_dir / f"{split}_labels.npy", object_array(labels), allow_pickle=True)
 
 
-def write_corpus(data_dir: Path, seed: int = 0, train=(1, 2, 5, 30, 7), dev=(3, 1, 12),
-                 test=(4, 9, 1), test_labels: bool = False) -> dict[str, tuple[list, list]]:
+def write_corpus(
+    data_dir: Path,
+    seed: int = 0,
+    train=(1, 2, 5, 30, 7),
+    dev=(3, 1, 12),
+    test=(4, 9, 1),
+    test_labels: bool = False,
+) -> dict[str, tuple[list, list]]:
     """Write train/dev/test files; short utterances (1, 2 frames) exercise both edges at once."""
     rng = np.random.default_rng(seed)
     data_dir.mkdir(parents=True, exist_ok=True)
