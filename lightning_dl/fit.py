@@ -33,9 +33,10 @@ def main(args: list[str] | None = None) -> dict:
     if trainer.is_global_zero:
         run_dir = Path(cli.config.run.dir)
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        wandb_dirs = [Path(lg.experiment.dir).parent for lg in wandb_loggers]
         for logger in wandb_loggers:
             logger.experiment.summary.update(summary)
-        wandb_dirs = [Path(lg.experiment.dir).parent for lg in wandb_loggers]
+            logger.experiment.finish()  # close the run so the next one in this process is new
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
 
