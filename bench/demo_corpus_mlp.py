@@ -28,9 +28,11 @@ def load(directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, torch
     lengths = np.array([len(y) for y in labels])
     ends = np.cumsum(lengths)
     bounds = np.repeat(np.stack([ends - lengths, ends], axis=1), lengths, axis=0)
-    return (torch.from_numpy(np.concatenate(list(frames))),
-            torch.from_numpy(np.concatenate(list(labels)).astype(np.int64)),
-            torch.from_numpy(bounds))
+    return (
+        torch.from_numpy(np.concatenate(list(frames))),
+        torch.from_numpy(np.concatenate(list(labels)).astype(np.int64)),
+        torch.from_numpy(bounds),
+    )
 
 
 def windows(x: torch.Tensor, bounds: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
@@ -72,8 +74,10 @@ def main() -> None:
     mean, std = x.mean(0), x.std(0)
     x, dx = (x - mean) / std, (dx - mean) / std
     majority = torch.bincount(y, minlength=NUM_CLASSES).argmax()
-    print(f"train {len(y)} frames, dev {len(dy)} frames; "
-          f"majority-class dev accuracy {(dy == majority).float().mean():.1%}")
+    print(
+        f"train {len(y)} frames, dev {len(dy)} frames; "
+        f"majority-class dev accuracy {(dy == majority).float().mean():.1%}"
+    )
     print(f"{'k':>3} {'input':>6} {'epochs':>6} {'train s':>8} {'dev acc':>8}")
     for k in args.k:
         torch.manual_seed(0)

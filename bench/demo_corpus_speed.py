@@ -33,19 +33,27 @@ def main() -> None:
     specs = corpus.make_specs(args.utterances, args.seed)
     check_voices(specs)
     render_all(specs[:4], 1)  # warm-up: load the library and numpy's FFT plans
-    print(f"{args.utterances} utterances, load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores (shared machine)")
-    print(f"{'workers':>7} {'frames':>8} {'wall s':>7} {'frames/s':>9} {'frames/CPU-s':>13} "
-          f"{'x realtime':>10}")
+    print(
+        f"{args.utterances} utterances, load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores (shared machine)"
+    )
+    print(
+        f"{'workers':>7} {'frames':>8} {'wall s':>7} {'frames/s':>9} {'frames/CPU-s':>13} "
+        f"{'x realtime':>10}"
+    )
     for workers in (1, 2):
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
         results, _ = render_all(specs, workers)
         wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
         frames = sum(len(labels) for _, labels in results)
-        print(f"{workers:>7} {frames:>8} {wall:>7.2f} {frames / wall:>9,.0f} "
-              f"{frames / cpu:>13,.0f} {frames / 100 / wall:>10,.0f}")
-    print(f"{'proto':>7} {'':>8} {'':>7} {PROTOTYPE_FRAMES_PER_S:>9,} {'':>13} "
-          f"{PROTOTYPE_FRAMES_PER_S / 100:>10,.0f}   (issue 5, one core)")
+        print(
+            f"{workers:>7} {frames:>8} {wall:>7.2f} {frames / wall:>9,.0f} "
+            f"{frames / cpu:>13,.0f} {frames / 100 / wall:>10,.0f}"
+        )
+    print(
+        f"{'proto':>7} {'':>8} {'':>7} {PROTOTYPE_FRAMES_PER_S:>9,} {'':>13} "
+        f"{PROTOTYPE_FRAMES_PER_S / 100:>10,.0f}   (issue 5, one core)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Label statistics of a built demo corpus: class coverage, majority-class rate, skipped states.
 
-    PYTHONPATH=. python bench/demo_corpus_stats.py /tmp/demo2000
+PYTHONPATH=. python bench/demo_corpus_stats.py /tmp/demo2000
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("directory", type=Path)
     args = parser.parse_args()
-    print(f"{'split':5} {'utts':>5} {'frames':>8} {'classes':>8} {'phonemes':>8} "
-          f"{'majority':>14} {'maj. rate':>9} {'<3 frames':>9}")
+    print(
+        f"{'split':5} {'utts':>5} {'frames':>8} {'classes':>8} {'phonemes':>8} "
+        f"{'majority':>14} {'maj. rate':>9} {'<3 frames':>9}"
+    )
     train_majority = None
     for split in ("train", "dev", "test"):
         # The generator's own output: trusted, so plain pickle loading is fine here.
@@ -36,11 +38,15 @@ def main() -> None:
         train_majority = counts.argmax() if train_majority is None else train_majority
         _, lengths = _segments(labels)  # utterance edges are SIL on both sides: no false merges
         name = f"{PHONEMES[train_majority // 3]}/{train_majority % 3}"
-        print(f"{split:5} {len(utterances):>5} {len(labels):>8} {np.count_nonzero(counts):>4}/138 "
-              f"{len(np.unique(labels // 3)):>5}/46 {name:>14} "
-              f"{counts[train_majority] / len(labels):>9.1%} {np.mean(lengths < 3):>9.1%}")
-    print("majority = train's most frequent class; its rate on each split is the accuracy of "
-          "always predicting it")
+        print(
+            f"{split:5} {len(utterances):>5} {len(labels):>8} {np.count_nonzero(counts):>4}/138 "
+            f"{len(np.unique(labels // 3)):>5}/46 {name:>14} "
+            f"{counts[train_majority] / len(labels):>9.1%} {np.mean(lengths < 3):>9.1%}"
+        )
+    print(
+        "majority = train's most frequent class; its rate on each split is the accuracy of "
+        "always predicting it"
+    )
 
 
 if __name__ == "__main__":

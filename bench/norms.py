@@ -102,11 +102,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"device={args.device} threads={torch.get_num_threads()} float32, median of "
-          f"{args.repeats}; ratio = median of per-repeat time / native "
-          "(Function vs F.*, modules vs nn.*)")
-    header = (f"{'norm':<10}{'N x D':>12}{'native ms':>11}{'Function':>10}{'native mod ms':>15}"
-              f"{'manual mod':>12}{'autograd mod':>14}")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} float32, median of "
+        f"{args.repeats}; ratio = median of per-repeat time / native "
+        "(Function vs F.*, modules vs nn.*)"
+    )
+    header = (
+        f"{'norm':<10}{'N x D':>12}{'native ms':>11}{'Function':>10}{'native mod ms':>15}"
+        f"{'manual mod':>12}{'autograd mod':>14}"
+    )
     print(header)
     print("-" * len(header))
     worst = 0.0
@@ -117,11 +121,13 @@ def main() -> None:
             times = time_steps(variants(kind, d, args.device), x, dy, args.repeats, args.device)
             ratio_fn = median_ratio(times, "function", "native_fn")
             worst = max(worst, ratio_fn)
-            print(f"{kind:<10}{f'{n}x{d}':>12}"
-                  f"{statistics.median(times['native_fn']) * 1e3:>11.3f}{ratio_fn:>9.2f}x"
-                  f"{statistics.median(times['native_mod']) * 1e3:>15.3f}"
-                  f"{median_ratio(times, 'manual_mod', 'native_mod'):>11.2f}x"
-                  f"{median_ratio(times, 'autograd_mod', 'native_mod'):>13.2f}x")
+            print(
+                f"{kind:<10}{f'{n}x{d}':>12}"
+                f"{statistics.median(times['native_fn']) * 1e3:>11.3f}{ratio_fn:>9.2f}x"
+                f"{statistics.median(times['native_mod']) * 1e3:>15.3f}"
+                f"{median_ratio(times, 'manual_mod', 'native_mod'):>11.2f}x"
+                f"{median_ratio(times, 'autograd_mod', 'native_mod'):>13.2f}x"
+            )
     print(f"worst manual Function / native: {worst:.2f}x (goal <= 1.2x)")
 
 

@@ -67,15 +67,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"torch threads={torch.get_num_threads()} OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
-          f" float32, {args.steps} timed steps")
-    print(f"{'config':<14}{'layers':>22}{'batch':>7}{'numpy st/s':>12}{'torch st/s':>12}"
-          f"{'ratio':>8}")
+    print(
+        f"torch threads={torch.get_num_threads()} OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+        f" float32, {args.steps} timed steps"
+    )
+    print(
+        f"{'config':<14}{'layers':>22}{'batch':>7}{'numpy st/s':>12}{'torch st/s':>12}{'ratio':>8}"
+    )
     for name, d_in, hidden, act, batch, n_bn in CONFIGS:
-        batches = [(rng.normal(size=(batch, d_in)).astype(np.float32),
-                    rng.integers(0, 10, batch)) for _ in range(8)]
-        mlp = MLP(d_in, 10, hidden, act, lr=1e-3, momentum=0.9, num_bn_layers=n_bn,
-                  init_std=0.01, dtype=np.float32)
+        batches = [
+            (rng.normal(size=(batch, d_in)).astype(np.float32), rng.integers(0, 10, batch))
+            for _ in range(8)
+        ]
+        mlp = MLP(
+            d_in,
+            10,
+            hidden,
+            act,
+            lr=1e-3,
+            momentum=0.9,
+            num_bn_layers=n_bn,
+            init_std=0.01,
+            dtype=np.float32,
+        )
 
         def numpy_step(x, y, mlp=mlp):
             mlp.zero_grads()
@@ -92,11 +106,14 @@ def main() -> None:
             nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
 
-        np_rate, torch_rate = interleaved_rates([numpy_step, torch_step], [batches, tbatches],
-                                                args.steps)
+        np_rate, torch_rate = interleaved_rates(
+            [numpy_step, torch_step], [batches, tbatches], args.steps
+        )
         layers = "-".join(str(v) for v in [d_in, *hidden, 10]) + f" {act}"
-        print(f"{name:<14}{layers:>22}{batch:>7}{np_rate:>12.1f}{torch_rate:>12.1f}"
-              f"{np_rate / torch_rate:>7.2f}x")
+        print(
+            f"{name:<14}{layers:>22}{batch:>7}{np_rate:>12.1f}{torch_rate:>12.1f}"
+            f"{np_rate / torch_rate:>7.2f}x"
+        )
 
 
 if __name__ == "__main__":

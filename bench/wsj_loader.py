@@ -82,8 +82,13 @@ def run_ours(args: argparse.Namespace) -> dict:
     from data_modules.wsj import WSJFramesDataModule
 
     base = _status_kb("VmRSS")
-    dm = WSJFramesDataModule(str(args.data_dir), context=args.k, batch_size=args.batch_size,
-                             num_workers=0, normalize="utterance")
+    dm = WSJFramesDataModule(
+        str(args.data_dir),
+        context=args.k,
+        batch_size=args.batch_size,
+        num_workers=0,
+        normalize="utterance",
+    )
     dm.setup("fit")
     n = 0
     t0 = time.perf_counter()
@@ -124,8 +129,12 @@ def run_naive(args: argparse.Namespace) -> dict:
         n += len(xb)
         if time.perf_counter() - t0 > args.seconds:
             break
-    return {"frames_per_s": n / (time.perf_counter() - t0), "frames": m, "build_s": build,
-            "base_kb": base}
+    return {
+        "frames_per_s": n / (time.perf_counter() - t0),
+        "frames": m,
+        "build_s": build,
+        "base_kb": base,
+    }
 
 
 def run_model(args: argparse.Namespace) -> dict:
@@ -148,17 +157,39 @@ def run_model(args: argparse.Namespace) -> dict:
         loss.backward()
         opt.step()
         steps += 1
-    return {"frames_per_s": (steps - 2) * args.batch_size / (time.perf_counter() - t0),
-            "base_kb": _status_kb("VmRSS"), "threads": torch.get_num_threads()}
+    return {
+        "frames_per_s": (steps - 2) * args.batch_size / (time.perf_counter() - t0),
+        "base_kb": _status_kb("VmRSS"),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ------------------------------------------------------------------ driver (parent side)
 def measure(args: argparse.Namespace, mode: str, k: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--k", str(k), "--data-dir",
-           str(args.data_dir), "--batch-size", str(args.batch_size), "--seconds",
-           str(args.seconds), "--naive-max-gb", str(args.naive_max_gb)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--k",
+        str(k),
+        "--data-dir",
+        str(args.data_dir),
+        "--batch-size",
+        str(args.batch_size),
+        "--seconds",
+        str(args.seconds),
+        "--naive-max-gb",
+        str(args.naive_max_gb),
+    ]
+    out = subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -187,10 +218,14 @@ def main() -> None:
     conv = measure(args, "convert", 0)
     raw_mb = conv["frames"] * 160 / 2**20
     conv_x = (conv["peak_kb"] - conv["base_kb"]) / 1024 / raw_mb
-    print(f"corpus: {conv['frames']:,} train frames, raw {raw_mb:.0f} MB; cache conversion "
-          f"{conv['seconds']:.1f} s, peak RSS +{conv_x:.2f}x raw; batch {args.batch_size}\n")
-    head = (f"{'k':>3} {'ours fr/s':>10} {'naive fr/s':>10} {'model fr/s':>10} {'ours/model':>10}"
-            f" {'ours RSS':>15} {'naive RSS':>15} {'naive frames':>12} {'naive build':>11}")
+    print(
+        f"corpus: {conv['frames']:,} train frames, raw {raw_mb:.0f} MB; cache conversion "
+        f"{conv['seconds']:.1f} s, peak RSS +{conv_x:.2f}x raw; batch {args.batch_size}\n"
+    )
+    head = (
+        f"{'k':>3} {'ours fr/s':>10} {'naive fr/s':>10} {'model fr/s':>10} {'ours/model':>10}"
+        f" {'ours RSS':>15} {'naive RSS':>15} {'naive frames':>12} {'naive build':>11}"
+    )
     print(head + "\n" + "-" * len(head), flush=True)
     for k in args.contexts:
         ours, naive, model = (measure(args, m, k) for m in ("ours", "naive", "model"))
@@ -198,13 +233,17 @@ def main() -> None:
         naive_mb = (naive["peak_kb"] - naive["base_kb"]) / 1024
         naive_raw = naive["frames"] * 160 / 2**20
         ratio = ours["frames_per_s"] / model["frames_per_s"]
-        print(f"{k:>3} {ours['frames_per_s']:>10,.0f} {naive['frames_per_s']:>10,.0f} "
-              f"{model['frames_per_s']:>10,.0f} {ratio:>9.1f}x"
-              f" {ours_mb:>6.0f}MB {ours_mb / raw_mb:>5.2f}x {naive_mb:>6.0f}MB "
-              f"{naive_mb / naive_raw:>5.2f}x {naive['frames']:>12,} {naive['build_s']:>10.1f}s",
-              flush=True)
-    print("\nRSS = peak (VmHWM) minus RSS after imports, and as a multiple of the raw bytes of the "
-          "frames that loader holds.\nGoals: ours/model >= 10x; ours RSS <= 1.3x raw.")
+        print(
+            f"{k:>3} {ours['frames_per_s']:>10,.0f} {naive['frames_per_s']:>10,.0f} "
+            f"{model['frames_per_s']:>10,.0f} {ratio:>9.1f}x"
+            f" {ours_mb:>6.0f}MB {ours_mb / raw_mb:>5.2f}x {naive_mb:>6.0f}MB "
+            f"{naive_mb / naive_raw:>5.2f}x {naive['frames']:>12,} {naive['build_s']:>10.1f}s",
+            flush=True,
+        )
+    print(
+        "\nRSS = peak (VmHWM) minus RSS after imports, and as a multiple of the raw bytes of the "
+        "frames that loader holds.\nGoals: ours/model >= 10x; ours RSS <= 1.3x raw."
+    )
 
 
 if __name__ == "__main__":

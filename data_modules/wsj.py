@@ -184,7 +184,9 @@ class WSJFramesDataModule(pl.LightningDataModule):
         return "test" if (self.data_dir / "test_labels.npy").is_file() else "dev"
 
     def prepare_data(self) -> None:
-        if self.hparams.source == "demo" and not (self.data_dir / "train.npy").is_file():
+        if self.hparams.source == "demo":
+            # Cheap when the corpus on disk matches the request; a different request is refused
+            # (FileExistsError) rather than silently training on the old corpus.
             from data_modules.demo_corpus import build_demo_corpus  # optional extra: lazy
 
             build_demo_corpus(

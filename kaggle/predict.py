@@ -35,18 +35,23 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     if not hp:
         config = ckpt_path.resolve().parent.parent / "config.yaml"
         if not config.is_file():
-            raise ValueError(f"{ckpt_path}: no DataModule hyperparameters in the checkpoint and "
-                             f"no run config at {config}")
+            raise ValueError(
+                f"{ckpt_path}: no DataModule hyperparameters in the checkpoint and "
+                f"no run config at {config}"
+            )
         data = yaml.safe_load(config.read_text())["data"]
         hp = data.get("init_args", data)
     if "context" not in hp:
-        raise ValueError(f"{ckpt_path}: the DataModule settings {sorted(hp)} are not a WSJ "
-                         "frames DataModule's (no 'context')")
+        raise ValueError(
+            f"{ckpt_path}: the DataModule settings {sorted(hp)} are not a WSJ "
+            "frames DataModule's (no 'context')"
+        )
     return {key: hp[key] for key in DM_KEYS if key in hp}
 
 
-def predict(model: Classifier, dm: WSJFramesDataModule, loader: Any, device: torch.device,
-            desc: str) -> np.ndarray:
+def predict(
+    model: Classifier, dm: WSJFramesDataModule, loader: Any, device: torch.device, desc: str
+) -> np.ndarray:
     """Class index of every frame, in loader order."""
     out = []
     with torch.inference_mode():
@@ -55,8 +60,9 @@ def predict(model: Classifier, dm: WSJFramesDataModule, loader: Any, device: tor
             batch = dm.on_after_batch_transfer(batch, 0)
             logits = model(batch[0])
             if i == 0 and logits.shape[-1] != dm.num_classes:
-                raise ValueError(f"model outputs {logits.shape[-1]} classes, data has "
-                                 f"{dm.num_classes}")
+                raise ValueError(
+                    f"model outputs {logits.shape[-1]} classes, data has {dm.num_classes}"
+                )
             out.append(logits.argmax(-1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
@@ -77,24 +83,34 @@ def main(argv: list[str] | None = None) -> float | Path:
         p.error(f"{args.out} exists; pass --overwrite to replace it")
     if not args.ckpt.is_file():
         p.error(f"{args.ckpt}: checkpoint not found")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
 
     ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     settings = datamodule_settings(ckpt, args.ckpt)
-    dm = WSJFramesDataModule(str(args.data_dir), batch_size=args.batch_size,
-                             num_workers=args.num_workers, **settings)
+    dm = WSJFramesDataModule(
+        str(args.data_dir), batch_size=args.batch_size, num_workers=args.num_workers, **settings
+    )
     dm.load_state_dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
     if dm.hparams.normalize == "global" and dm.global_stats is None:
-        raise ValueError(f"{args.ckpt}: trained with global normalisation but the checkpoint "
-                         "holds no training statistics")
+        raise ValueError(
+            f"{args.ckpt}: trained with global normalisation but the checkpoint "
+            "holds no training statistics"
+        )
     model = Classifier.load_from_checkpoint(args.ckpt, map_location=device, weights_only=False)
     model.eval()
     hp = model.hparams
     if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
-        raise ValueError(f"{args.ckpt}: model expects input {tuple(hp.input_shape)} -> "
-                         f"{hp.num_classes} classes; the data gives {dm.input_shape} -> "
-                         f"{dm.num_classes}")
+        raise ValueError(
+            f"{args.ckpt}: model expects input {tuple(hp.input_shape)} -> "
+            f"{hp.num_classes} classes; the data gives {dm.input_shape} -> "
+            f"{dm.num_classes}"
+        )
 
     if args.split == "dev":
         dm.setup("validate")

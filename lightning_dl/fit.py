@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pytorch_lightning.loggers import WandbLogger
 
+from lightning_dl.atomic import point_symlink
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.run_summary import collect_summary, finish_run
 
@@ -37,6 +38,7 @@ def main(args: list[str] | None = None) -> dict:
         for logger in wandb_loggers:
             logger.experiment.summary.update(summary)
             logger.experiment.finish()  # close the run so the next one in this process is new
+        point_symlink(run_dir.parent / "latest", run_dir.name)  # runs/<name>/latest -> newest
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
 

@@ -56,7 +56,13 @@ def _wsj_corpus(data_dir: Path) -> Path:
 
 
 def test_there_are_configs():
-    assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "mnist_mlp.yaml", "cifar10_mlp.yaml"}
+    assert {p.name for p in CONFIGS} >= {
+        "quickstart.yaml",
+        "synthetic_mlp.yaml",
+        "mnist_mlp.yaml",
+        "cifar10_mlp.yaml",
+        "wsj_mlp.yaml",
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

@@ -60,8 +60,9 @@ def test_files_are_valid_kaggle_arrays(tiny):
 
 def test_dev_and_test_voices_are_held_out():
     specs = corpus.make_specs(300, seed=0)
-    variants = {s: {sp.voice.partition("+")[2] for sp in specs if sp.split == s}
-                for s in corpus.SPLITS}
+    variants = {
+        s: {sp.voice.partition("+")[2] for sp in specs if sp.split == s} for s in corpus.SPLITS
+    }
     assert variants["train"].isdisjoint(variants["dev"] | variants["test"])
     assert variants["dev"].isdisjoint(variants["test"])
     assert len({sp.voice.partition("+")[0] for sp in specs if sp.split == "dev"}) > 4
@@ -165,7 +166,11 @@ def test_move_closures_back_stops_at_previous_onset_and_cap():
     assert phonemes.move_closures_back(audio, ids, onsets, 5).tolist() == [0, 25, 32, 36]
     later = np.array([0, 15, 30, 36])  # previous onset inside the silence: stop just after it
     assert phonemes.move_closures_back(audio, np.array([aa, aa, t, t]), later, 100).tolist() == [
-        0, 15, 16, 36]
+        0,
+        15,
+        16,
+        36,
+    ]
 
 
 def test_frame_labels_states_are_thirds_and_pauses_merge():
@@ -175,8 +180,18 @@ def test_frame_labels_states_are_thirds_and_pauses_merge():
     centres = np.array([0.05, 0.15, 0.25, 0.31, 0.39, 0.45, 0.59, 0.61, 0.79, 0.95])
     got = phonemes.frame_labels(ids, starts, speech_end=0.9, total=1.0, centres=centres)
     # AA [0, .3); one pause [.3, .6) (two merged events); B [.6, .9); trailing pause [.9, 1)
-    want = [aa * 3, aa * 3 + 1, aa * 3 + 2, SIL * 3, SIL * 3, SIL * 3 + 1, SIL * 3 + 2,
-            b * 3, b * 3 + 1, SIL * 3 + 1]
+    want = [
+        aa * 3,
+        aa * 3 + 1,
+        aa * 3 + 2,
+        SIL * 3,
+        SIL * 3,
+        SIL * 3 + 1,
+        SIL * 3 + 2,
+        b * 3,
+        b * 3 + 1,
+        SIL * 3 + 1,
+    ]
     assert got.tolist() == want
 
 
@@ -193,8 +208,9 @@ def test_resample_keeps_a_tone():
     t = np.arange(22050) / 22050
     out = features.resample(np.sin(2 * np.pi * 440 * t), 22050, 16000)
     assert len(out) == 16000
-    assert np.allclose(out[500:-500], np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)[500:-500],
-                       atol=1e-6)
+    assert np.allclose(
+        out[500:-500], np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)[500:-500], atol=1e-6
+    )
 
 
 def test_missing_espeak_gives_install_hint(monkeypatch):

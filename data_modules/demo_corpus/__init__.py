@@ -8,5 +8,11 @@ only to build the corpus: `pip install -e ".[demo]"`. Importing this package doe
 from .generate import FILES, build_demo_corpus, corpus_matches, read_manifest
 from .phonemes import NUM_CLASSES, PHONEMES
 
-__all__ = ["FILES", "NUM_CLASSES", "PHONEMES", "build_demo_corpus", "corpus_matches",
-           "read_manifest"]
+__all__ = [
+    "FILES",
+    "NUM_CLASSES",
+    "PHONEMES",
+    "build_demo_corpus",
+    "corpus_matches",
+    "read_manifest",
+]

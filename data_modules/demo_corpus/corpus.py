@@ -20,8 +20,20 @@ ACCENTS = (
     "en-gb-x-gbcwmd",
 )  # fmt: skip
 VARIANTS = {
-    "train": ("", "m1", "m3", "m4", "m5", "f1", "klatt", "klatt2", "Annie", "belinda", "Alex",
-              "Michael"),
+    "train": (
+        "",
+        "m1",
+        "m3",
+        "m4",
+        "m5",
+        "f1",
+        "klatt",
+        "klatt2",
+        "Annie",
+        "belinda",
+        "Alex",
+        "Michael",
+    ),
     "dev": ("m6", "aunty", "klatt3"),
     "test": ("m7", "linda", "klatt4"),
 }
@@ -31,8 +43,9 @@ HELD_OUT_FRACTION = 0.1  # of the utterances, for dev and for test each
 def split_sizes(n_utterances: int) -> dict[str, int]:
     """Utterances per split: 10% dev, 10% test (at least one each), the rest train."""
     if n_utterances < 3:
-        raise ValueError(f"a demo corpus needs at least 3 utterances (one per split), got "
-                         f"{n_utterances}")
+        raise ValueError(
+            f"a demo corpus needs at least 3 utterances (one per split), got {n_utterances}"
+        )
     held_out = max(1, int(round(n_utterances * HELD_OUT_FRACTION)))
     return {"train": n_utterances - 2 * held_out, "dev": held_out, "test": held_out}
 

@@ -15,16 +15,48 @@ NAMES = _W(
     "Olsen Patel Quinn Robinson Schmidt Thompson Vaughn Walker Young Zimmerman Brooks Foster"
 )
 COMPANIES = [
-    "General Motors", "the Chase bank", "Texas Instruments", "Boeing", "a Chicago insurer",
-    "the airline", "the steel maker", "the utility", "a Boston brokerage", "the chemical group",
-    "the retailer", "the software company", "a Dallas oil producer", "the food giant",
-    "the publisher", "a Japanese electronics firm", "the drug maker", "the mining concern",
+    "General Motors",
+    "the Chase bank",
+    "Texas Instruments",
+    "Boeing",
+    "a Chicago insurer",
+    "the airline",
+    "the steel maker",
+    "the utility",
+    "a Boston brokerage",
+    "the chemical group",
+    "the retailer",
+    "the software company",
+    "a Dallas oil producer",
+    "the food giant",
+    "the publisher",
+    "a Japanese electronics firm",
+    "the drug maker",
+    "the mining concern",
 ]
 SUBJECTS = [
-    "the company", "the chairman", "the board", "analysts", "investors", "the treasury",
-    "the federal reserve", "a spokesman", "the union", "economists", "the government",
-    "traders", "the chief executive", "congress", "the agency", "shareholders", "the lawyers",
-    "regulators", "the auditors", "the committee", "bond dealers", "the pension fund",
+    "the company",
+    "the chairman",
+    "the board",
+    "analysts",
+    "investors",
+    "the treasury",
+    "the federal reserve",
+    "a spokesman",
+    "the union",
+    "economists",
+    "the government",
+    "traders",
+    "the chief executive",
+    "congress",
+    "the agency",
+    "shareholders",
+    "the lawyers",
+    "regulators",
+    "the auditors",
+    "the committee",
+    "bond dealers",
+    "the pension fund",
 ]
 ADJECTIVES = _W(
     "sharp modest steady unexpected weak strong quarterly annual national foreign domestic "
@@ -54,9 +86,20 @@ VERBS_BASE = _W(
 )
 SAY = _W("said added noted argued warned insisted suggested conceded explained")
 TIMES = [
-    "last week", "on Tuesday", "on Friday", "yesterday", "this morning", "last year",
-    "in the third quarter", "in the first half", "since January", "by the end of March",
-    "earlier this month", "over the past decade", "in late trading", "next spring",
+    "last week",
+    "on Tuesday",
+    "on Friday",
+    "yesterday",
+    "this morning",
+    "last year",
+    "in the third quarter",
+    "in the first half",
+    "since January",
+    "by the end of March",
+    "earlier this month",
+    "over the past decade",
+    "in late trading",
+    "next spring",
 ]
 PLACES = ["New York", "Manhattan"] + _W(
     "London Tokyo Chicago Boston Detroit Houston Frankfurt Paris Washington Ohio Texas "
@@ -83,8 +126,9 @@ def _number(rng: np.random.Generator) -> str:
 
 def _noun_phrase(rng: np.random.Generator) -> str:
     det = _pick(rng, ["the", "a", "its", "their", "this"])
-    words = f"{_pick(rng, ADJECTIVES)} {_pick(rng, NOUNS)}" if rng.random() < 0.6 else _pick(
-        rng, NOUNS)
+    words = (
+        f"{_pick(rng, ADJECTIVES)} {_pick(rng, NOUNS)}" if rng.random() < 0.6 else _pick(rng, NOUNS)
+    )
     if det == "a" and words[0] in "aeiou":
         det = "an"
     return f"{det} {words}"
@@ -104,15 +148,21 @@ def _clause(rng: np.random.Generator) -> str:
     if kind == 0:
         return f"{_actor(rng)} {_pick(rng, VERBS_PAST)} {_noun_phrase(rng)} {_pick(rng, TIMES)}"
     if kind == 1:
-        return (f"{_noun_phrase(rng)} {_pick(rng, ['rose', 'fell', 'climbed', 'slipped'])} "
-                f"{_number(rng)} {_pick(rng, TIMES)}")
+        return (
+            f"{_noun_phrase(rng)} {_pick(rng, ['rose', 'fell', 'climbed', 'slipped'])} "
+            f"{_number(rng)} {_pick(rng, TIMES)}"
+        )
     if kind == 2:
-        return (f"{_actor(rng)} {_pick(rng, ['agreed', 'plans', 'refused', 'hopes'])} to "
-                f"{_pick(rng, VERBS_BASE)} {_noun_phrase(rng)} {_pick(rng, PREPS)} "
-                f"{_pick(rng, PLACES)}")
+        return (
+            f"{_actor(rng)} {_pick(rng, ['agreed', 'plans', 'refused', 'hopes'])} to "
+            f"{_pick(rng, VERBS_BASE)} {_noun_phrase(rng)} {_pick(rng, PREPS)} "
+            f"{_pick(rng, PLACES)}"
+        )
     if kind == 3:
-        return (f"{_noun_phrase(rng)} {_pick(rng, PREPS)} {_pick(rng, PLACES)} was "
-                f"{_pick(rng, ADVERBS)} {_pick(rng, VERBS_PAST)}")
+        return (
+            f"{_noun_phrase(rng)} {_pick(rng, PREPS)} {_pick(rng, PLACES)} was "
+            f"{_pick(rng, ADVERBS)} {_pick(rng, VERBS_PAST)}"
+        )
     return f"{_actor(rng)} {_pick(rng, ['owns', 'lost', 'gained', 'owes'])} {_number(rng)}"
 
 

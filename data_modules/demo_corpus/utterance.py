@@ -31,16 +31,18 @@ class UtteranceSpec:
 
 def render(spec: UtteranceSpec, synth: espeak.Synthesizer) -> tuple[np.ndarray, np.ndarray]:
     """(T, 40) float32 log-mel frames and (T,) int64 classes in 0..137 for one utterance."""
-    out = synth.synthesize(spec.text, spec.voice, spec.rate, spec.pitch, spec.pitch_range,
-                           seed=spec.seed)
+    out = synth.synthesize(
+        spec.text, spec.voice, spec.rate, spec.pitch, spec.pitch_range, seed=spec.seed
+    )
     where = f"utterance {spec.index} ({spec.voice}): {spec.text!r}"
     if len(out.audio) == 0 or len(out.phonemes) == 0:
         raise RuntimeError(f"eSpeak produced no audio or phonemes for {where}")
     if np.any(np.diff(out.onsets) < 0):
         raise RuntimeError(f"eSpeak phoneme events out of order for {where}")
     ids = phonemes.to_phoneme_ids(out.phonemes, context=where)
-    onsets = phonemes.move_closures_back(out.audio, ids, out.onsets,
-                                         int(MAX_CLOSURE_S * espeak.SAMPLE_RATE))
+    onsets = phonemes.move_closures_back(
+        out.audio, ids, out.onsets, int(MAX_CLOSURE_S * espeak.SAMPLE_RATE)
+    )
 
     speech = features.resample(out.audio, espeak.SAMPLE_RATE) * 10 ** (spec.gain_db / 20)
     lead = int(round(spec.lead_s * features.SAMPLE_RATE))

@@ -85,7 +85,10 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
             dx,
             dgamma if need_gamma else None,
             dbeta if need_beta else None,
-            None, None, None, None,
+            None,
+            None,
+            None,
+            None,
         )
 
 

@@ -6,7 +6,18 @@ from lightning_dl.numpy_mlp.modules import BatchNorm, Linear, Module, SoftmaxCro
 from lightning_dl.numpy_mlp.training import TrainingStats, evaluate, get_training_stats
 
 __all__ = [
-    "ELU", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Tanh",
-    "MLP", "BatchNorm", "Linear", "Module", "SoftmaxCrossEntropy",
-    "TrainingStats", "evaluate", "get_training_stats",
+    "ELU",
+    "Identity",
+    "LeakyReLU",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "MLP",
+    "BatchNorm",
+    "Linear",
+    "Module",
+    "SoftmaxCrossEntropy",
+    "TrainingStats",
+    "evaluate",
+    "get_training_stats",
 ]

@@ -46,8 +46,13 @@ def _channels_first(images: np.ndarray) -> np.ndarray:
 
 
 def load_arrays(
-    dataset: str, data_dir: str, *, preprocess: str = "standardize", val_fraction: float = 0.1,
-    seed: int = 0, dtype: np.dtype | type = np.float32,
+    dataset: str,
+    data_dir: str,
+    *,
+    preprocess: str = "standardize",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    dtype: np.dtype | type = np.float32,
 ) -> Arrays:
     """Train/val/test splits as flat float features; val is a seeded random hold-out."""
     if not 0.0 < val_fraction < 1.0:

@@ -40,7 +40,11 @@ class Linear(Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, init_std: float, rng: np.random.Generator,
+        self,
+        in_features: int,
+        out_features: int,
+        init_std: float,
+        rng: np.random.Generator,
         dtype: np.dtype | type = np.float64,
     ) -> None:
         super().__init__()
@@ -69,8 +73,13 @@ class BatchNorm(Module):
     Eval: normalise with the running statistics (a fixed affine map), so one sample works.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 dtype: np.dtype | type = np.float64) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        dtype: np.dtype | type = np.float64,
+    ) -> None:
         super().__init__()
         self.eps, self.momentum = eps, momentum
         self.params = {"gamma": np.ones(num_features, dtype), "beta": np.zeros(num_features, dtype)}

@@ -40,9 +40,19 @@ def _curve(title: str, ylabel: str, series: dict[str, list[float]], path: Path) 
 def save_curves(stats: TrainingStats, out_dir: Path) -> list[Path]:
     """Write loss_curve.png and accuracy_curve.png into out_dir; return their paths."""
     loss_path, acc_path = out_dir / "loss_curve.png", out_dir / "accuracy_curve.png"
-    _curve("Cross-entropy", "loss",
-           {"train": stats.train_losses, "validation": stats.val_losses}, loss_path)
-    _curve("Accuracy", "accuracy",
-           {"train": [1 - e for e in stats.train_errors],
-            "validation": [1 - e for e in stats.val_errors]}, acc_path)
+    _curve(
+        "Cross-entropy",
+        "loss",
+        {"train": stats.train_losses, "validation": stats.val_losses},
+        loss_path,
+    )
+    _curve(
+        "Accuracy",
+        "accuracy",
+        {
+            "train": [1 - e for e in stats.train_errors],
+            "validation": [1 - e for e in stats.val_errors],
+        },
+        acc_path,
+    )
     return [loss_path, acc_path]
