@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from lightning_dl.atomic import write_text_atomic
+from lightning_dl.atomic import point_symlink, write_text_atomic
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.curves import plot_curves
 from lightning_dl.run_summary import collect_summary, failure_report, finish_run, write_status
@@ -48,6 +48,7 @@ def main(args: list[str] | None = None) -> dict:
         for logger in wandb_loggers:
             logger.experiment.summary.update(summary)
             logger.experiment.finish()  # close the run so the next one in this process is new
+        point_symlink(run_dir.parent / "latest", run_dir.name)  # runs/<name>/latest -> newest
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
 

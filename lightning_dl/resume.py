@@ -35,7 +35,9 @@ def newest_unfinished_run(parent: str | Path) -> Path | None:
     if not parent.is_dir():
         return None
     candidates = [
-        d for d in parent.iterdir() if d.is_dir() and last_checkpoint(d) and not is_finished(d)
+        d
+        for d in parent.iterdir()
+        if d.is_dir() and not d.is_symlink() and last_checkpoint(d) and not is_finished(d)
     ]
     if not candidates:
         return None

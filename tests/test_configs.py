@@ -14,6 +14,7 @@ import yaml
 
 from lightning_dl.fit import main
 from tests.datafiles import write_cifar10, write_mnist
+from tests.wsj_corpus import write_corpus
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -30,6 +31,14 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
         "--data.val_split",
         "16",
     ],
+    "data_modules.wsj.WSJFramesDataModule": lambda d: [
+        "--data.data_dir",
+        str(_wsj_corpus(d / "wsj")),
+        "--data.source",
+        "kaggle",
+        "--data.num_workers",
+        "0",
+    ],
     "data_modules.synthetic.SyntheticClustersDataModule": lambda d: [
         "--data.num_train",
         "256",
@@ -41,8 +50,19 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
 }
 
 
+def _wsj_corpus(data_dir: Path) -> Path:
+    write_corpus(data_dir, train=(40, 60, 30), dev=(30, 20), test=(25,))
+    return data_dir
+
+
 def test_there_are_configs():
-    assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "mnist_mlp.yaml", "cifar10_mlp.yaml"}
+    assert {p.name for p in CONFIGS} >= {
+        "quickstart.yaml",
+        "synthetic_mlp.yaml",
+        "mnist_mlp.yaml",
+        "cifar10_mlp.yaml",
+        "wsj_mlp.yaml",
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

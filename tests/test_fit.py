@@ -16,7 +16,7 @@ from lightning_dl.fit import main
 from lightning_dl.tracking.wandb_offline import read_offline_run
 
 ROOT = Path(__file__).parent.parent
-QUICK = str(ROOT / "configs" / "quickstart.yaml")
+QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
 SMALL = ["--data.num_train", "512", "--data.num_val", "128", "--data.num_test", "128"]
 
 
@@ -66,6 +66,7 @@ def test_run_directory_has_everything(tmp_path):
     best_val = max(float(r["val/acc"]) for r in rows if r.get("val/acc"))
     assert saved["best_val/acc"] == pytest.approx(best_val)
     assert saved["test/acc"] > 0.5  # the synthetic clusters are learnable in 40 steps
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
     # The best checkpoint reloads on its own and predicts with the trained weights.
     model = Classifier.load_from_checkpoint(saved["best_checkpoint"], map_location="cpu")
     assert model.hparams.num_classes == 10 and model.hparams.input_shape == (32,)

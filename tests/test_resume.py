@@ -18,8 +18,9 @@ from lightning_dl.tracking.wandb_offline import read_offline_run
 from tests.tiny_runs import run_fit, tiny_args
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
-# 15 falls inside epoch 1 (7 of its 8 batches done), so the resume is mid-epoch.
-RUN = ("--model.backbone.init_args.dropout", "0.2", "--run.checkpoint_every_n_steps", "5")
+# 18 falls inside epoch 2 (2 of its 8 batches done), so the resume is mid-epoch; it is not a
+# logging step (every 5), so the training accuracy accumulated since step 15 must be restored.
+RUN = ("--model.backbone.init_args.dropout", "0.2", "--run.checkpoint_every_n_steps", "6")
 
 
 def _state(ckpt: Path) -> dict:
@@ -32,13 +33,13 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     killed = run_fit(
         tiny_args(
             *RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
-            "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "18",
+            "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "19",
         )
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     run_dir = newest_unfinished_run(tmp_path / "runs" / "b")
     assert (
-        run_dir is not None and _state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 15
+        run_dir is not None and _state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 18
     )
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
 
@@ -113,6 +114,7 @@ def test_newest_unfinished_run_skips_finished_and_checkpointless(tmp_path):
         return d
 
     make("1-done", "completed", True, 300)
+    (tmp_path / "latest").symlink_to("1-done")  # fit's runs/<name>/latest link is no candidate
     make("2-empty", "running", False, 0)
     older = make("3-failed", "failed", True, 100)
     newer = make("4-killed", "running", True, 200)

@@ -47,7 +47,7 @@ def test_sweep_runs_skips_finished_and_resumes_unfinished(tmp_path, capsys):
             "--metric", "val/acc", "--", *TINY]  # fmt: skip
     assert main(args) == 0
 
-    runs = sorted((out / "runs").iterdir())
+    runs = sorted(d for d in (out / "runs").iterdir() if not d.is_symlink())  # not runs/latest
     assert len(runs) == 2
     for run_dir in runs:
         summary = json.loads((run_dir / "summary.json").read_text())

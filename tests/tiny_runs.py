@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-QUICK = str(ROOT / "configs" / "quickstart.yaml")
+QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
 
 
 def tiny_args(*extra: str, steps: int = 30) -> list[str]:
