@@ -123,7 +123,10 @@ class ExactResume(Callback):
     # -- randomness --------------------------------------------------------------------------
     def _reseed(self, trainer: pl.Trainer) -> None:
         seed = batch_seed(self.seed, *self.position, trainer.global_rank)
-        torch.manual_seed(seed)
+        # torch.manual_seed costs ~0.1 ms (it visits every backend); the generators in use suffice
+        torch.default_generator.manual_seed(seed)
+        if torch.cuda.is_initialized():
+            torch.cuda.manual_seed_all(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
 
