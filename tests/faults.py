@@ -52,3 +52,16 @@ class RecordBatches(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"rank{trainer.global_rank}.json"
         path.write_text(json.dumps({str(k): v for k, v in self.rows.items()}))
+
+
+class NanInputOnRank(Callback):
+    """Put a NaN into one rank's batch at ``step``, so only that rank's loss is NaN."""
+
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            batch[0][0, 0] = float("nan")  # the batch is a gathered copy, not the dataset

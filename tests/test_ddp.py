@@ -81,6 +81,25 @@ def test_exception_in_one_rank_does_not_hang_the_other(tmp_path):
     print(f"failed run ended after {time.monotonic() - started:.1f} s")
 
 
+def test_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_fit(
+        tiny_args(
+            *DDP, "--run.dir", str(run_dir), "--trainer.logger", "false",
+            "--trainer.callbacks+=tests.faults.NanInputOnRank",
+            "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "5",
+        ),
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode != 0
+    rank0 = json.loads((run_dir / "summary.json").read_text())
+    rank1 = json.loads((run_dir / "errors" / "rank1.json").read_text())
+    assert rank0["status"] == rank1["status"] == "failed"
+    assert rank0["global_step"] == rank1["global_step"] == 5
+    assert "non-finite training loss on another rank at global step 5" in rank0["error"]
+    assert "non-finite training loss nan on rank 1 at global step 5" in rank1["error"]
+
+
 def test_prediction_csv_is_byte_identical_under_ddp(tmp_path):
     def predict(devices: int) -> tuple[bytes, bytes]:
         out, naive = tmp_path / f"{devices}.csv", tmp_path / f"{devices}-naive.csv"
