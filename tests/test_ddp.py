@@ -1,5 +1,5 @@
 """DDP on CPU (gloo, 2 processes): parity with 1 process, every sample once, rank-0-only writes,
-no hang when one rank fails, prediction files byte-identical to the single-process ones.
+no hang when one rank fails (exception or NaN), prediction files byte-identical to 1 process.
 
 Each test launches one 2-process run (~15-40 s on a loaded 2-core machine).
 """
