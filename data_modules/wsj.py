@@ -150,6 +150,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
         demo_utterances: int = 2000,
         demo_seed: int = 0,
         demo_workers: int = 2,
+        predict_split: Literal["test", "dev"] = "test",
     ) -> None:
         super().__init__()
         if context < 0:
@@ -159,6 +160,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
             ("pad", pad, ("zero", "edge")),
             ("source", source, ("kaggle", "demo")),
             ("dtype", dtype, ("float32", "float16")),
+            ("predict_split", predict_split, ("test", "dev")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -218,7 +220,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
             "fit": [("train", True), ("dev", True)],
             "validate": [("dev", True)],
             "test": [(self._test_split(), True)],
-            "predict": [("test", False)],
+            "predict": [(self.hparams.predict_split, False)],
         }
         todo = wanted[stage] if stage else wanted["fit"] + wanted["test"]
         for split, labels in todo:
@@ -252,7 +254,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
         return self._loader(self._test_split(), shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test-unlabelled", shuffle=False)
+        return self._loader(f"{self.hparams.predict_split}-unlabelled", shuffle=False)
 
     # -- checkpointed state: training-set statistics for "global" normalisation ----------------
     def state_dict(self) -> dict[str, Any]:

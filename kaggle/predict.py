@@ -2,29 +2,33 @@
 
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --out submission.csv
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --split dev
+    python kaggle/predict.py ... --accelerator gpu --devices 2     # DDP: same bytes as 1 device
 
 The preprocessing (context k, normalisation, padding, cache dtype, and the training set's
 statistics for "global" normalisation) comes from the checkpoint, which Lightning writes with the
 DataModule's hyperparameters and state, so predictions see exactly what training saw. Falls back
 to the run directory's config.yaml for checkpoints without DataModule hyperparameters.
+Prediction runs through a Lightning Trainer and ``lightning_dl.predict.predict_in_order``, so on
+several devices every frame is predicted exactly once and rows come back in file order (a plain
+distributed sampler would pad, duplicate and interleave them). Only rank 0 writes the file.
 The checkpoint is a pickle: load only checkpoints you trained or trust.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import yaml
-from tqdm import tqdm
 
 from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.atomic import atomic_path
 from lightning_dl.classifier import Classifier
+from lightning_dl.predict import predict_in_order
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
 
@@ -49,22 +53,9 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     return {key: hp[key] for key in DM_KEYS if key in hp}
 
 
-def predict(
-    model: Classifier, dm: WSJFramesDataModule, loader: Any, device: torch.device, desc: str
-) -> np.ndarray:
-    """Class index of every frame, in loader order."""
-    out = []
-    with torch.inference_mode():
-        for i, batch in enumerate(tqdm(loader, desc=desc, unit="batch", file=sys.stderr)):
-            batch = [t.to(device, non_blocking=True) for t in batch]
-            batch = dm.on_after_batch_transfer(batch, 0)
-            logits = model(batch[0])
-            if i == 0 and logits.shape[-1] != dm.num_classes:
-                raise ValueError(
-                    f"model outputs {logits.shape[-1]} classes, data has {dm.num_classes}"
-                )
-            out.append(logits.argmax(-1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
+def predict(trainer: pl.Trainer, model: Classifier, dm: WSJFramesDataModule) -> np.ndarray:
+    """Class index of every frame of ``dm``'s predict split, in file order, on every rank."""
+    return predict_in_order(trainer, model, datamodule=dm).numpy()
 
 
 def main(argv: list[str] | None = None) -> float | Path:
@@ -75,7 +66,8 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--split", choices=["test", "dev"], default="test")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
+    p.add_argument("--devices", type=int, default=1, help="processes (DDP when more than 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
 
@@ -83,18 +75,15 @@ def main(argv: list[str] | None = None) -> float | Path:
         p.error(f"{args.out} exists; pass --overwrite to replace it")
     if not args.ckpt.is_file():
         p.error(f"{args.ckpt}: checkpoint not found")
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if args.device == "auto"
-        else args.device
-    )
 
     ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     settings = datamodule_settings(ckpt, args.ckpt)
     dm = WSJFramesDataModule(
-        str(args.data_dir), batch_size=args.batch_size, num_workers=args.num_workers, **settings
+        str(args.data_dir),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        predict_split=args.split,
+        **settings,
     )
     dm.load_state_dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
     if dm.hparams.normalize == "global" and dm.global_stats is None:
@@ -102,8 +91,7 @@ def main(argv: list[str] | None = None) -> float | Path:
             f"{args.ckpt}: trained with global normalisation but the checkpoint "
             "holds no training statistics"
         )
-    model = Classifier.load_from_checkpoint(args.ckpt, map_location=device, weights_only=False)
-    model.eval()
+    model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=False)
     hp = model.hparams
     if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
         raise ValueError(
@@ -112,22 +100,26 @@ def main(argv: list[str] | None = None) -> float | Path:
             f"{dm.num_classes}"
         )
 
+    trainer = pl.Trainer(
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy="ddp" if args.devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    preds = predict(trainer, model, dm)
+    n_frames = dm.datasets[f"{args.split}-unlabelled"].entry.meta["n_frames"]
+    if len(preds) != n_frames:
+        raise RuntimeError(f"{len(preds)} predictions for {n_frames} {args.split} frames")
+    if not trainer.is_global_zero:
+        return args.out
     if args.split == "dev":
-        dm.setup("validate")
-        labels = torch.from_numpy(np.asarray(dm.datasets["dev"].entry.open_labels()))
-        preds = predict(model, dm, dm.val_dataloader(), device, "dev")
-        if len(preds) != len(labels):
-            raise RuntimeError(f"{len(preds)} predictions for {len(labels)} dev frames")
-        accuracy = float((torch.from_numpy(preds) == labels.long()).double().mean())
+        labels = dm.datasets["dev-unlabelled"].entry.open_labels()
+        accuracy = float((preds == np.asarray(labels)).mean())
         k = dm.hparams.context
         print(f"dev frame accuracy: {accuracy:.4f} ({len(labels):,} frames, k={k})")
         return accuracy
-
-    dm.setup("predict")
-    n_frames = dm.datasets["test-unlabelled"].entry.meta["n_frames"]
-    preds = predict(model, dm, dm.predict_dataloader(), device, "test")
-    if len(preds) != n_frames:
-        raise RuntimeError(f"{len(preds)} predictions for {n_frames} test frames")
     rows = np.column_stack([np.arange(n_frames), preds])
     with atomic_path(args.out) as tmp:
         np.savetxt(tmp, rows, fmt="%d", delimiter=",", header="id,label", comments="")

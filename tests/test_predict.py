@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +121,7 @@ def test_class_count_mismatch_is_refused(run, tmp_path):
 def test_row_count_is_checked(run, tmp_path, monkeypatch):
     ckpt, data = run
     real = predict.predict
-    monkeypatch.setattr(predict, "predict", lambda *a: real(*a)[:-1])  # a loader dropping a frame
+    monkeypatch.setattr(predict, "predict", lambda *a: real(*a)[:-1])  # a path dropping a frame
     with pytest.raises(
         RuntimeError,
         match=f"{sum(TEST_LENGTHS) - 1} predictions for {sum(TEST_LENGTHS)} test frames",
@@ -132,3 +135,35 @@ def test_settings_come_from_the_checkpoint(run):
     settings = predict.datamodule_settings(torch.load(ckpt, weights_only=False), ckpt)
     assert settings["context"] == 3 and settings["normalize"] == "global"
     assert WSJFramesDataModule(".", **settings).input_shape == (7 * 40,)
+
+
+def _predict_cli(ckpt: Path, data: Path, out: Path, devices: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [
+        sys.executable,
+        str(ROOT / "kaggle" / "predict.py"),
+        "--ckpt",
+        str(ckpt),
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        str(devices),
+        "--batch-size",
+        "8",
+    ]  # 50 frames in batches of 8: ranks get unequal, interleaved shares
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_ddp_submission_is_byte_identical_to_single_device(run, tmp_path):
+    ckpt, data = run
+    _predict_cli(ckpt, data, tmp_path / "one.csv", devices=1)
+    _predict_cli(ckpt, data, tmp_path / "two.csv", devices=2)
+    one = (tmp_path / "one.csv").read_bytes()
+    assert one.count(b"\n") == 1 + sum(TEST_LENGTHS)
+    assert (tmp_path / "two.csv").read_bytes() == one
