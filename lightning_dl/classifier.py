@@ -1,0 +1,119 @@
+"""The one LightningModule: any backbone, cross-entropy, torchmetrics accuracy, optimizer, schedule.
+
+The backbone arrives as a factory (a class_path with its options, from the config); the module
+calls it with ``input_shape`` and ``num_classes``, which the CLI links from the DataModule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+BackboneFactory = Callable[[tuple[int, ...], int], nn.Module]
+
+
+class Classifier(pl.LightningModule):
+    """Image or frame classifier; logs ``{train,val,test}/{loss,acc}``."""
+
+    def __init__(
+        self,
+        backbone: BackboneFactory,
+        num_classes: int = 10,
+        input_shape: tuple[int, ...] = (1, 28, 28),
+        optimizer: Literal["sgd", "adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        scheduler: Literal["none", "cosine", "step", "onecycle"] = "none",
+        step_size: int = 1000,
+        gamma: float = 0.1,
+        pct_start: float = 0.25,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
+        self.save_hyperparameters(logger=False)
+        self.backbone = backbone(tuple(input_shape), num_classes)
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone.compile()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(logits.detach(), y)
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step
+        )
+        self.log(f"{stage}/acc", accuracy, on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return self(x).argmax(dim=-1)
+
+    def _param_groups(self) -> list[dict[str, Any]] | list[nn.Parameter]:
+        groups = getattr(self.backbone, "parameter_groups", None)
+        if callable(groups):
+            return groups(self.hparams.lr)
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self._param_groups()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                params,
+                lr=hp.lr,
+                momentum=hp.momentum,
+                nesterov=hp.nesterov,
+                weight_decay=hp.weight_decay,
+            )
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        elif hp.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+        else:
+            max_lr = [g["lr"] for g in opt.param_groups]
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=max_lr, total_steps=total, pct_start=hp.pct_start
+            )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

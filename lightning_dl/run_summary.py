@@ -1,0 +1,65 @@
+"""End-of-run report: summary.json, curves.png and a short table on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from lightning_dl.atomic import write_text_atomic
+from lightning_dl.curves import plot_curves
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def collect_summary(
+    trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
+) -> dict[str, Any]:
+    """Final figures of a run: best val/acc and its checkpoint, plus the given val/test metrics."""
+    checkpoint = trainer.checkpoint_callback
+    summary: dict[str, Any] = {
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+    if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
+        summary["best_val/acc"] = _number(checkpoint.best_model_score)
+        summary["best_checkpoint"] = checkpoint.best_model_path
+    summary.update({k: _number(v) for k, v in metrics.items()})
+    return summary
+
+
+def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
+    """Write summary.json and curves.png into ``run_dir``; return the table to print."""
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    metrics_csv = run_dir / "metrics.csv"
+    if metrics_csv.is_file():
+        plot_curves(metrics_csv, run_dir / "curves.png", title=str(run_dir))
+    lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
+    for key in (
+        "best_val/acc",
+        "val/acc",
+        "val/loss",
+        "test/acc",
+        "test/loss",
+        "global_step",
+        "wall_time_s",
+    ):
+        if summary.get(key) is not None:
+            value = summary[key]
+            lines.append(
+                f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
+            )
+    lines.append(f"run directory: {run_dir}")
+    for wandb_dir in wandb_dirs:
+        lines.append(f"wandb (offline): sync with `wandb sync {wandb_dir}`")
+    return "\n".join(lines)
