@@ -45,6 +45,26 @@ def test_config_runs_fast_dev_run(name, cifar_dir, tmp_path, monkeypatch):
     assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 1
 
 
+def test_finetune_config_loads_a_torchvision_file(cifar_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("LIGHTNING_DL_RUN_DIR", raising=False)
+    torch.manual_seed(0)
+    file_state = ResNet18((3, 224, 224), 1000).state_dict()  # torchvision layout, 1000 classes
+    torch.save(file_state, tmp_path / "resnet18.pth")
+    from lightning_dl.cli import LightningDLCLI
+
+    cli = LightningDLCLI(args=[
+        "--config", str(CONFIGS / "cifar10_resnet18_finetune.yaml"),
+        "--data.init_args.data_dir", str(cifar_dir),
+        "--model.init_args.backbone.init_args.weights", str(tmp_path / "resnet18.pth"),
+        "--trainer.logger", "false",
+        "--run.dir", str(tmp_path / "run"),
+    ])
+    backbone = cli.model.backbone
+    assert torch.equal(backbone.layer1[0].conv1.weight, file_state["layer1.0.conv1.weight"])
+    assert backbone.fc.out_features == 10
+    assert sum(p.requires_grad for p in backbone.parameters()) == 12
+
+
 def test_config_backbones_are_the_expected_classes(cifar_dir, tmp_path, monkeypatch):
     from lightning_dl.cli import LightningDLCLI
 
