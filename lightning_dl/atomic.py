@@ -29,3 +29,12 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def write_text_atomic(dest: str | Path, text: str) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
+
+
+def point_symlink(link: str | Path, target: str | Path) -> None:
+    """Make ``link`` a symlink to ``target`` (relative), replacing an older link atomically."""
+    link = Path(link)
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)

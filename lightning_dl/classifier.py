@@ -38,6 +38,7 @@ class Classifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
+        flip_tta: bool = False,
     ) -> None:
         super().__init__()
         # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
@@ -47,7 +48,8 @@ class Classifier(pl.LightningModule):
             self.backbone.to(memory_format=torch.channels_last)
         if compile:
             self.backbone.compile()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Inputs come from our own model and data, so per-step argument validation is skipped.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -56,32 +58,48 @@ class Classifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
+    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation; with ``flip_tta`` the mean over the image and its mirror."""
         logits = self(x)
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        accuracy = getattr(self, f"{stage}_acc")
-        accuracy(logits.detach(), y)
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step
-        )
-        self.log(f"{stage}/acc", accuracy, on_step=on_step, on_epoch=not on_step)
-        return loss
+        if self.hparams.flip_tta and x.dim() == 4:
+            logits = (logits + self(x.flip(-1))) / 2
+        return logits
+
+    def _should_log_now(self) -> bool:
+        """True on the steps where Lightning writes logs (every ``log_every_n_steps``)."""
+        connector = getattr(self.trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc.update(logits.detach(), y)
+        # Logging costs Python time per call, so it happens only on the steps that are written.
+        # train/acc is the accuracy over all batches since the previous logged step.
+        if self._should_log_now():
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+            self.train_acc.reset()
+        return loss
+
+    def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        x, y = batch
+        logits = self.evaluate(x)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy.update(logits, y)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_epoch=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        self._evaluation_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(x).argmax(dim=-1)
+        return self.evaluate(x).argmax(dim=-1)
 
     def _param_groups(self) -> list[dict[str, Any]] | list[nn.Parameter]:
         groups = getattr(self.backbone, "parameter_groups", None)

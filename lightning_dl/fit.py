@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pytorch_lightning.loggers import WandbLogger
 
+from lightning_dl.atomic import point_symlink
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.run_summary import collect_summary, finish_run
 
@@ -33,9 +34,11 @@ def main(args: list[str] | None = None) -> dict:
     if trainer.is_global_zero:
         run_dir = Path(cli.config.run.dir)
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        wandb_dirs = [Path(lg.experiment.dir).parent for lg in wandb_loggers]
         for logger in wandb_loggers:
             logger.experiment.summary.update(summary)
-        wandb_dirs = [Path(lg.experiment.dir).parent for lg in wandb_loggers]
+            logger.experiment.finish()  # close the run so the next one in this process is new
+        point_symlink(run_dir.parent / "latest", run_dir.name)  # runs/<name>/latest -> newest
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
 

@@ -105,3 +105,18 @@ def test_only_trainable_parameters_reach_the_optimizer():
     params = model._param_groups()
     assert all(p.requires_grad for p in params)
     assert len(params) == len(list(model.parameters())) - 1
+
+
+def test_flip_tta_averages_the_mirror_only_at_evaluation():
+    torch.manual_seed(0)
+    model = Classifier(
+        lambda shape, n: MLP(shape, n, hidden=[8]),
+        num_classes=3,
+        input_shape=(1, 2, 4),
+        flip_tta=True,
+    ).eval()
+    x = torch.randn(5, 1, 2, 4)
+    expected = (model(x) + model(x.flip(-1))) / 2
+    torch.testing.assert_close(model.evaluate(x), expected)
+    assert torch.equal(model.predict_step((x,), 0), expected.argmax(-1))
+    assert not torch.allclose(model.evaluate(x), model(x))

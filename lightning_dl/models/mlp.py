@@ -9,6 +9,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lightning_dl.layers import CustomBatchNormManualModule, CustomLayerNormManualModule
+
 Activation = Literal["relu", "elu", "leaky_relu", "tanh", "sigmoid", "gelu"]
 Norm = Literal["none", "batchnorm", "layernorm", "custom_batchnorm", "custom_layernorm"]
 
@@ -24,6 +26,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 NORMS: dict[str, Callable[[int], nn.Module]] = {
     "batchnorm": nn.BatchNorm1d,
     "layernorm": nn.LayerNorm,
+    "custom_batchnorm": CustomBatchNormManualModule,
+    "custom_layernorm": CustomLayerNormManualModule,
 }
 
 

@@ -1,0 +1,135 @@
+"""Steps/s of our fit path against a plain PyTorch loop: same MLP, data, batch size, steps.
+
+    python bench/lightning_overhead.py [--data-dir DIR_WITH_cifar-10-batches-py] [--steps 300]
+
+Both sides train configs/cifar10_mlp.yaml's MLP (400-300-250-200-150-100 + BatchNorm, Adam 1e-3,
+batch 200) on CIFAR-10-shaped uint8 data held in memory, normalised per batch. The fit path is
+built by LightningDLCLI from that config exactly as ``python -m lightning_dl.fit`` builds it
+(CSV logging, train accuracy, checkpoint callback), with validation turned off so that only
+training steps are timed. Timing skips ``--warmup`` steps; rounds alternate the two sides and
+the median of ``--rounds`` is reported. Goal: ratio >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data_modules.augment import normalize  # noqa: E402
+from data_modules.cifar10 import CIFAR10DataModule, load_cifar10  # noqa: E402
+from lightning_dl.cli import LightningDLCLI  # noqa: E402
+from lightning_dl.models.mlp import MLP  # noqa: E402
+from tests.datafiles import write_cifar10  # noqa: E402
+
+CONFIG = ROOT / "configs" / "cifar10_mlp.yaml"
+HIDDEN = [400, 300, 250, 200, 150, 100]
+
+
+class StepTimer(pl.Callback):
+    """Wall time from the end of the warm-up steps to the end of the last step."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+
+
+def lightning_steps_per_s(data_dir: str, steps: int, warmup: int, run_root: str) -> float:
+    cli = LightningDLCLI(
+        args=[
+            "--config",
+            str(CONFIG),
+            "--data.data_dir",
+            data_dir,
+            "--run.root",
+            run_root,
+            "--trainer.max_steps",
+            str(steps + warmup),
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.logger",
+            "[]",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
+        ]
+    )
+    timer = StepTimer(warmup)
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return timer.steps / (timer.end - timer.start)
+
+
+def plain_steps_per_s(data_dir: str, steps: int, warmup: int, batch_size: int = 200) -> float:
+    images, labels = load_cifar10(data_dir, train=True)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    mean, std = torch.tensor(CIFAR10DataModule.mean), torch.tensor(CIFAR10DataModule.std)
+    model = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    order = torch.randperm(len(x))
+    start, done = 0.0, 0
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        i = (step * batch_size) % (len(x) - batch_size)
+        idx = order[i : i + batch_size]
+        loss = F.cross_entropy(model(normalize(x[idx], mean, std)), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1 - warmup
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir", help="folder holding cifar-10-batches-py (default: random data)"
+    )
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data_dir or str(write_cifar10(Path(tmp) / "cifar", per_batch=2000))
+        source = args.data_dir or "random CIFAR-10-shaped data (10,000 train images)"
+        plain, ours = [], []
+        for _ in range(args.rounds):
+            plain.append(plain_steps_per_s(data_dir, args.steps, args.warmup))
+            ours.append(lightning_steps_per_s(data_dir, args.steps, args.warmup, tmp))
+    p, o = statistics.median(plain), statistics.median(ours)
+    print(
+        f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch 200, {args.steps} timed steps, "
+        f"median of {args.rounds}, torch threads {torch.get_num_threads()}, data: {source}"
+    )
+    print(f"| {'loop':<28} | {'steps/s':>8} | {'ms/step':>8} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|")
+    print(f"| {'plain PyTorch':<28} | {p:8.1f} | {1000 / p:8.2f} |")
+    print(f"| {'lightning_dl fit path':<28} | {o:8.1f} | {1000 / o:8.2f} |")
+    print(
+        f"ratio (fit path / plain): {o / p:.3f}   goal >= 0.95   rounds plain={plain} ours={ours}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""LayerNorm over (batch, features): statistics per sample across its features.
+
+Same trio as ``batchnorm.py``: autograd reference, ``autograd.Function`` with the analytic
+backward, and the module around it. No running statistics: each sample normalises itself, so train
+and eval behave the same and a batch of one is fine.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from lightning_dl.layers._checks import check_features
+
+
+class CustomLayerNormManualFunction(torch.autograd.Function):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta with each row's biased mean/var.
+
+    With x_hat the normalised row, r = 1 / sqrt(var + eps) per row and D features:
+        dbeta  = sum_n dy
+        dgamma = sum_n dy * x_hat
+        dx     = r * (dy * gamma - mean_d(dy * gamma) - x_hat * mean_d(dy * gamma * x_hat))
+    where mean_d(dy * gamma) = dy @ gamma / D and mean_d(dy * gamma * x_hat) =
+    (dy * x_hat) @ gamma / D reuse the product dy * x_hat that dgamma needs anyway.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5
+    ) -> torch.Tensor:
+        d = x.shape[1]
+        x_hat = x - x.mean(dim=1, keepdim=True)
+        sum_sq = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_()
+        rstd = torch.rsqrt(sum_sq / d + eps)
+        x_hat.mul_(rstd)
+        need_x, need_gamma, _ = ctx.needs_input_grad[:3]
+        ctx.save_for_backward(
+            x_hat if (need_x or need_gamma) else None,
+            rstd if need_x else None,
+            gamma if need_x else None,
+        )
+        return torch.addcmul(beta, x_hat, gamma)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: torch.Tensor):
+        x_hat, rstd, gamma = ctx.saved_tensors
+        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        n, d = dy.shape
+        ones = dy.new_ones(n)
+        dx = dgamma = None
+        dbeta = ones @ dy if need_beta else None
+        if need_x or need_gamma:
+            buf = dy * x_hat
+            if need_gamma:
+                dgamma = ones @ buf
+        if need_x:
+            mean_gx = (buf @ gamma).unsqueeze(1) / d
+            mean_g = (dy @ gamma).unsqueeze(1) / d
+            dx = torch.addcmul(-mean_g, dy, gamma, out=buf)  # buf is free again: reuse it
+            dx.addcmul_(x_hat, -mean_gx).mul_(rstd)
+        return dx, dgamma, dbeta, None
+
+
+class _LayerNormBase(nn.Module):
+    """Parameters and shape checks shared by both LayerNorm modules."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features(x, self.num_features, type(self).__name__)
+        return self._normalize(x)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CustomLayerNormAutograd(_LayerNormBase):
+    """Reference version: the forward pass spelled out, gradients left to autograd."""
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        centered = x - mean
+        var = (centered * centered).mean(dim=1, keepdim=True)
+        return self.gamma * centered / torch.sqrt(var + self.eps) + self.beta
+
+
+class CustomLayerNormManualModule(_LayerNormBase):
+    """LayerNorm whose gradient is the hand-written one above."""
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return CustomLayerNormManualFunction.apply(x, self.gamma, self.beta, self.eps)

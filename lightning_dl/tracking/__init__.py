@@ -1,0 +1,1 @@
+"""Experiment-tracking helpers (wandb offline runs, read back without a server)."""

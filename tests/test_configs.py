@@ -1,0 +1,77 @@
+"""Every config in configs/ parses, instantiates and runs a few steps (fast_dev_run) on tiny files.
+
+A new config whose DataModule has no entry in ``TINY_DATA`` fails here on purpose: register how
+to build tiny files in its real format, so that no config goes untested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_dl.fit import main
+from tests.datafiles import write_cifar10, write_mnist
+from tests.wsj_corpus import write_corpus
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
+    "data_modules.mnist.MNISTDataModule": lambda d: [
+        "--data.data_dir",
+        str(write_mnist(d / "mnist")),
+        "--data.val_split",
+        "16",
+    ],
+    "data_modules.cifar10.CIFAR10DataModule": lambda d: [
+        "--data.data_dir",
+        str(write_cifar10(d / "cifar")),
+        "--data.val_split",
+        "16",
+    ],
+    "data_modules.wsj.WSJFramesDataModule": lambda d: [
+        "--data.data_dir",
+        str(_wsj_corpus(d / "wsj")),
+        "--data.source",
+        "kaggle",
+        "--data.num_workers",
+        "0",
+    ],
+    "data_modules.synthetic.SyntheticClustersDataModule": lambda d: [
+        "--data.num_train",
+        "256",
+        "--data.num_val",
+        "64",
+        "--data.num_test",
+        "64",
+    ],
+}
+
+
+def _wsj_corpus(data_dir: Path) -> Path:
+    write_corpus(data_dir, train=(40, 60, 30), dev=(30, 20), test=(25,))
+    return data_dir
+
+
+def test_there_are_configs():
+    assert {p.name for p in CONFIGS} >= {
+        "quickstart.yaml",
+        "synthetic_mlp.yaml",
+        "mnist_mlp.yaml",
+        "cifar10_mlp.yaml",
+        "wsj_mlp.yaml",
+    }
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_runs_fast_dev_run(config: Path, tmp_path: Path):
+    data_class = yaml.safe_load(config.read_text())["data"]["class_path"]
+    assert data_class in TINY_DATA, f"{config.name}: register tiny files for {data_class}"
+    args = ["--config", str(config), *TINY_DATA[data_class](tmp_path)]
+    args += ["--trainer.fast_dev_run", "2", "--run.root", str(tmp_path / "runs")]
+    args += ["--data.batch_size", "8", "--trainer.accelerator", "cpu"]
+    summary = main(args)
+    assert summary["global_step"] == 2
+    assert 0.0 <= summary["test/acc"] <= 1.0

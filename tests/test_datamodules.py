@@ -1,0 +1,75 @@
+"""Image DataModules: seeded splits, per-batch device transforms, verified downloads."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from data_modules.cifar10 import CIFAR10DataModule
+from data_modules.download import download_verified
+from data_modules.image_datamodule import split_sizes
+from data_modules.mnist import MNISTDataModule
+
+
+def test_split_sizes_count_and_fraction():
+    assert split_sizes(100, 10) == (90, 10)
+    assert split_sizes(100, 0.25) == (75, 25)
+    assert split_sizes(100, 0) == (100, 0)
+    with pytest.raises(ValueError, match="leaves no training data"):
+        split_sizes(100, 100)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        split_sizes(100, 1.5)
+
+
+def _labels(dm, split):
+    return dm.datasets[split].tensors[1]
+
+
+def test_split_is_seeded_disjoint_and_complete(cifar_dir):
+    a, b, c = (CIFAR10DataModule(str(cifar_dir), val_split=0.2, seed=s) for s in (1, 1, 2))
+    for dm in (a, b, c):
+        dm.setup("fit")
+    assert len(a.datasets["train"]) == 80 and len(a.datasets["val"]) == 20
+    assert torch.equal(a.datasets["val"].tensors[0], b.datasets["val"].tensors[0])
+    assert not torch.equal(a.datasets["val"].tensors[0], c.datasets["val"].tensors[0])
+    rows = torch.cat([a.datasets["train"].tensors[0], a.datasets["val"].tensors[0]]).flatten(1)
+    assert len({tuple(r.tolist()) for r in rows}) == 100  # no image lost or duplicated
+    assert len(a.datasets["test"]) == 20
+
+
+def test_batches_are_uint8_until_transferred(mnist_dir):
+    dm = MNISTDataModule(str(mnist_dir), val_split=16, batch_size=8)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (8, 1, 28, 28) and y.dtype == torch.int64
+    out, y2 = dm.on_after_batch_transfer((x, y), 0)
+    expected = (x.float() / 255 - 0.1307) / 0.3081
+    torch.testing.assert_close(out, expected)  # no trainer: evaluation transform, no augmentation
+    assert torch.equal(y, y2)
+
+
+def test_augmentation_only_while_training(cifar_dir):
+    dm = CIFAR10DataModule(str(cifar_dir), val_split=0, augment=True)
+    dm.setup("fit")
+    x, _ = dm.datasets["train"].__getitems__(list(range(32)))
+    torch.manual_seed(0)
+    train = dm.transform(x, training=True)
+    evaluation = dm.transform(x, training=False)
+    assert not torch.equal(train, evaluation)
+    assert torch.equal(evaluation, dm.transform(x, training=False))
+
+
+def test_download_verifies_md5_and_leaves_nothing_partial(tmp_path):
+    source = tmp_path / "remote.bin"
+    source.write_bytes(b"dataset bytes")
+    good = hashlib.md5(b"dataset bytes").hexdigest()
+    dest = tmp_path / "data" / "file.bin"
+    with pytest.raises(ValueError, match="expected 0{32}"):
+        download_verified(source.as_uri(), dest, "0" * 32)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+    assert download_verified(source.as_uri(), dest, good).read_bytes() == b"dataset bytes"
+    dest.write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="exists but its MD5"):
+        download_verified(source.as_uri(), dest, good)

@@ -1,0 +1,121 @@
+"""The fit entry point end to end: run directory contents, overrides, merging, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_dl.classifier import Classifier
+from lightning_dl.fit import main
+from lightning_dl.tracking.wandb_offline import read_offline_run
+
+ROOT = Path(__file__).parent.parent
+QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
+SMALL = ["--data.num_train", "512", "--data.num_val", "128", "--data.num_test", "128"]
+
+
+def _run(tmp_path: Path, *extra: str) -> tuple[dict, Path]:
+    run_dir = tmp_path / "run"
+    args = [
+        "--config",
+        QUICK,
+        *SMALL,
+        "--run.dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        *extra,
+    ]
+    return main(args), run_dir
+
+
+def test_run_directory_has_everything(tmp_path):
+    summary, run_dir = _run(
+        tmp_path,
+        "--trainer.max_steps",
+        "40",
+        "--trainer.val_check_interval",
+        "10",
+        "--trainer.log_every_n_steps",
+        "5",
+        "--model.lr",
+        "0.01",
+    )
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (
+        config["model"]["init_args"]["lr"] == 0.01
+    )  # the override, resolved into the saved config
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val_steps = [int(r["step"]) for r in rows if r.get("val/acc")]
+    assert val_steps == [9, 19, 29, 39]  # evaluation every 10 steps
+    assert any(r.get("train/loss") for r in rows) and any(r.get("test/acc") for r in rows)
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved["global_step"] == 40 and saved == pytest.approx(summary)
+    best_val = max(float(r["val/acc"]) for r in rows if r.get("val/acc"))
+    assert saved["best_val/acc"] == pytest.approx(best_val)
+    assert saved["test/acc"] > 0.5  # the synthetic clusters are learnable in 40 steps
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    # The best checkpoint reloads on its own and predicts with the trained weights.
+    model = Classifier.load_from_checkpoint(saved["best_checkpoint"], map_location="cpu")
+    assert model.hparams.num_classes == 10 and model.hparams.input_shape == (32,)
+
+
+def test_wandb_offline_run_holds_the_resolved_config_and_summary(tmp_path):
+    summary, run_dir = _run(
+        tmp_path, "--trainer.max_steps", "5", "--trainer.val_check_interval", "5"
+    )
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    stored = read_offline_run(runs[0])
+    assert stored["config"]["model"]["init_args"]["lr"] == 0.003
+    assert stored["config"]["trainer"]["max_steps"] == 5
+    assert stored["config"]["data"]["init_args"]["num_train"] == 512
+    assert stored["summary"]["test/acc"] == pytest.approx(summary["test/acc"])
+    assert stored["summary"]["global_step"] == 5
+
+
+def test_configs_merge_left_to_right(tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("model:\n  init_args:\n    lr: 0.02\ntrainer:\n  max_steps: 3\n")
+    _, run_dir = _run(tmp_path, "--config", str(override), "--trainer.logger", "false")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["init_args"]["lr"] == 0.02 and config["trainer"]["max_steps"] == 3
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    _run(tmp_path, "--trainer.max_steps", "2", "--trainer.logger", "false")
+    with pytest.raises(ValueError, match="already holds a run"):
+        _run(tmp_path, "--trainer.max_steps", "2", "--trainer.logger", "false")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_dl.fit", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_print_config_and_clear_errors():
+    printed = _cli("--config", QUICK, "--model.lr", "0.5", "--print_config")
+    assert printed.returncode == 0, printed.stderr
+    assert yaml.safe_load(printed.stdout)["model"]["init_args"]["lr"] == 0.5
+    unknown = _cli("--config", QUICK, "--model.init_args.learning_rate", "0.1")
+    assert unknown.returncode != 0 and "learning_rate" in unknown.stderr
+    bad_activation = _cli("--config", QUICK, "--model.backbone.init_args.activation", "swish")
+    assert bad_activation.returncode != 0
+    assert "activation" in bad_activation.stderr and "relu" in bad_activation.stderr

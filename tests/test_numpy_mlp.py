@@ -1,0 +1,263 @@
+"""NumPy MLP: finite-difference gradient checks, agreement with PyTorch, CLI smoke test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lightning_dl.numpy_mlp import (
+    ELU,
+    MLP,
+    BatchNorm,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    get_training_stats,
+)
+
+H = 1e-5
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))
+
+
+def numeric_grad(f, array: np.ndarray) -> np.ndarray:
+    """Central differences of the scalar f() w.r.t. every entry of array (perturbed in place)."""
+    grad = np.zeros_like(array)
+    for i in np.ndindex(array.shape):
+        old = array[i]
+        array[i] = old + H
+        plus = f()
+        array[i] = old - H
+        minus = f()
+        array[i] = old
+        grad[i] = (plus - minus) / (2 * H)
+    return grad
+
+
+def away_from_zero(rng, shape):
+    """Inputs with |x| >= 0.1 so kinks (ReLU at 0) stay out of the finite-difference window."""
+    x = rng.normal(size=shape)
+    return np.where(np.abs(x) < 0.1, np.sign(x + 1e-12) * 0.1 + x, x)
+
+
+def check_module(module, x: np.ndarray, tol: float) -> None:
+    rng = np.random.default_rng(1)
+    dout = rng.normal(size=module.forward(x).shape)
+
+    def loss() -> float:
+        return float((module.forward(x) * dout).sum())
+
+    module.zero_grads()
+    module.forward(x)
+    dx = module.backward(dout)
+    assert rel_error(dx, numeric_grad(loss, x)) < tol
+    for name, param in module.params.items():
+        err = rel_error(module.grads[name], numeric_grad(loss, param))
+        assert err < tol, f"{type(module).__name__}.{name}: relative error {err}"
+
+
+@pytest.mark.parametrize("cls", [Identity, ReLU, LeakyReLU, ELU, Sigmoid, Tanh])
+def test_activation_gradients(cls):
+    check_module(cls(), away_from_zero(np.random.default_rng(0), (4, 6)), tol=1e-6)
+
+
+def test_linear_gradients():
+    rng = np.random.default_rng(0)
+    layer = Linear(5, 3, init_std=0.5, rng=rng)
+    layer.params["b"][:] = rng.normal(size=3)
+    check_module(layer, rng.normal(size=(4, 5)), tol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_gradients(training):
+    rng = np.random.default_rng(0)
+    bn = BatchNorm(4)
+    bn.params["gamma"][:] = rng.uniform(0.5, 2, 4)
+    bn.params["beta"][:] = rng.normal(size=4)
+    bn.running_mean[:], bn.running_var[:] = rng.normal(size=4), rng.uniform(0.5, 2, 4)
+    bn.training = training
+    check_module(bn, rng.normal(size=(6, 4)) * 2 + 1, tol=1e-5)
+
+
+def test_softmax_cross_entropy_gradient():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(5, 4)) * 3, rng.integers(0, 4, 5)
+    ce = SoftmaxCrossEntropy()
+    ce.forward(logits, labels)
+    numeric = numeric_grad(lambda: ce.forward(logits, labels), logits)
+    ce.forward(logits, labels)
+    assert rel_error(ce.backward(), numeric) < 1e-5
+
+
+def test_softmax_cross_entropy_is_finite_for_extreme_logits():
+    ce = SoftmaxCrossEntropy()
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 1000.0]])
+    loss = ce.forward(logits, np.array([0, 0]))
+    assert np.isfinite(loss) and loss == pytest.approx((0.0 + 2000.0 + np.log(2)) / 2)
+    grad = ce.backward()
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad, [[0, 0, 0], [-0.5, 0.25, 0.25]], atol=1e-12)
+
+
+TORCH_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "identity": nn.Identity,
+}
+
+
+def torch_twin(mlp: MLP, activation: str) -> nn.Sequential:
+    """The same network in PyTorch, float64, with the NumPy MLP's current weights copied in."""
+    layers = []
+    for layer in mlp.layers:
+        if isinstance(layer, Linear):
+            w = layer.params["W"]
+            linear = nn.Linear(*w.shape).double()
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(w.T))
+                linear.bias.copy_(torch.from_numpy(layer.params["b"]))
+            layers.append(linear)
+        elif isinstance(layer, BatchNorm):
+            layers.append(nn.BatchNorm1d(len(layer.params["gamma"]), eps=layer.eps).double())
+        else:
+            layers.append(TORCH_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "elu", "leaky_relu"])
+def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
+    rng = np.random.default_rng(0)
+    mlp = MLP(
+        12, 5, [16, 8], activation, lr=0.05, momentum=0.9, num_bn_layers=1, init_std=0.3, seed=3
+    )
+    net = torch_twin(mlp, activation)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    xs = rng.normal(size=(20, 16, 12))
+    ys = (xs @ rng.normal(size=(12, 5))).argmax(-1)  # learnable labels
+    losses_np, losses_torch = [], []
+    for step, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        mlp.zero_grads()
+        out_np = mlp.forward(x)
+        losses_np.append(mlp.backward(y))
+        optimizer.zero_grad()
+        out_torch = net(torch.from_numpy(x))
+        loss = nn.functional.cross_entropy(out_torch, torch.from_numpy(y))
+        loss.backward()
+        losses_torch.append(loss.item())
+        if step == 0:  # same outputs and every parameter gradient on the first batch
+            np.testing.assert_allclose(out_np, out_torch.detach().numpy(), atol=1e-8, rtol=0)
+            grads_np = [g.T if g.ndim == 2 else g for m in mlp.layers for g in m.grads.values()]
+            grads_torch = [p.grad.numpy() for p in net.parameters()]
+            assert len(grads_np) == len(grads_torch) == 8
+            for got, want in zip(grads_np, grads_torch, strict=True):
+                np.testing.assert_allclose(got, want, atol=1e-8, rtol=0)
+        mlp.step()
+        optimizer.step()
+    np.testing.assert_allclose(losses_np, losses_torch, atol=1e-8, rtol=0)
+    assert losses_np[-1] < losses_np[0], "the run should learn something"
+
+    mlp.eval()
+    net.eval()
+    x = rng.normal(size=(3, 12))
+    np.testing.assert_allclose(
+        mlp.forward(x), net(torch.from_numpy(x)).detach().numpy(), atol=1e-8, rtol=0
+    )
+
+
+def test_shape_errors_are_clear():
+    mlp = MLP(6, 3, [4], num_bn_layers=1)
+    with pytest.raises(ValueError, match=r"\(batch, 6\), got \(2, 5\)"):
+        mlp.forward(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=">= 2 samples"):
+        mlp.forward(np.zeros((1, 6)))
+    assert mlp.eval().forward(np.zeros((1, 6))).shape == (1, 3)
+
+
+def test_batchnorm_eval_uses_running_statistics():
+    rng = np.random.default_rng(0)
+    bn = BatchNorm(3, momentum=0.2)
+    for _ in range(4):
+        bn.forward(rng.normal(size=(8, 3)) * 3 + 5)
+    assert not np.allclose(bn.running_mean, 0) and not np.allclose(bn.running_var, 1)
+    bn.training = False
+    one = rng.normal(size=(1, 3))
+    expected = (one - bn.running_mean) / np.sqrt(bn.running_var + bn.eps)
+    np.testing.assert_allclose(bn.forward(one), expected, atol=1e-12)
+    mean_before = bn.running_mean.copy()
+    bn.forward(rng.normal(size=(8, 3)))
+    np.testing.assert_array_equal(bn.running_mean, mean_before)
+
+
+def test_training_stats_shuffle_and_stop_at_max_steps():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 4))
+    y = (x[:, 0] > 0).astype(np.int64)
+    mlp = MLP(4, 2, [8], "tanh", lr=0.5, momentum=0.5, init_std=0.5)
+    stats = get_training_stats(mlp, (x, y), (x[:20], y[:20]), batch_size=10, max_steps=25)
+    assert stats.steps == 25 and len(stats.train_losses) == len(stats.val_errors) == 3
+    assert stats.train_losses[-1] < stats.train_losses[0]
+    assert stats.val_errors[-1] < 0.2
+
+
+def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
+    from lightning_dl.numpy_mlp.__main__ import main
+
+    out = tmp_path / "run"
+    args = [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--hidden",
+        "32",
+        "--lr",
+        "0.1",
+        "--momentum",
+        "0.9",
+        "--batch-size",
+        "16",
+        "--steps",
+        "60",
+        "--init-std",
+        "0.01",
+        "--num-bn-layers",
+        "1",
+        "--val-fraction",
+        "0.25",
+        "--out-dir",
+        str(out),
+    ]
+    metrics = main(args)
+    printed = capsys.readouterr().out
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in printed
+    assert metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "accuracy_curve.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["steps"] == 60 and len(saved["train_losses"]) == 20
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(args)
+    by_epochs = main([*args[:-2], "--out-dir", str(tmp_path / "epochs"), "--epochs", "2"])
+    assert by_epochs["steps"] == 2 * 3 and len(by_epochs["val_errors"]) == 2
+
+
+def test_cli_missing_data_names_the_path_and_writes_nothing(tmp_path):
+    from lightning_dl.numpy_mlp.__main__ import main
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"train-images-idx3-ubyte.*not found"):
+        main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
+    assert not out.exists()

@@ -1,0 +1,134 @@
+"""kaggle/predict.py: a submission row per test frame, in order, from a trained checkpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_modules.wsj import WSJFramesDataModule
+from lightning_dl.fit import main as fit_main
+from tests.wsj_corpus import naive_windows, write_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
+predict = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(predict)
+
+TEST_LENGTHS = (7, 1, 12, 30)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    """A few training steps through the real fit entry point and config (tiny MLP)."""
+    root = tmp_path_factory.mktemp("wsj_run")
+    data = root / "data"
+    write_corpus(data, train=(40, 30, 50, 9), dev=(20, 15), test=TEST_LENGTHS)
+    fit_main(
+        [
+            "--config",
+            str(ROOT / "configs" / "wsj_mlp.yaml"),
+            "--run.dir",
+            str(root / "run"),
+            "--data.data_dir",
+            str(data),
+            "--data.context",
+            "3",
+            "--data.normalize",
+            "global",
+            "--data.batch_size",
+            "32",
+            "--data.num_workers",
+            "0",
+            "--model.init_args.backbone.init_args.hidden",
+            "[32]",
+            "--trainer.max_steps",
+            "24",
+            "--trainer.logger",
+            "false",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    return root / "run" / "checkpoints" / "best.ckpt", data
+
+
+def test_submission_has_one_row_per_test_frame_in_order(run, tmp_path):
+    ckpt, data = run
+    out = tmp_path / "submission.csv"
+    predict.main(
+        ["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out), "--batch-size", "5"]
+    )
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label"
+    rows = np.loadtxt(out, delimiter=",", skiprows=1, dtype=np.int64)
+    assert len(rows) == sum(TEST_LENGTHS)
+    np.testing.assert_array_equal(rows[:, 0], np.arange(sum(TEST_LENGTHS)))
+    assert rows[:, 1].min() >= 0 and rows[:, 1].max() < 138
+
+    # Same labels as the model applied to independently built windows, with training's k and
+    # training's global statistics (train.npy of this corpus, as the checkpoint stored them).
+    model = predict.Classifier.load_from_checkpoint(ckpt, weights_only=False).eval()
+    frames = list(np.load(data / "test.npy", allow_pickle=True))  # our own file: trusted
+    train = np.concatenate(list(np.load(data / "train.npy", allow_pickle=True))).astype(np.float64)
+    mean, std = train.mean(0), np.sqrt(train.var(0) + 1e-6)
+    x = naive_windows([((u - mean) / std).astype(np.float32) for u in frames], 3, "zero")
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).argmax(-1).numpy()
+    np.testing.assert_array_equal(rows[:, 1], expected)
+
+
+def test_refuses_to_overwrite_unless_asked(run, tmp_path):
+    ckpt, data = run
+    out = tmp_path / "submission.csv"
+    out.write_text("precious\n")
+    with pytest.raises(SystemExit):
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
+    assert out.read_text() == "precious\n"
+    predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out), "--overwrite"])
+    assert len(out.read_text().splitlines()) == 1 + sum(TEST_LENGTHS)
+
+
+def test_dev_split_reports_accuracy(run, capsys):
+    ckpt, data = run
+    acc = predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--split", "dev"])
+    assert 0.0 <= acc <= 1.0
+    assert f"dev frame accuracy: {acc:.4f} (35 frames, k=3)" in capsys.readouterr().out
+
+
+def test_class_count_mismatch_is_refused(run, tmp_path):
+    ckpt, data = run
+    state = torch.load(ckpt, weights_only=False)
+    state["hyper_parameters"]["num_classes"] = 10  # a 10-class model, consistently so
+    sd = state["state_dict"]
+    for key in [k for k, v in sd.items() if v.shape[:1] == (138,)]:
+        sd[key] = sd[key][:10]
+    bad = tmp_path / "bad.ckpt"
+    torch.save(state, bad)
+    with pytest.raises(ValueError, match=r"-> 10 classes; the data gives \(280,\) -> 138"):
+        predict.main(["--ckpt", str(bad), "--data-dir", str(data), "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()
+
+
+def test_row_count_is_checked(run, tmp_path, monkeypatch):
+    ckpt, data = run
+    real = predict.predict
+    monkeypatch.setattr(predict, "predict", lambda *a: real(*a)[:-1])  # a loader dropping a frame
+    with pytest.raises(
+        RuntimeError,
+        match=f"{sum(TEST_LENGTHS) - 1} predictions for {sum(TEST_LENGTHS)} test frames",
+    ):
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()
+
+
+def test_settings_come_from_the_checkpoint(run):
+    ckpt, _ = run
+    settings = predict.datamodule_settings(torch.load(ckpt, weights_only=False), ckpt)
+    assert settings["context"] == 3 and settings["normalize"] == "global"
+    assert WSJFramesDataModule(".", **settings).input_shape == (7 * 40,)
