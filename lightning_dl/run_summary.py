@@ -18,6 +18,17 @@ import pytorch_lightning as pl
 from lightning_dl.atomic import write_text_atomic
 from lightning_dl.curves import plot_curves
 
+# The figures printed at the end of a run and tabulated by sweeps, in that order.
+REPORTED_METRICS = (
+    "best_val/acc",
+    "val/acc",
+    "val/loss",
+    "test/acc",
+    "test/loss",
+    "global_step",
+    "wall_time_s",
+)
+
 
 def _number(value: Any) -> float | None:
     try:
@@ -73,15 +84,7 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
     if metrics_csv.is_file():
         plot_curves(metrics_csv, run_dir / "curves.png", title=str(run_dir))
     lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
-    for key in (
-        "best_val/acc",
-        "val/acc",
-        "val/loss",
-        "test/acc",
-        "test/loss",
-        "global_step",
-        "wall_time_s",
-    ):
+    for key in REPORTED_METRICS:
         if summary.get(key) is not None:
             value = summary[key]
             lines.append(

@@ -33,16 +33,9 @@ import yaml
 
 from lightning_dl.atomic import write_text_atomic
 from lightning_dl.resume import is_finished, run_status
+from lightning_dl.run_summary import REPORTED_METRICS
 
-METRICS = (
-    "best_val/acc",
-    "val/acc",
-    "val/loss",
-    "test/acc",
-    "test/loss",
-    "global_step",
-    "wall_time_s",
-)
+METRICS = REPORTED_METRICS
 
 
 @dataclass

@@ -112,8 +112,9 @@ class ResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", align_corners=False
+            )
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))

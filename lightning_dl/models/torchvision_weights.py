@@ -75,8 +75,10 @@ def load_torchvision_state_dict(
         if not ok:
             wrong.append(f"{k}: file {got}, model {want_s}")
     if missing or unexpected or wrong:
-        lines = [f"{path}: does not match a torchvision resnet18 state_dict "
-                 f"({len(expected)} entries expected, file has {n_file})"]
+        lines = [
+            f"{path}: does not match a torchvision resnet18 state_dict "
+            f"({len(expected)} entries expected, file has {n_file})"
+        ]
         if missing:
             lines.append(f"  missing {len(missing)}: {_first(missing)}")
         if unexpected:
