@@ -65,6 +65,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.seed = seed
         self.download = download
         self.datasets: dict[str, BatchedTensorDataset] = {}
+        self._norm_constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load_split(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
         """Return (uint8 images (N, C, H, W), int64 labels (N,)) of the train or test files."""
@@ -130,9 +131,16 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                 images = augment.random_hflip(images)
         if not self.normalize:
             return images.float().div_(255.0)
-        mean = torch.tensor(self.mean, device=images.device)
-        std = torch.tensor(self.std, device=images.device)
-        return augment.normalize(images, mean, std)
+        return augment.normalize(images, *self._mean_std(images.device))
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalisation constants as tensors on ``device``, made once per device."""
+        if device not in self._norm_constants:
+            self._norm_constants[device] = (
+                torch.tensor(self.mean, device=device),
+                torch.tensor(self.std, device=device),
+            )
+        return self._norm_constants[device]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
