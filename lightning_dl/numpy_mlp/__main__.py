@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lightning_dl.atomic import write_text_atomic
 from lightning_dl.numpy_mlp.activations import ACTIVATIONS
 from lightning_dl.numpy_mlp.data import DATASETS, PREPROCESSINGS, load_arrays
 from lightning_dl.numpy_mlp.mlp import MLP
@@ -67,13 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps is None and args.epochs is None:
         args.steps = 1500
     return args
-
-
-def _write_json_atomic(data: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -147,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_curves(stats, out_dir)
-    _write_json_atomic(metrics, out_dir / "metrics.json")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     print(
         f"steps {stats.steps}  final train loss {stats.train_losses[-1]:.4f}  "
         f"val error {stats.val_errors[-1]:.4f}  test loss {test_loss:.4f}"

@@ -1,9 +1,7 @@
-"""Loss and accuracy curves as PNGs, written atomically (temp file, then os.replace)."""
+"""Loss and accuracy curves as PNGs, written atomically (``lightning_dl.atomic``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -11,19 +9,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lightning_dl.atomic import atomic_path  # noqa: E402
 from lightning_dl.numpy_mlp.training import TrainingStats  # noqa: E402
 
 
 def _save_atomic(fig: plt.Figure, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _curve(title: str, ylabel: str, series: dict[str, list[float]], path: Path) -> None:
