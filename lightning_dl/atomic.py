@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -29,6 +31,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 def write_text_atomic(dest: str | Path, text: str) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(dest: str | Path, data: Any) -> None:
+    """``data`` as indented JSON with a final newline, written atomically."""
+    write_text_atomic(dest, json.dumps(data, indent=2) + "\n")
 
 
 def point_symlink(link: str | Path, target: str | Path) -> None:

@@ -7,7 +7,6 @@ the resolved config and exits.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,10 +15,15 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from lightning_dl.atomic import point_symlink, write_text_atomic
+from lightning_dl.atomic import point_symlink, write_json_atomic
 from lightning_dl.cli import LightningDLCLI
-from lightning_dl.curves import plot_curves
-from lightning_dl.run_summary import collect_summary, failure_report, finish_run, write_status
+from lightning_dl.run_summary import (
+    collect_summary,
+    failure_report,
+    finish_run,
+    plot_run_curves,
+    write_status,
+)
 
 
 def main(args: list[str] | None = None) -> dict:
@@ -77,16 +81,12 @@ def _report_failure(
     report = failure_report(trainer, error, wall_time_s)
     try:
         if trainer.global_rank != 0:
-            write_text_atomic(
-                run_dir / "errors" / f"rank{trainer.global_rank}.json",
-                json.dumps(report, indent=2) + "\n",
-            )
+            write_json_atomic(run_dir / "errors" / f"rank{trainer.global_rank}.json", report)
             return
         for logger in trainer.loggers:
             logger.save()  # metrics logged up to the failure reach metrics.csv
         write_status(run_dir, report.pop("status"), **report)
-        if (run_dir / "metrics.csv").is_file():
-            plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
+        plot_run_curves(run_dir)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 LAST = Path("checkpoints") / "last.ckpt"
 COMPLETED = "completed"
 _WANDB_RUN = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
 
 
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The run's ``summary.json``; empty if there is none yet (or it is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
 def run_status(run_dir: str | Path) -> str | None:
     """``summary.json``'s status (running / failed / completed), None if there is none yet."""
-    path = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return read_summary(run_dir).get("status")
 
 
 def is_finished(run_dir: str | Path) -> bool:

@@ -8,14 +8,13 @@ and the last checkpoint left on disk. A run killed outright (SIGKILL, power loss
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
-from lightning_dl.atomic import write_text_atomic
+from lightning_dl.atomic import write_json_atomic
 from lightning_dl.curves import plot_curves
 
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
@@ -57,9 +56,7 @@ def collect_summary(
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
     """Write (atomically) a summary.json that holds only the status and ``details``."""
-    write_text_atomic(
-        run_dir / "summary.json", json.dumps({"status": status, **details}, indent=2) + "\n"
-    )
+    write_json_atomic(run_dir / "summary.json", {"status": status, **details})
 
 
 def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float) -> dict[str, Any]:
@@ -77,12 +74,16 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
     }
 
 
+def plot_run_curves(run_dir: Path) -> None:
+    """curves.png from the run's metrics.csv, when there is one yet."""
+    if (run_dir / "metrics.csv").is_file():
+        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
+
+
 def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
     """Write summary.json and curves.png into ``run_dir``; return the table to print."""
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    metrics_csv = run_dir / "metrics.csv"
-    if metrics_csv.is_file():
-        plot_curves(metrics_csv, run_dir / "curves.png", title=str(run_dir))
+    write_json_atomic(run_dir / "summary.json", summary)
+    plot_run_curves(run_dir)
     lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
     for key in REPORTED_METRICS:
         if summary.get(key) is not None:

@@ -18,7 +18,6 @@ import argparse
 import csv
 import io
 import itertools
-import json
 import os
 import re
 import subprocess
@@ -31,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from lightning_dl.atomic import write_text_atomic
-from lightning_dl.resume import is_finished, run_status
+from lightning_dl.atomic import write_json_atomic, write_text_atomic
+from lightning_dl.resume import is_finished, read_summary, run_status
 from lightning_dl.run_summary import REPORTED_METRICS
 
 METRICS = REPORTED_METRICS
@@ -101,13 +100,6 @@ def expand(grid: dict[str, list[Any]], runs_dir: Path) -> list[Combo]:
     return combos
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
 def write_results(out: Path, combos: list[Combo], metric: str, mode: str) -> None:
     """results.csv (grid order) and results.md (sorted by ``metric``), both atomically."""
     keys = list(combos[0].values) if combos else []
@@ -160,7 +152,7 @@ def run_combo(combo: Combo, configs: list[str], extra: list[str], logs: Path) ->
         log.write(" ".join(command) + "\n")
         log.flush()
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    summary = _read_summary(combo.run_dir)
+    summary = read_summary(combo.run_dir)
     if done.returncode != 0 and summary.get("status") in (None, "running", "completed"):
         summary = {"status": "failed", "error": f"exit code {done.returncode}, see {log.name}"}
     return summary
@@ -180,16 +172,12 @@ def run_sweep(
     out = Path(out)
     combos = expand(load_grid(grid_path), out / "runs")
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        out / "sweep.json",
-        json.dumps(
-            {"configs": configs, "grid": load_grid(grid_path), "extra": extra or []}, indent=2
-        )
-        + "\n",
+    write_json_atomic(
+        out / "sweep.json", {"configs": configs, "grid": load_grid(grid_path), "extra": extra or []}
     )
     todo = []
     for combo in combos:
-        combo.summary = _read_summary(combo.run_dir)
+        combo.summary = read_summary(combo.run_dir)
         if is_finished(combo.run_dir):
             print(f"[sweep] {combo.name}: finished, skipped")
         else:

@@ -7,13 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lightning_dl.atomic import write_text_atomic
+from lightning_dl.atomic import write_json_atomic
 from lightning_dl.numpy_mlp.activations import ACTIVATIONS
 from lightning_dl.numpy_mlp.data import DATASETS, PREPROCESSINGS, load_arrays
 from lightning_dl.numpy_mlp.mlp import MLP
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_curves(stats, out_dir)
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_json_atomic(out_dir / "metrics.json", metrics)
     print(
         f"steps {stats.steps}  final train loss {stats.train_losses[-1]:.4f}  "
         f"val error {stats.val_errors[-1]:.4f}  test loss {test_loss:.4f}"
