@@ -20,6 +20,7 @@ from lightning_dl.numpy_mlp import (
     Sigmoid,
     SoftmaxCrossEntropy,
     Tanh,
+    evaluate,
     get_training_stats,
 )
 
@@ -212,6 +213,43 @@ def test_training_stats_shuffle_and_stop_at_max_steps():
     assert stats.val_errors[-1] < 0.2
 
 
+def test_track_best_keeps_the_weights_with_the_lowest_validation_error():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4))
+    y = (x[:, 0] + 0.3 * rng.normal(size=120) > 0).astype(np.int64)
+    # a large step makes the validation error move up and down between measurements
+    mlp = MLP(4, 2, [16], "relu", lr=2.0, momentum=0.9, num_bn_layers=1, init_std=0.5, seed=3)
+    val = (x[:40], y[:40])
+    stats = get_training_stats(
+        mlp, (x[40:], y[40:]), val, batch_size=10, max_steps=45, eval_every=10, track_best=True
+    )
+    assert stats.eval_steps == [10, 20, 30, 40, 45]
+    best = int(np.argmin(stats.eval_val_errors))
+    assert stats.best_step == stats.eval_steps[best]
+    last_error = evaluate(mlp, val)[1]
+    assert last_error == stats.eval_val_errors[-1]
+    mlp.load_state_dict(stats.best_state)
+    assert evaluate(mlp, val)[1] == stats.eval_val_errors[best]
+    with pytest.raises(ValueError, match="track_best needs eval_every"):
+        get_training_stats(mlp, (x, y), val, batch_size=10, max_steps=5, track_best=True)
+
+
+def test_state_dict_round_trip_includes_batchnorm_running_statistics():
+    rng = np.random.default_rng(0)
+    mlp = MLP(3, 2, [5], "tanh", num_bn_layers=1, init_std=0.3, seed=0)
+    saved = mlp.state_dict()
+    x = rng.normal(size=(8, 3))
+    before = mlp.eval().forward(x).copy()
+    mlp.train().forward(x)
+    mlp.backward(np.zeros(8, dtype=np.int64))
+    mlp.step()  # changes weights and BatchNorm running statistics
+    assert not np.allclose(mlp.eval().forward(x), before)
+    mlp.load_state_dict(saved)
+    np.testing.assert_array_equal(mlp.eval().forward(x), before)
+    with pytest.raises(ValueError, match="layers"):
+        mlp.load_state_dict(saved[:-1])
+
+
 def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
     from lightning_dl.numpy_mlp.__main__ import main
 
@@ -248,6 +286,18 @@ def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
     assert (out / "accuracy_curve.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["steps"] == 60 and len(saved["train_losses"]) == 20
+    assert saved["eval_steps"] == [60]  # --eval-every 100 > 60 steps: measured after the last
+    assert saved["selected_step"] == 60
+    assert saved["test_accuracy"] == saved["last_step_test_accuracy"]
+    every_20 = main([*args[:-2], "--out-dir", str(tmp_path / "e20"), "--eval-every", "20"])
+    assert every_20["eval_steps"] == [20, 40, 60]
+    errors = every_20["eval_val_errors"]
+    assert every_20["selected_step"] == every_20["eval_steps"][errors.index(min(errors))]
+    last = main(
+        [*args[:-2], "--out-dir", str(tmp_path / "last"), "--eval-every", "20", "--select", "last"]
+    )
+    assert last["selected_step"] == 60
+    assert last["test_accuracy"] == last["last_step_test_accuracy"]
     with pytest.raises(SystemExit, match="--overwrite"):
         main(args)
     by_epochs = main([*args[:-2], "--out-dir", str(tmp_path / "epochs"), "--epochs", "2"])

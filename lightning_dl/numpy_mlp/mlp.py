@@ -79,6 +79,28 @@ class MLP:
                 v += layer.grads[name]
                 param -= self.lr * v
 
+    def state_dict(self) -> list[dict[str, np.ndarray]]:
+        """Copies of every layer's parameters and BatchNorm running statistics."""
+        state = []
+        for layer in self.layers:
+            entry = {name: p.copy() for name, p in layer.params.items()}
+            if isinstance(layer, BatchNorm):
+                entry["running_mean"] = layer.running_mean.copy()
+                entry["running_var"] = layer.running_var.copy()
+            state.append(entry)
+        return state
+
+    def load_state_dict(self, state: list[dict[str, np.ndarray]]) -> None:
+        """Copy a :meth:`state_dict` back in place (optimizer velocity is left as it is)."""
+        if len(state) != len(self.layers):
+            raise ValueError(f"state has {len(state)} layers, the MLP {len(self.layers)}")
+        for layer, entry in zip(self.layers, state, strict=True):
+            for name, param in layer.params.items():
+                param[...] = entry[name]
+            if isinstance(layer, BatchNorm):
+                layer.running_mean[...] = entry["running_mean"]
+                layer.running_var[...] = entry["running_var"]
+
     def train(self) -> MLP:
         for layer in self.layers:
             layer.training = True
