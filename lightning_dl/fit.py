@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -68,10 +70,28 @@ def _fit_and_test(
     val_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     checkpoint = trainer.checkpoint_callback
     best = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    averaging = _drop_weight_averaging(trainer)
+    with warnings.catch_warnings():
+        if averaging:  # Lightning asks for the dropped callback back; testing needs none
+            warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint")
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     test_metrics = results[0] if results else {}
     summary = collect_summary(trainer, val_metrics | test_metrics, time.perf_counter() - started)
     return {"status": "completed", **summary}
+
+
+def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
+    """Test the weights that were validated and checkpointed as best.
+
+    With an EMA/SWA ``WeightAveraging`` callback, a checkpoint's ``state_dict`` holds the averaged
+    weights (the ones validation saw) and ``current_model_state`` the raw ones; when the callback
+    is still attached, loading the checkpoint for testing puts the raw weights back (Lightning
+    2.6). Its work is done once fitting ends, so it is removed before testing; True if one was.
+    """
+    kept = [cb for cb in trainer.callbacks if not isinstance(cb, WeightAveraging)]
+    dropped = len(kept) != len(trainer.callbacks)
+    trainer.callbacks = kept
+    return dropped
 
 
 def _report_failure(

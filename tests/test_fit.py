@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_dl.classifier import Classifier
@@ -119,3 +120,44 @@ def test_print_config_and_clear_errors():
     bad_activation = _cli("--config", QUICK, "--model.backbone.init_args.activation", "swish")
     assert bad_activation.returncode != 0
     assert "activation" in bad_activation.stderr and "relu" in bad_activation.stderr
+
+
+def _test_loss(model: Classifier, run_dir: Path, state_dict: dict) -> float:
+    from data_modules.synthetic import SyntheticClustersDataModule
+
+    data_args = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["init_args"]
+    datamodule = SyntheticClustersDataModule(**data_args)
+    datamodule.setup("test")
+    model.load_state_dict(state_dict)
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for x, y in datamodule.test_dataloader():
+            losses.append(torch.nn.functional.cross_entropy(model(x), y, reduction="sum"))
+    return float(sum(losses) / len(datamodule.datasets["test"]))
+
+
+def test_ema_weights_are_the_ones_validated_checkpointed_and_tested(tmp_path):
+    ema = tmp_path / "ema.yaml"
+    ema.write_text(
+        "trainer:\n  callbacks:\n"
+        "    - class_path: pytorch_lightning.callbacks.EMAWeightAveraging\n"
+        "      init_args:\n        decay: 0.9\n"
+    )
+    summary, run_dir = _run(
+        tmp_path,
+        "--config",
+        str(ema),
+        "--trainer.max_steps",
+        "30",
+        "--trainer.val_check_interval",
+        "10",
+        "--trainer.logger",
+        "false",
+    )
+    checkpoint = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=False)
+    model = Classifier.load_from_checkpoint(summary["best_checkpoint"], map_location="cpu")
+    averaged = _test_loss(model, run_dir, checkpoint["state_dict"])
+    raw = _test_loss(model, run_dir, checkpoint["current_model_state"])
+    assert abs(averaged - raw) > 1e-3  # the two weight sets differ measurably
+    assert summary["test/loss"] == pytest.approx(averaged, rel=1e-5)
