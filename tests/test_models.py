@@ -79,6 +79,7 @@ def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expect
     )
     trainer.fit(model, datamodule=data)
     assert type(trainer.optimizers[0]) is expected_opt
+    assert trainer.optimizers[0].defaults["fused"] is True  # the CPU has fused kernels
     used = recorder.lrs  # the learning rate of each of the 12 optimizer steps
     assert len(used) == 12
     if scheduler == "none":
@@ -89,6 +90,23 @@ def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expect
         assert used[0] == 0.05 and used[6] == pytest.approx(0.025) and used[-1] < 0.05 * 0.02
     else:  # one-cycle: warm up to the peak lr, then anneal far below it
         assert used[0] < 0.05 / 10 and max(used) == pytest.approx(0.05) and used[-1] < 1e-5
+
+
+def test_fused_optimizer_takes_the_same_steps_as_the_plain_one():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randint(0, 4, (64,))
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(1)
+        model = _classifier(optimizer="adamw", weight_decay=0.01, fused_optimizer=fused)
+        opt = model.configure_optimizers()
+        assert opt.defaults["fused"] is (True if fused else None)
+        for _ in range(5):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
 
 
 def test_predict_step_returns_class_indices():
