@@ -169,7 +169,10 @@ class Classifier(pl.LightningModule):
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         else:
             max_lr = [g["lr"] for g in opt.param_groups]
+            pct_start = hp.pct_start
+            if pct_start * total == 1:  # OneCycleLR divides by zero when warm-up is one step
+                pct_start = 1.001 / total
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=max_lr, total_steps=total, pct_start=hp.pct_start
+                opt, max_lr=max_lr, total_steps=total, pct_start=pct_start
             )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

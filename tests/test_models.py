@@ -92,6 +92,27 @@ def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expect
         assert used[0] < 0.05 / 10 and max(used) == pytest.approx(0.05) and used[-1] < 1e-5
 
 
+def test_one_cycle_survives_a_one_step_warm_up():
+    # 4 steps x pct_start 0.25: torch's OneCycleLR alone raises ZeroDivisionError here
+    model = _classifier(optimizer="sgd", scheduler="onecycle", pct_start=0.25, lr=0.05)
+    data = SyntheticClustersDataModule(
+        num_train=128, num_val=32, num_test=32, num_features=8, num_classes=4, batch_size=32
+    )
+    recorder = _LRRecorder()
+    trainer = pl.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[recorder],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, datamodule=data)
+    lrs = recorder.lrs  # warm up for one step, then anneal
+    assert len(lrs) == 4 and lrs[0] < lrs[1] > lrs[2] > lrs[3] and lrs[1] > 0.05 / 2
+
+
 def test_fused_optimizer_takes_the_same_steps_as_the_plain_one():
     torch.manual_seed(0)
     x, y = torch.randn(64, 8), torch.randint(0, 4, (64,))
