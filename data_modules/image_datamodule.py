@@ -52,9 +52,25 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         augment: bool = False,
         seed: int = 42,
         download: bool = False,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
     ) -> None:
+        """``mean``/``std`` replace the dataset's own per-channel statistics, e.g. ImageNet's
+        (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for a backbone pretrained on ImageNet."""
         super().__init__()
         self.save_hyperparameters(logger=False)
+        channels = self.input_shape[0]
+        for name, values in (("mean", mean), ("std", std)):
+            if values is None:
+                continue
+            if len(values) != channels:
+                raise ValueError(
+                    f"{type(self).__name__}: {name} needs {channels} values (one per channel), "
+                    f"got {list(values)}"
+                )
+            if name == "std" and min(values) <= 0:
+                raise ValueError(f"{type(self).__name__}: std must be > 0, got {list(values)}")
+            setattr(self, name, tuple(float(v) for v in values))
         self.data_dir = data_dir
         self.val_split = val_split
         self.batch_size = batch_size

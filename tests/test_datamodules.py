@@ -50,6 +50,20 @@ def test_batches_are_uint8_until_transferred(mnist_dir):
     assert torch.equal(y, y2)
 
 
+def test_mean_std_override_for_imagenet_pretrained_backbones(cifar_dir):
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    dm = CIFAR10DataModule(str(cifar_dir), val_split=0, mean=imagenet[0], std=imagenet[1])
+    dm.setup("fit")
+    x, _ = dm.datasets["train"].__getitems__(list(range(4)))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in imagenet)
+    torch.testing.assert_close(dm.transform(x, training=False), (x.float() / 255 - mean) / std)
+    assert CIFAR10DataModule.mean == (0.4914, 0.4822, 0.4465)  # the class default is untouched
+    with pytest.raises(ValueError, match=r"mean needs 3 values \(one per channel\)"):
+        CIFAR10DataModule(str(cifar_dir), mean=(0.5,))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        MNISTDataModule("x", std=(0.0,))
+
+
 def test_augmentation_only_while_training(cifar_dir):
     dm = CIFAR10DataModule(str(cifar_dir), val_split=0, augment=True)
     dm.setup("fit")
