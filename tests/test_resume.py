@@ -27,12 +27,17 @@ def _state(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=False)
 
 
-def test_killed_run_resumes_bit_identical(tmp_path):
-    reference = main(tiny_args(*RUN, "--run.dir", str(tmp_path / "a")))
+EMA = ("--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging",
+       "--trainer.callbacks.decay", "0.9")  # fmt: skip
+
+
+@pytest.mark.parametrize("averaging", [(), EMA], ids=["plain", "ema"])
+def test_killed_run_resumes_bit_identical(tmp_path, averaging):
+    reference = main(tiny_args(*RUN, *averaging, "--run.dir", str(tmp_path / "a")))
 
     killed = run_fit(
         tiny_args(
-            *RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
+            *RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
             "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "19",
         )
     )  # fmt: skip
@@ -45,7 +50,7 @@ def test_killed_run_resumes_bit_identical(tmp_path):
 
     # auto_resume finds the killed run by its name, continues it from last.ckpt
     resumed = main(
-        tiny_args(*RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
+        tiny_args(*RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
                   "--run.auto_resume", "true")
     )  # fmt: skip
     assert resumed["best_checkpoint"].startswith(str(run_dir))
@@ -58,6 +63,11 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     assert a["global_step"] == b["global_step"] == 30
     for name, weight in a["state_dict"].items():
         assert torch.equal(weight, b["state_dict"][name]), name  # bit-identical weights
+    if averaging:  # state_dict holds the averaged weights; the raw ones continue identically too
+        assert not torch.equal(a["state_dict"]["backbone.net.1.weight"],
+                               a["current_model_state"]["backbone.net.1.weight"])  # fmt: skip
+        for name, weight in a["current_model_state"].items():
+            assert torch.equal(weight, b["current_model_state"][name]), name
     assert torch.equal(  # and Adam's moments
         a["optimizer_states"][0]["state"][0]["exp_avg_sq"],
         b["optimizer_states"][0]["state"][0]["exp_avg_sq"],
