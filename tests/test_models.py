@@ -53,6 +53,25 @@ class _LRRecorder(pl.Callback):
         self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
+def _fit_recording_lrs(model: Classifier, max_steps: int) -> tuple[pl.Trainer, list[float]]:
+    """Train on small synthetic clusters; return the trainer and each optimizer step's lr."""
+    data = SyntheticClustersDataModule(
+        num_train=256, num_val=64, num_test=64, num_features=8, num_classes=4, batch_size=32
+    )
+    recorder = _LRRecorder()
+    trainer = pl.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[recorder],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, datamodule=data)
+    return trainer, recorder.lrs
+
+
 @pytest.mark.parametrize(
     ("optimizer", "scheduler", "expected_opt"),
     [
@@ -64,23 +83,10 @@ class _LRRecorder(pl.Callback):
 )
 def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expected_opt):
     model = _classifier(optimizer=optimizer, scheduler=scheduler, lr=0.05, step_size=3)
-    data = SyntheticClustersDataModule(
-        num_train=256, num_val=64, num_test=64, num_features=8, num_classes=4, batch_size=32
-    )
-    recorder = _LRRecorder()
-    trainer = pl.Trainer(
-        max_steps=12,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[recorder],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(model, datamodule=data)
+    trainer, used = _fit_recording_lrs(model, max_steps=12)
     assert type(trainer.optimizers[0]) is expected_opt
     assert trainer.optimizers[0].defaults["fused"] is True  # the CPU has fused kernels
-    used = recorder.lrs  # the learning rate of each of the 12 optimizer steps
+    # used: the learning rate of each of the 12 optimizer steps
     assert len(used) == 12
     if scheduler == "none":
         assert used == [0.05] * 12
@@ -95,21 +101,7 @@ def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expect
 def test_one_cycle_survives_a_one_step_warm_up():
     # 4 steps x pct_start 0.25: torch's OneCycleLR alone raises ZeroDivisionError here
     model = _classifier(optimizer="sgd", scheduler="onecycle", pct_start=0.25, lr=0.05)
-    data = SyntheticClustersDataModule(
-        num_train=128, num_val=32, num_test=32, num_features=8, num_classes=4, batch_size=32
-    )
-    recorder = _LRRecorder()
-    trainer = pl.Trainer(
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[recorder],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
-    trainer.fit(model, datamodule=data)
-    lrs = recorder.lrs  # warm up for one step, then anneal
+    _, lrs = _fit_recording_lrs(model, max_steps=4)  # warm up for one step, then anneal
     assert len(lrs) == 4 and lrs[0] < lrs[1] > lrs[2] > lrs[3] and lrs[1] > 0.05 / 2
 
 
