@@ -119,17 +119,30 @@ class StepTimer(pl.Callback):
 def lightning_loop(model_name: str, s: Setting, batch: int, warmup: int, steps: int) -> float:
     """Median seconds per step of Trainer.fit on the Classifier with the same settings."""
     torch.manual_seed(0)
-    model = Classifier(MODELS[model_name], num_classes=CLASSES, input_shape=SHAPE, lr=1e-4,
-                       channels_last=s.channels_last, compile=s.compile)
+    model = Classifier(
+        MODELS[model_name],
+        num_classes=CLASSES,
+        input_shape=SHAPE,
+        lr=1e-4,
+        channels_last=s.channels_last,
+        compile=s.compile,
+    )
     timer = StepTimer()
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, precision="bf16-mixed" if s.bf16 else "32-true",
-        max_steps=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        precision="bf16-mixed" if s.bf16 else "32-true",
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[timer],
     )
     trainer.fit(model, datamodule=RandomCIFAR(batch * (warmup + steps), batch_size=batch))
-    return statistics.median(np.diff(timer.stamps[warmup - 1:]))
+    return statistics.median(np.diff(timer.stamps[warmup - 1 :]))
 
 
 def main() -> None:
@@ -140,8 +153,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps (compile: first)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per setting")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 32 and 128 (ResNet-18: 32), 2 warm-up + 4 timed steps")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch 32 and 128 (ResNet-18: 32), 2 warm-up + 4 timed steps",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,9 +168,11 @@ def main() -> None:
         args.warmup, args.steps = 2, 4
         batch_sizes = {m: [32] if m == "resnet18" else [32, 128] for m in args.models}
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; "
-          f"{args.warmup} warm-up + {args.steps} timed steps, median step time")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"{args.warmup} warm-up + {args.steps} timed steps, median step time"
+    )
     header = f"{'model':9} {'batch':>5} {'setting':16} {'plain img/s':>11} {'lightning img/s':>15}"
     print(header + f" {'L/plain':>7} {'vs fp32@same batch':>18} {'vs fp32@first batch':>19}")
     best: dict[str, tuple[float, str]] = {}
@@ -171,13 +189,18 @@ def main() -> None:
                     base = base or plain  # fp32 eager at the first batch size: the reference
                 speedup = plain / base if base else float("nan")
                 at_batch = plain / same if same else float("nan")
-                print(f"{model_name:9} {batch:5d} {name:16} {plain:11.1f} {light:15.1f} "
-                      f"{light / plain:7.2f} {at_batch:17.2f}x {speedup:18.2f}x", flush=True)
+                print(
+                    f"{model_name:9} {batch:5d} {name:16} {plain:11.1f} {light:15.1f} "
+                    f"{light / plain:7.2f} {at_batch:17.2f}x {speedup:18.2f}x",
+                    flush=True,
+                )
                 if speedup > best.get(model_name, (0.0, ""))[0]:
                     best[model_name] = (speedup, f"{name} @ batch {batch}")
     for model_name, (speedup, where) in best.items():
-        print(f"best {model_name}: {where}, {speedup:.2f}x fp32 eager at batch "
-              f"{batch_sizes[model_name][0]} (plain loop)")
+        print(
+            f"best {model_name}: {where}, {speedup:.2f}x fp32 eager at batch "
+            f"{batch_sizes[model_name][0]} (plain loop)"
+        )
 
 
 if __name__ == "__main__":

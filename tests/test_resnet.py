@@ -36,8 +36,15 @@ def reference_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
     """torchvision's resnet18 in eval mode, written with functional ops over a state_dict."""
 
     def bn(t, p):
-        return F.batch_norm(t, sd[p + ".running_mean"], sd[p + ".running_var"],
-                            sd[p + ".weight"], sd[p + ".bias"], training=False, eps=1e-5)
+        return F.batch_norm(
+            t,
+            sd[p + ".running_mean"],
+            sd[p + ".running_var"],
+            sd[p + ".weight"],
+            sd[p + ".bias"],
+            training=False,
+            eps=1e-5,
+        )
 
     x = F.relu(bn(F.conv2d(x, sd["conv1.weight"], stride=2, padding=3), "bn1"))
     x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
@@ -45,12 +52,14 @@ def reference_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
         for block in range(2):
             p = f"layer{layer}.{block}"
             stride = 2 if layer > 1 and block == 0 else 1
-            out = F.relu(bn(F.conv2d(x, sd[p + ".conv1.weight"], stride=stride, padding=1),
-                            p + ".bn1"))
+            out = F.relu(
+                bn(F.conv2d(x, sd[p + ".conv1.weight"], stride=stride, padding=1), p + ".bn1")
+            )
             out = bn(F.conv2d(out, sd[p + ".conv2.weight"], padding=1), p + ".bn2")
             if p + ".downsample.0.weight" in sd:
-                x = bn(F.conv2d(x, sd[p + ".downsample.0.weight"], stride=stride),
-                       p + ".downsample.1")
+                x = bn(
+                    F.conv2d(x, sd[p + ".downsample.0.weight"], stride=stride), p + ".downsample.1"
+                )
             x = F.relu(out + x)
     return F.linear(x.mean((2, 3)), sd["fc.weight"], sd["fc.bias"])
 
