@@ -116,6 +116,10 @@ class ChunkedRandomSampler(RandomSampler):
     RandomSampler tells Lightning the loader shuffles (DDP then uses a shuffling sampler).
     """
 
+    # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its
+    # seeded, resumable equivalent (lightning_dl.resumable_loader.make_resumable).
+    uniform_permutation = True
+
     def __init__(self, data_source: Sized, chunk: int = 1 << 16) -> None:
         super().__init__(data_source)
         self.chunk = chunk

@@ -1,7 +1,8 @@
 """Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank).
 
-``make_resumable`` turns the usual ``DataLoader(shuffle=True)`` into a
-:class:`ResumableDataLoader`: same dataset, batch size, collate and workers, but a
+``make_resumable`` turns the usual ``DataLoader(shuffle=True)`` (or one whose ``RandomSampler``
+subclass declares ``uniform_permutation = True``, like the WSJ frames' memory-saving sampler)
+into a :class:`ResumableDataLoader`: same dataset, batch size, collate and workers, but a
 :class:`~lightning_dl.samplers.ResumableSampler` and a private generator, so that it draws
 nothing from the global RNG. The loader implements ``state_dict``/``load_state_dict``, which
 Lightning stores in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and loads
@@ -90,7 +91,7 @@ def make_resumable(
         return loader
     sampler = loader.sampler
     plain = isinstance(sampler, SequentialSampler) or (
-        type(sampler) is RandomSampler
+        (type(sampler) is RandomSampler or getattr(sampler, "uniform_permutation", False))
         and not sampler.replacement
         and sampler._num_samples is None  # no public accessor
     )

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sized
 import torch
 from torch.utils.data import DistributedSampler
 
+CHUNK = 1 << 16  # indices turned into Python ints at a time
+
 
 class ResumableSampler(DistributedSampler):
     """Seeded per-epoch shuffle (or identity) that can skip the samples already consumed."""
@@ -47,9 +49,22 @@ class ResumableSampler(DistributedSampler):
         self.skip = samples_done
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
+        """``DistributedSampler``'s order, kept as one int32 tensor and handed out in chunks.
+
+        ``DistributedSampler`` builds a Python list of the whole permutation (~36 bytes an index,
+        about 650 MB for the Kaggle WSJ train frames); this holds 4 bytes an index.
+        """
         skip, self.skip = self.skip, 0
-        return iter(indices[skip:])
+        n = len(self.dataset)  # type: ignore[arg-type]
+        dtype = torch.int32 if n < 2**31 else torch.int64
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=generator, dtype=dtype)
+        else:
+            order = torch.arange(n, dtype=dtype)
+        if self.total_size > n:  # padding repeats the order from its start, like the base class
+            order = order.repeat(math.ceil(self.total_size / n))
+        return _in_chunks(order[: self.total_size][self.rank :: self.num_replicas][skip:])
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -71,6 +86,11 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.start, self.stop))
+
+
+def _in_chunks(indices: torch.Tensor) -> Iterator[int]:
+    for start in range(0, len(indices), CHUNK):
+        yield from indices[start : start + CHUNK].tolist()
 
 
 def shuffled_order(n: int, seed: int, epoch: int) -> torch.Tensor:

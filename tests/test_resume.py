@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
 from lightning_dl.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.tracking.wandb_offline import read_offline_run
-from tests.tiny_runs import run_fit, tiny_args
+from tests.tiny_runs import ROOT, run_fit, tiny_args
+from tests.wsj_corpus import write_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
 # 18 falls inside epoch 2 (2 of its 8 batches done), so the resume is mid-epoch; it is not a
@@ -31,17 +33,44 @@ EMA = ("--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging",
        "--trainer.callbacks.decay", "0.9")  # fmt: skip
 
 
-@pytest.mark.parametrize("averaging", [(), EMA], ids=["plain", "ema"])
-def test_killed_run_resumes_bit_identical(tmp_path, averaging):
-    reference = main(tiny_args(*RUN, *averaging, "--run.dir", str(tmp_path / "a")))
+def _wsj_args(tmp_path: Path) -> Callable[..., list[str]]:
+    """The WSJ frames config on a tiny Kaggle-format corpus: 130 frames, 8 batches of 16 an epoch.
+
+    Its loader shuffles with the memory-saving ChunkedRandomSampler, which exact resume swaps for
+    its seeded equivalent.
+    """
+    write_corpus(tmp_path / "wsj", train=(40, 60, 30), dev=(30, 20), test=(25,))
+
+    def args(*extra: str) -> list[str]:
+        return [
+            "--config", str(ROOT / "configs" / "wsj_mlp.yaml"),
+            "--data.data_dir", str(tmp_path / "wsj"), "--data.source", "kaggle",
+            "--data.num_workers", "0", "--data.batch_size", "16", "--data.context", "2",
+            "--model.backbone.init_args.hidden", "[32, 32]",
+            "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+            "--trainer.max_epochs", "-1", "--trainer.max_steps", "30",
+            "--trainer.val_check_interval", "10", "--trainer.check_val_every_n_epoch", "null",
+            "--trainer.log_every_n_steps", "5",
+            *extra,
+        ]  # fmt: skip
+
+    return args
+
+
+@pytest.mark.parametrize("case", ["plain", "ema", "wsj"])
+def test_killed_run_resumes_bit_identical(tmp_path, case):
+    base = _wsj_args(tmp_path) if case == "wsj" else tiny_args
+    averaging = EMA if case == "ema" else ()
+    reference = main(base(*RUN, *averaging, "--run.dir", str(tmp_path / "a")))
 
     killed = run_fit(
-        tiny_args(
+        base(
             *RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
             "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "19",
         )
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "will not continue the same data order" not in killed.stderr  # the loader was rebuilt
     run_dir = newest_unfinished_run(tmp_path / "runs" / "b")
     assert (
         run_dir is not None and _state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 18
@@ -50,8 +79,8 @@ def test_killed_run_resumes_bit_identical(tmp_path, averaging):
 
     # auto_resume finds the killed run by its name, continues it from last.ckpt
     resumed = main(
-        tiny_args(*RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
-                  "--run.auto_resume", "true")
+        base(*RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
+             "--run.auto_resume", "true")
     )  # fmt: skip
     assert resumed["best_checkpoint"].startswith(str(run_dir))
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
+from lightning_dl import samplers
 from lightning_dl.resumable_loader import ResumableDataLoader, make_resumable
 from lightning_dl.samplers import ResumableSampler, UnpaddedDistributedSampler, shuffled_order
 
@@ -62,3 +63,22 @@ def test_make_resumable_keeps_the_loader_and_reports_its_position():
             make_resumable(custom, num_replicas=1, rank=0, seed=0, position=lambda: (0, 0))
             is custom
         )
+
+
+@pytest.mark.parametrize("n, world", [(50, 1), (50, 3), (7, 4), (64, 2), (3, 5)])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_order_is_distributed_samplers_in_chunks(monkeypatch, n, world, shuffle, drop_last):
+    """The int32, chunked order equals torch's DistributedSampler (padding and dropping too)."""
+    monkeypatch.setattr(samplers, "CHUNK", 4)  # several chunks even for tiny datasets
+    for rank in range(world):
+        options = dict(num_replicas=world, rank=rank, shuffle=shuffle, seed=3, drop_last=drop_last)
+        ours, reference = (
+            ResumableSampler(range(n), **options),
+            DistributedSampler(range(n), **options),
+        )
+        ours.set_epoch(2)
+        reference.set_epoch(2)
+        assert list(ours) == list(reference), rank
+        ours.resume_at(2, 3)
+        assert list(ours) == list(reference)[3:]
