@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,27 +13,12 @@ import yaml
 from lightning_dl.classifier import Classifier
 from lightning_dl.fit import main
 from lightning_dl.tracking.wandb_offline import read_offline_run
-
-ROOT = Path(__file__).parent.parent
-QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
-SMALL = ["--data.num_train", "512", "--data.num_val", "128", "--data.num_test", "128"]
+from tests.tiny_runs import QUICK, run_fit, tiny_args
 
 
 def _run(tmp_path: Path, *extra: str) -> tuple[dict, Path]:
     run_dir = tmp_path / "run"
-    args = [
-        "--config",
-        QUICK,
-        *SMALL,
-        "--run.dir",
-        str(run_dir),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.accelerator",
-        "cpu",
-        *extra,
-    ]
-    return main(args), run_dir
+    return main(tiny_args("--run.dir", str(run_dir), *extra)), run_dir
 
 
 def test_run_directory_has_everything(tmp_path):
@@ -101,23 +84,13 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
         _run(tmp_path, "--trainer.max_steps", "2", "--trainer.logger", "false")
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lightning_dl.fit", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
 def test_print_config_and_clear_errors():
-    printed = _cli("--config", QUICK, "--model.lr", "0.5", "--print_config")
+    printed = run_fit(["--config", QUICK, "--model.lr", "0.5", "--print_config"])
     assert printed.returncode == 0, printed.stderr
     assert yaml.safe_load(printed.stdout)["model"]["init_args"]["lr"] == 0.5
-    unknown = _cli("--config", QUICK, "--model.init_args.learning_rate", "0.1")
+    unknown = run_fit(["--config", QUICK, "--model.init_args.learning_rate", "0.1"])
     assert unknown.returncode != 0 and "learning_rate" in unknown.stderr
-    bad_activation = _cli("--config", QUICK, "--model.backbone.init_args.activation", "swish")
+    bad_activation = run_fit(["--config", QUICK, "--model.backbone.init_args.activation", "swish"])
     assert bad_activation.returncode != 0
     assert "activation" in bad_activation.stderr and "relu" in bad_activation.stderr
 
