@@ -11,12 +11,14 @@ to the run directory's config.yaml for checkpoints without DataModule hyperparam
 Prediction runs through a Lightning Trainer and ``lightning_dl.predict.predict_in_order``, so on
 several devices every frame is predicted exactly once and rows come back in file order (a plain
 distributed sampler would pad, duplicate and interleave them). Only rank 0 writes the file.
-The checkpoint is a pickle: load only checkpoints you trained or trust.
+The checkpoint is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only
+(all that ``lightning_dl.fit`` writes), so a checkpoint from elsewhere cannot run code on load.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,21 @@ from lightning_dl.classifier import Classifier
 from lightning_dl.predict import predict_in_order
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's dict, unpickling nothing but tensors and plain containers."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path}: holds Python objects other than tensors and plain containers, which "
+            f"lightning_dl.fit never writes, so it is not loaded ({str(error).splitlines()[0]})"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}"
+        ) from error
 
 
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
@@ -76,7 +93,7 @@ def main(argv: list[str] | None = None) -> float | Path:
     if not args.ckpt.is_file():
         p.error(f"{args.ckpt}: checkpoint not found")
 
-    ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(args.ckpt)
     settings = datamodule_settings(ckpt, args.ckpt)
     dm = WSJFramesDataModule(
         str(args.data_dir),
@@ -91,7 +108,7 @@ def main(argv: list[str] | None = None) -> float | Path:
             f"{args.ckpt}: trained with global normalisation but the checkpoint "
             "holds no training statistics"
         )
-    model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=False)
+    model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
     hp = model.hparams
     if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
         raise ValueError(

@@ -35,7 +35,7 @@ def test_diverging_run_stops_at_once_and_says_where(tmp_path):
     # batch index = step within the 8-batch epoch; both named in the error
     assert f"global step {step} (epoch {step // 8}, batch index {step % 8})" in message
     # last.ckpt is the last finite state: every step before the failing one, finite weights
-    ckpt = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == step
     assert all(torch.isfinite(w).all() for w in ckpt["state_dict"].values())
 

@@ -128,7 +128,7 @@ def test_ema_weights_are_the_ones_validated_checkpointed_and_tested(tmp_path):
         "--trainer.logger",
         "false",
     )
-    checkpoint = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=False)
+    checkpoint = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
     model = Classifier.load_from_checkpoint(summary["best_checkpoint"], map_location="cpu")
     averaged = _test_loss(model, run_dir, checkpoint["state_dict"])
     raw = _test_loss(model, run_dir, checkpoint["current_model_state"])

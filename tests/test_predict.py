@@ -76,7 +76,7 @@ def test_submission_has_one_row_per_test_frame_in_order(run, tmp_path):
 
     # Same labels as the model applied to independently built windows, with training's k and
     # training's global statistics (train.npy of this corpus, as the checkpoint stored them).
-    model = predict.Classifier.load_from_checkpoint(ckpt, weights_only=False).eval()
+    model = predict.Classifier.load_from_checkpoint(ckpt, weights_only=True).eval()
     frames = list(np.load(data / "test.npy", allow_pickle=True))  # our own file: trusted
     train = np.concatenate(list(np.load(data / "train.npy", allow_pickle=True))).astype(np.float64)
     mean, std = train.mean(0), np.sqrt(train.var(0) + 1e-6)
@@ -106,7 +106,7 @@ def test_dev_split_reports_accuracy(run, capsys):
 
 def test_class_count_mismatch_is_refused(run, tmp_path):
     ckpt, data = run
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     state["hyper_parameters"]["num_classes"] = 10  # a 10-class model, consistently so
     sd = state["state_dict"]
     for key in [k for k, v in sd.items() if v.shape[:1] == (138,)]:
@@ -116,6 +116,31 @@ def test_class_count_mismatch_is_refused(run, tmp_path):
     with pytest.raises(ValueError, match=r"-> 10 classes; the data gives \(280,\) -> 138"):
         predict.main(["--ckpt", str(bad), "--data-dir", str(data), "--out", str(tmp_path / "s")])
     assert not (tmp_path / "s").exists()
+
+
+class _Payload:
+    """Stands for any Python object a foreign checkpoint could smuggle into its pickle."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading the checkpoint",))
+
+
+def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp_path, capsys):
+    ckpt, data = run
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["payload"] = _Payload()
+    smuggled = tmp_path / "smuggled.ckpt"
+    torch.save(state, smuggled)
+    out = tmp_path / "s.csv"
+    with pytest.raises(ValueError, match=r"smuggled\.ckpt: holds Python objects other than"):
+        predict.main(["--ckpt", str(smuggled), "--data-dir", str(data), "--out", str(out)])
+    assert "code ran" not in capsys.readouterr().out and not out.exists()
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"truncated\.ckpt: not a readable PyTorch checkpoint"):
+        predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
+    assert not out.exists()
 
 
 def test_row_count_is_checked(run, tmp_path, monkeypatch):
@@ -132,7 +157,7 @@ def test_row_count_is_checked(run, tmp_path, monkeypatch):
 
 def test_settings_come_from_the_checkpoint(run):
     ckpt, _ = run
-    settings = predict.datamodule_settings(torch.load(ckpt, weights_only=False), ckpt)
+    settings = predict.datamodule_settings(torch.load(ckpt, weights_only=True), ckpt)
     assert settings["context"] == 3 and settings["normalize"] == "global"
     assert WSJFramesDataModule(".", **settings).input_shape == (7 * 40,)
 

@@ -26,7 +26,7 @@ RUN = ("--model.backbone.init_args.dropout", "0.2", "--run.checkpoint_every_n_st
 
 
 def _state(ckpt: Path) -> dict:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)
+    return torch.load(ckpt, map_location="cpu", weights_only=True)  # fit writes no pickled code
 
 
 EMA = ("--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging",
