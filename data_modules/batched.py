@@ -33,7 +33,14 @@ class BatchedTensorDataset(Dataset):
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        device = self.tensors[0].device
+        if device.type == "cuda":
+            # From pinned memory the copy is queued, not waited for: a blocking copy (what
+            # as_tensor(..., device="cuda") does) would wait for all queued GPU work every batch.
+            idx = idx.pin_memory().to(device, non_blocking=True)
+        elif device.type != "cpu":
+            idx = idx.to(device)
         return tuple(t[idx] for t in self.tensors)
 
     def to(self, device: torch.device | str) -> BatchedTensorDataset:

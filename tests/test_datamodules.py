@@ -7,6 +7,7 @@ import hashlib
 import pytest
 import torch
 
+from data_modules.batched import BatchedTensorDataset
 from data_modules.cifar10 import CIFAR10DataModule
 from data_modules.download import download_verified
 from data_modules.image_datamodule import split_sizes
@@ -87,3 +88,16 @@ def test_download_verifies_md5_and_leaves_nothing_partial(tmp_path):
     dest.write_bytes(b"tampered")
     with pytest.raises(ValueError, match="exists but its MD5"):
         download_verified(source.as_uri(), dest, good)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_resident_batches_match_the_cpu_ones():
+    """Index batches reach a GPU-resident dataset through pinned memory, without blocking."""
+    x = torch.arange(600, dtype=torch.uint8).reshape(200, 3)
+    y = torch.arange(200)
+    on_cpu = BatchedTensorDataset(x, y)
+    on_gpu = on_cpu.to("cuda")
+    indices = torch.randperm(200)[:64].tolist()
+    pairs = zip(on_gpu.__getitems__(indices), on_cpu.__getitems__(indices), strict=True)
+    for got, expected in pairs:
+        assert got.is_cuda and torch.equal(got.cpu(), expected)
