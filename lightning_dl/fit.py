@@ -23,6 +23,7 @@ from lightning_dl.run_summary import (
     collect_summary,
     failure_report,
     finish_run,
+    other_rank_errors,
     plot_run_curves,
     write_status,
 )
@@ -32,11 +33,12 @@ def main(args: list[str] | None = None) -> dict:
     """Run one experiment; returns the summary (also written to the run directory).
 
     On any exception the run directory's summary.json says what failed and where (rank 0;
-    other ranks write ``errors/rank<N>.json``), the wandb run is closed as failed, and the
-    exception propagates so the process exits non-zero.
+    other ranks write ``errors/rank<N>.json``, which rank 0's summary repeats under
+    ``other_ranks``), the wandb run is closed as failed, and the exception propagates so the
+    process exits non-zero.
     """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     cli = LightningDLCLI(args=args)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(cli.config.run.dir)
@@ -46,7 +48,7 @@ def main(args: list[str] | None = None) -> dict:
     try:
         summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
     except BaseException as error:
-        _report_failure(trainer, run_dir, error, time.perf_counter() - started)
+        _report_failure(trainer, run_dir, error, time.perf_counter() - started, started_at)
         raise
     if trainer.is_global_zero:
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -95,7 +97,7 @@ def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
 
 
 def _report_failure(
-    trainer: pl.Trainer, run_dir: Path, error: BaseException, wall_time_s: float
+    trainer: pl.Trainer, run_dir: Path, error: BaseException, wall_time_s: float, since: float
 ) -> None:
     """Leave a truthful run directory behind; never mask the original error."""
     report = failure_report(trainer, error, wall_time_s)
@@ -103,6 +105,9 @@ def _report_failure(
         if trainer.global_rank != 0:
             write_json_atomic(run_dir / "errors" / f"rank{trainer.global_rank}.json", report)
             return
+        other_ranks = other_rank_errors(run_dir, since)
+        if other_ranks:
+            report["other_ranks"] = other_ranks
         for logger in trainer.loggers:
             logger.save()  # metrics logged up to the failure reach metrics.csv
         write_status(run_dir, report.pop("status"), **report)
@@ -112,6 +117,8 @@ def _report_failure(
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})
                 logger.experiment.finish(exit_code=1)
         print(f"run failed: {report['error']}\nrun directory: {run_dir}")
+        for rank, message in other_ranks.items():
+            print(f"  {rank} failed too: {message}")
     except Exception as secondary:  # the original error matters more
         print(f"(could not record the failure in {run_dir}: {secondary!r})")
 

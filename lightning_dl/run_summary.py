@@ -8,6 +8,7 @@ and the last checkpoint left on disk. A run killed outright (SIGKILL, power loss
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,23 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
         "last_checkpoint": str(last) if last is not None and last.is_file() else None,
         "wall_time_s": round(wall_time_s, 2),
     }
+
+
+def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``).
+
+    When one rank fails, the others usually fail only as a consequence ("connection closed by
+    peer"); rank 0's summary names the original error with this. Older files (from an earlier
+    attempt of a resumed run) are left out.
+    """
+    errors = {}
+    for path in sorted((run_dir / "errors").glob("rank*.json")):
+        try:
+            if path.stat().st_mtime >= since:
+                errors[path.stem] = json.loads(path.read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            continue  # a report being written or damaged: the summary does without it
+    return errors
 
 
 def plot_run_curves(run_dir: Path) -> None:

@@ -78,6 +78,9 @@ def test_exception_in_one_rank_does_not_hang_the_other(tmp_path):
     error = json.loads((run_dir / "errors" / "rank1.json").read_text())
     assert error["status"] == "failed" and error["global_step"] == 3
     assert "injected failure on rank 1 at step 3" in error["error"]
+    summary = json.loads((run_dir / "summary.json").read_text())  # rank 0 names the cause
+    assert summary["status"] == "failed"
+    assert "injected failure on rank 1" in summary["other_ranks"]["rank1"]
     print(f"failed run ended after {time.monotonic() - started:.1f} s")
 
 
