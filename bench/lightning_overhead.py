@@ -1,6 +1,7 @@
 """Steps/s of our fit path against a plain PyTorch loop: same MLP, data, batch size, steps.
 
     python bench/lightning_overhead.py [--data-dir DIR_WITH_cifar-10-batches-py] [--steps 300]
+                                       [--rounds 3] [--threads N]
 
 Both sides train configs/cifar10_mlp.yaml's MLP (400-300-250-200-150-100 + BatchNorm, Adam 1e-3,
 cosine learning-rate decay stepped every step, batch 200) on CIFAR-10-shaped uint8 data held in
@@ -164,7 +165,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or str(write_cifar10(Path(tmp) / "cifar", per_batch=10000))
         source = args.data_dir or "random CIFAR-10-shaped data (50,000 train images)"
