@@ -29,7 +29,7 @@ def _state(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=True)  # fit writes no pickled code
 
 
-EMA = ("--trainer.callbacks+=pytorch_lightning.callbacks.EMAWeightAveraging",
+EMA = ("--trainer.callbacks+=lightning_dl.callbacks.ema.WarmupEMA",
        "--trainer.callbacks.decay", "0.9")  # fmt: skip
 
 

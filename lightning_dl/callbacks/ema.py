@@ -1,0 +1,62 @@
+"""Exponential moving average of the weights, with a warm-up, for validation, checkpoints and test.
+
+Lightning's ``EMAWeightAveraging`` applies its full decay from the first step, so the average
+starts at the random initial weights and forgets them slowly: with decay 0.998 the
+initialisation still makes up 0.998^500 = 37% of the average after 500 steps, and the seed
+ConvNet validates at chance (0.10) there. Like timm's ``ModelEmaV3`` and ``ema-pytorch``, this
+callback warms the decay up with the number of updates t, ``min(decay, 1 - (1 + t)^-power)``,
+so early averages follow the recent weights and later ones reach the configured decay (0.998
+after about 3,900 updates with power 3/4). Integer buffers such as BatchNorm's
+``num_batches_tracked`` are counters: they are copied, not averaged. The decay is computed on
+the device, so the update never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pytorch_lightning.callbacks import WeightAveraging
+
+MultiAvgFn = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]
+
+
+def warmup_ema(decay: float, power: float) -> MultiAvgFn:
+    """``AveragedModel``'s ``multi_avg_fn``: ``avg += w * (current - avg)``.
+
+    ``w = max((1 + t)^-power, 1 - decay)``, the weight of the newest weights; ``t`` is the number
+    of updates already averaged (``AveragedModel`` copies the weights on the first update and calls
+    this from the second on, with t >= 1).
+    """
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], t: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():  # one call per dtype: these are counters
+            torch._foreach_copy_(averaged, current)
+            return
+        dtype = averaged[0].dtype
+        weight = (1 + t.to(dtype)).pow(-power).clamp(min=1 - decay)
+        deltas = torch._foreach_sub(current, averaged)
+        torch._foreach_mul_(deltas, weight)
+        torch._foreach_add_(averaged, deltas)
+
+    return update
+
+
+class WarmupEMA(WeightAveraging):
+    """EMA of the weights (and float buffers) with the decay warm-up above; updated every step."""
+
+    def __init__(
+        self,
+        decay: float = 0.999,
+        power: float = 0.75,
+        use_buffers: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"WarmupEMA decay must be in [0, 1), got {decay}")
+        if power <= 0:
+            raise ValueError(f"WarmupEMA power must be > 0, got {power}")
+        super().__init__(
+            device=device, use_buffers=use_buffers, multi_avg_fn=warmup_ema(decay, power)
+        )
+        self.decay, self.power = decay, power
