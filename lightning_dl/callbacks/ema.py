@@ -6,7 +6,7 @@ initialisation still makes up 0.998^500 = 37% of the average after 500 steps, an
 ConvNet validates at chance (0.10) there. Like timm's ``ModelEmaV3`` and ``ema-pytorch``, this
 callback warms the decay up with the number of updates t, ``min(decay, 1 - (1 + t)^-power)``,
 so early averages follow the recent weights and later ones reach the configured decay (0.998
-after about 3,900 updates with power 3/4). Integer buffers such as BatchNorm's
+after about 4,000 updates with power 3/4). Integer buffers such as BatchNorm's
 ``num_batches_tracked`` are counters: they are copied, not averaged. The decay is computed on
 the device, so the update never waits for the GPU.
 """
