@@ -1,11 +1,13 @@
 """Forward+backward time of the custom norms against the native PyTorch ops (CPU by default).
 
     PYTHONPATH=$PWD python bench/norms.py [--threads 1] [--repeats 30] [--device cpu]
+    LIGHTNING_DL_NORM_KERNELS=0 PYTHONPATH=$PWD python bench/norms.py   # the torch-op formulas
 
 For each size and each norm it times one training step's worth of work, y = norm(x) and the
 gradients of x, gamma, beta for a fixed upstream gradient, and prints the median time of the native
 op and the median over repeats of each custom variant's time ratio to it.
-Goal from issue 3: manual Function <= 1.2x native.
+Goal from issue 3: manual Function <= 1.2x native. On CPU the Functions run the fused loops of
+lightning_dl/layers/csrc/norms.cpp when they build (the header line says which path ran).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lightning_dl.layers import (
     CustomLayerNormManualFunction,
     CustomLayerNormManualModule,
 )
+from lightning_dl.layers._kernels import norm_kernels
 
 SIZES = [(256, 256), (1024, 1024), (4096, 512), (512, 4096), (8192, 256)]
 EPS = 1e-5
@@ -102,6 +105,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    path = "torch ops"
+    if args.device == "cpu" and norm_kernels() is not None:
+        path = "fused C++ loops (lightning_dl/layers/csrc/norms.cpp)"
+    print(f"manual Function path: {path}")
     print(
         f"device={args.device} threads={torch.get_num_threads()} float32, median of "
         f"{args.repeats}; ratio = median of per-repeat time / native "

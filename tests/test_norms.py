@@ -14,9 +14,25 @@ from lightning_dl.layers import (
     CustomLayerNormAutograd,
     CustomLayerNormManualFunction,
     CustomLayerNormManualModule,
+    batchnorm,
+    layernorm,
 )
+from lightning_dl.layers._kernels import norm_kernels
 
 EPS = 1e-5
+
+
+@pytest.fixture(params=["cpu_kernels", "torch_ops"], autouse=True)
+def norm_path(request, monkeypatch):
+    """Every test runs twice: through the fused C++ loops and through the torch-op formulas."""
+    if request.param == "torch_ops":
+        monkeypatch.setattr(batchnorm, "use_kernels", lambda x, gamma: None)
+        monkeypatch.setattr(layernorm, "use_kernels", lambda x, gamma: None)
+    elif norm_kernels() is None:
+        pytest.skip("the CPU norm kernels could not be built here (no C++ compiler or ninja?)")
+    return request.param
+
+
 SHAPES = [(2, 1), (3, 4), (16, 7), (33, 10)]
 BN_MODULES = [CustomBatchNormAutograd, CustomBatchNormManualModule]
 LN_MODULES = [CustomLayerNormAutograd, CustomLayerNormManualModule]
@@ -211,3 +227,14 @@ def test_mlp_with_custom_norm_follows_native_loss_curve(native, custom):
     assert min(native_losses[-3:]) < native_losses[0] - 0.1, "the comparison run should learn"
     assert custom_losses == pytest.approx(native_losses, abs=1e-10, rel=0)
     torch.testing.assert_close(custom_eval, native_eval, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("fn", [_bn_function, _ln_function], ids=["batchnorm", "layernorm"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_inputs_take_the_path_under_test(fn, dtype, norm_path):
+    x, gamma, beta = (t.detach().to(dtype).requires_grad_() for t in _inputs((16, 7)))
+    y = fn(x, gamma, beta)
+    assert (y.grad_fn.kernels is not None) == (norm_path == "cpu_kernels")
+    y_native = (_bn_native if fn is _bn_function else _ln_native)(x, gamma, beta)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(y, y_native, atol=tol, rtol=0)

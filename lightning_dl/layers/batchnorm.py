@@ -17,6 +17,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
+from lightning_dl.layers._kernels import use_kernels
 
 
 class CustomBatchNormManualFunction(torch.autograd.Function):
@@ -27,8 +28,9 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
         dgamma = sum_n dy * x_hat = r * sum_n dy * c
         dx     = gamma * r * (dy - dbeta / N - x_hat * dgamma / N)
     (the last line folds sum(dy*gamma) and sum(dy*gamma*x_hat) into dbeta and dgamma).
-    Speed on CPU: column sums are matrix-vector products (BLAS, one read), the output and dx are
-    each one fused ``addcmul`` pass, and buffers are reused instead of allocated.
+    In torch ops (below; the path for GPUs), column sums are matrix-vector products (BLAS, one
+    read), the output and dx are each one fused ``addcmul`` pass, and buffers are reused. On CPU
+    the same formulas run as fused loops (``csrc/norms.cpp``, see ``_kernels.py``) when they build.
     If running buffers are given they are updated in place, like ``F.batch_norm``.
     """
 
@@ -44,6 +46,20 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
         momentum: float = 0.1,
     ) -> torch.Tensor:
         n = x.shape[0]
+        kernels = use_kernels(x, gamma)
+        ctx.kernels = kernels
+        if kernels is not None:
+            y, mean, inv_std = kernels.batch_norm_forward(
+                x.contiguous(), gamma.contiguous(), beta.contiguous(), eps
+            )
+            if running_mean is not None and running_var is not None:
+                var = inv_std.pow(-2) - eps  # double precision: exact to ~1e-16 relative
+                running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+                running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), momentum)
+            need_stats = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+            saved = (x.contiguous(), mean, inv_std, gamma.contiguous()) if need_stats else ()
+            ctx.save_for_backward(*saved)
+            return y
         ones = x.new_ones(n)
         mean = (ones @ x) / n
         centered = x - mean
@@ -66,8 +82,24 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        centered, inv_std, gamma = ctx.saved_tensors
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        if ctx.kernels is not None:
+            if not (need_x or need_gamma):  # only beta: nothing was saved
+                return None, None, dy.sum(0), None, None, None, None
+            x, mean, inv_std, gamma = ctx.saved_tensors
+            dx, dgamma, dbeta = ctx.kernels.batch_norm_backward(
+                dy.contiguous(), x, mean, inv_std, gamma
+            )
+            return (
+                dx if need_x else None,
+                dgamma if need_gamma else None,
+                dbeta if need_beta else None,
+                None,
+                None,
+                None,
+                None,
+            )
+        centered, inv_std, gamma = ctx.saved_tensors
         n = dy.shape[0]
         ones = dy.new_ones(n)
         dx = dgamma = dbeta = None

@@ -12,6 +12,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
+from lightning_dl.layers._kernels import use_kernels
 
 
 class CustomLayerNormManualFunction(torch.autograd.Function):
@@ -23,12 +24,24 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         dx     = r * (dy * gamma - mean_d(dy * gamma) - x_hat * mean_d(dy * gamma * x_hat))
     where mean_d(dy * gamma) = dy @ gamma / D and mean_d(dy * gamma * x_hat) =
     (dy * x_hat) @ gamma / D reuse the product dy * x_hat that dgamma needs anyway.
+    In torch ops below (the path for GPUs); on CPU the same formulas run as fused loops
+    (``csrc/norms.cpp``, see ``_kernels.py``) when they build.
     """
 
     @staticmethod
     def forward(
         ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5
     ) -> torch.Tensor:
+        kernels = use_kernels(x, gamma)
+        ctx.kernels = kernels
+        if kernels is not None:
+            y, mean, rstd = kernels.layer_norm_forward(
+                x.contiguous(), gamma.contiguous(), beta.contiguous(), eps
+            )
+            need_stats = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+            saved = (x.contiguous(), mean, rstd, gamma.contiguous()) if need_stats else ()
+            ctx.save_for_backward(*saved)
+            return y
         d = x.shape[1]
         x_hat = x - x.mean(dim=1, keepdim=True)
         sum_sq = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_()
@@ -45,8 +58,21 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        x_hat, rstd, gamma = ctx.saved_tensors
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+        if ctx.kernels is not None:
+            if not (need_x or need_gamma):  # only beta: nothing was saved
+                return None, None, dy.sum(0), None
+            x, mean, rstd, gamma = ctx.saved_tensors
+            dx, dgamma, dbeta = ctx.kernels.layer_norm_backward(
+                dy.contiguous(), x, mean, rstd, gamma
+            )
+            return (
+                dx if need_x else None,
+                dgamma if need_gamma else None,
+                dbeta if need_beta else None,
+                None,
+            )
+        x_hat, rstd, gamma = ctx.saved_tensors
         n, d = dy.shape
         ones = dy.new_ones(n)
         dx = dgamma = None

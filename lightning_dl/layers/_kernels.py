@@ -1,0 +1,64 @@
+"""The fused CPU loops of csrc/norms.cpp, compiled on first use; None where they cannot be.
+
+The torch-op versions in batchnorm.py / layernorm.py make 5-7 passes over memory per step where
+PyTorch's native norms make 2-3, so on CPU they run 1.5-2.3x native time (bench/norms.py). The
+same hand-derived formulas written as loops (one statistics pass, one output pass; one reduction
+pass, one dx pass) run at about native speed. They are built with ``torch.utils.cpp_extension``
+(a C++ compiler and ninja, about 30 s once; the result is cached by PyTorch) for the CPU's
+instruction set as PyTorch reports it, so a cache shared between machines cannot hand one a
+binary it cannot run. Without a compiler, or with ``LIGHTNING_DL_NORM_KERNELS=0``, the torch-op
+versions are used; they are also the path for GPU tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "norms.cpp"
+# PyTorch's own CPU dispatch levels -> compiler flags for the same instruction set
+_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+
+
+@functools.cache
+def norm_kernels() -> ModuleType | None:
+    """The compiled extension, or None (with one warning saying why) if it cannot be built."""
+    if os.environ.get("LIGHTNING_DL_NORM_KERNELS", "1") == "0":
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        from torch.utils.cpp_extension import load
+
+        return load(
+            name=f"lightning_dl_norms_{capability.lower()}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-fopenmp-simd", *_FLAGS.get(capability, [])],
+            verbose=False,
+        )
+    except Exception as error:  # no compiler or ninja, or a failed build: fall back
+        warnings.warn(
+            f"custom norms: could not build the CPU kernels of {SOURCE} ({error}); using the "
+            "torch-op versions (slower; set LIGHTNING_DL_NORM_KERNELS=0 to skip the build)",
+            stacklevel=2,
+        )
+        return None
+
+
+def use_kernels(x: torch.Tensor, gamma: torch.Tensor) -> ModuleType | None:
+    """The extension if this call can use it: 2-D contiguous CPU float32/float64 input."""
+    if (
+        x.device.type != "cpu"
+        or x.dim() != 2
+        or x.dtype not in (torch.float32, torch.float64)
+        or gamma.dtype != x.dtype
+    ):
+        return None
+    return norm_kernels()
