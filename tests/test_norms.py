@@ -238,3 +238,22 @@ def test_cpu_inputs_take_the_path_under_test(fn, dtype, norm_path):
     y_native = (_bn_native if fn is _bn_function else _ln_native)(x, gamma, beta)
     tol = 1e-5 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(y, y_native, atol=tol, rtol=0)
+
+
+def test_failed_kernel_build_falls_back_with_a_warning(monkeypatch, norm_path):
+    import torch.utils.cpp_extension as cpp_extension
+
+    from lightning_dl.layers import _kernels
+
+    def no_compiler(**kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    _kernels.norm_kernels.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match=r"could not build the CPU kernels.*no C\+\+"):
+            assert _kernels.norm_kernels() is None
+        x, gamma, beta = _inputs((6, 4))
+        torch.testing.assert_close(_bn_function(x, gamma, beta), _bn_native(x, gamma, beta))
+    finally:
+        _kernels.norm_kernels.cache_clear()  # the next caller builds (or loads) them again
