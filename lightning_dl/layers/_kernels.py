@@ -17,6 +17,7 @@ import os
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -62,3 +63,12 @@ def use_kernels(x: torch.Tensor, gamma: torch.Tensor) -> ModuleType | None:
     ):
         return None
     return norm_kernels()
+
+
+def kernel_grads(ctx: Any, dy: torch.Tensor, backward: Any) -> tuple[torch.Tensor | None, ...]:
+    """(dx, dgamma, dbeta) from a kernel ``backward``, None where the input needs no gradient."""
+    need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
+    if not (need_x or need_gamma):  # only beta: forward saved nothing
+        return None, None, dy.sum(0)
+    dx, dgamma, dbeta = backward(dy.contiguous(), *ctx.saved_tensors)
+    return dx if need_x else None, dgamma if need_gamma else None, dbeta if need_beta else None

@@ -17,7 +17,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
-from lightning_dl.layers._kernels import use_kernels
+from lightning_dl.layers._kernels import kernel_grads, use_kernels
 
 
 class CustomBatchNormManualFunction(torch.autograd.Function):
@@ -82,23 +82,10 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         if ctx.kernels is not None:
-            if not (need_x or need_gamma):  # only beta: nothing was saved
-                return None, None, dy.sum(0), None, None, None, None
-            x, mean, inv_std, gamma = ctx.saved_tensors
-            dx, dgamma, dbeta = ctx.kernels.batch_norm_backward(
-                dy.contiguous(), x, mean, inv_std, gamma
-            )
-            return (
-                dx if need_x else None,
-                dgamma if need_gamma else None,
-                dbeta if need_beta else None,
-                None,
-                None,
-                None,
-                None,
-            )
+            grads = kernel_grads(ctx, dy, ctx.kernels.batch_norm_backward)
+            return (*grads, None, None, None, None)
+        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         centered, inv_std, gamma = ctx.saved_tensors
         n = dy.shape[0]
         ones = dy.new_ones(n)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
-from lightning_dl.layers._kernels import use_kernels
+from lightning_dl.layers._kernels import kernel_grads, use_kernels
 
 
 class CustomLayerNormManualFunction(torch.autograd.Function):
@@ -58,20 +58,9 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         if ctx.kernels is not None:
-            if not (need_x or need_gamma):  # only beta: nothing was saved
-                return None, None, dy.sum(0), None
-            x, mean, rstd, gamma = ctx.saved_tensors
-            dx, dgamma, dbeta = ctx.kernels.layer_norm_backward(
-                dy.contiguous(), x, mean, rstd, gamma
-            )
-            return (
-                dx if need_x else None,
-                dgamma if need_gamma else None,
-                dbeta if need_beta else None,
-                None,
-            )
+            return (*kernel_grads(ctx, dy, ctx.kernels.layer_norm_backward), None)
+        need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         x_hat, rstd, gamma = ctx.saved_tensors
         n, d = dy.shape
         ones = dy.new_ones(n)
