@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from data_modules.batched import passthrough_collate
+from data_modules.index_order import CHUNK, in_chunks, index_dtype
 from data_modules.wsj_cache import CacheEntry, build_or_load
 from data_modules.wsj_files import N_CLASSES, N_FEATURES
 
@@ -120,16 +121,15 @@ class ChunkedRandomSampler(RandomSampler):
     # seeded, resumable equivalent (lightning_dl.resumable_loader.make_resumable).
     uniform_permutation = True
 
-    def __init__(self, data_source: Sized, chunk: int = 1 << 16) -> None:
+    def __init__(self, data_source: Sized, chunk: int = CHUNK) -> None:
         super().__init__(data_source)
         self.chunk = chunk
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.data_source)
         gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
-        perm = torch.randperm(n, generator=gen, dtype=torch.int32 if n < 2**31 else torch.int64)
-        for start in range(0, n, self.chunk):
-            yield from perm[start : start + self.chunk].tolist()
+        perm = torch.randperm(n, generator=gen, dtype=index_dtype(n))
+        yield from in_chunks(perm, self.chunk)
 
 
 class WSJFramesDataModule(pl.LightningDataModule):

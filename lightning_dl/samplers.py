@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sized
 import torch
 from torch.utils.data import DistributedSampler
 
-CHUNK = 1 << 16  # indices turned into Python ints at a time
+from data_modules.index_order import in_chunks, index_dtype
 
 
 class ResumableSampler(DistributedSampler):
@@ -56,15 +56,13 @@ class ResumableSampler(DistributedSampler):
         """
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
-        dtype = torch.int32 if n < 2**31 else torch.int64
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator, dtype=dtype)
+            order = shuffled_order(n, self.seed, self.epoch, dtype=index_dtype(n))
         else:
-            order = torch.arange(n, dtype=dtype)
+            order = torch.arange(n, dtype=index_dtype(n))
         if self.total_size > n:  # padding repeats the order from its start, like the base class
             order = order.repeat(math.ceil(self.total_size / n))
-        return _in_chunks(order[: self.total_size][self.rank :: self.num_replicas][skip:])
+        return in_chunks(order[: self.total_size][self.rank :: self.num_replicas][skip:])
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -88,11 +86,6 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.start, self.stop))
 
 
-def _in_chunks(indices: torch.Tensor) -> Iterator[int]:
-    for start in range(0, len(indices), CHUNK):
-        yield from indices[start : start + CHUNK].tolist()
-
-
-def shuffled_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The permutation :class:`ResumableSampler` uses for ``epoch`` (for tests and tools)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+def shuffled_order(n: int, seed: int, epoch: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """The permutation :class:`ResumableSampler` uses for ``epoch`` (the same for any dtype)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch), dtype=dtype)

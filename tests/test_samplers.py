@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from data_modules import index_order
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
-from lightning_dl import samplers
 from lightning_dl.resumable_loader import ResumableDataLoader, make_resumable
 from lightning_dl.samplers import ResumableSampler, UnpaddedDistributedSampler, shuffled_order
 
@@ -70,7 +70,7 @@ def test_make_resumable_keeps_the_loader_and_reports_its_position():
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_order_is_distributed_samplers_in_chunks(monkeypatch, n, world, shuffle, drop_last):
     """The int32, chunked order equals torch's DistributedSampler (padding and dropping too)."""
-    monkeypatch.setattr(samplers, "CHUNK", 4)  # several chunks even for tiny datasets
+    monkeypatch.setattr(index_order, "CHUNK", 4)  # several chunks even for tiny datasets
     for rank in range(world):
         options = dict(num_replicas=world, rank=rank, shuffle=shuffle, seed=3, drop_last=drop_last)
         ours, reference = (
