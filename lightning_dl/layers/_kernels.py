@@ -65,10 +65,21 @@ def use_kernels(x: torch.Tensor, gamma: torch.Tensor) -> ModuleType | None:
     return norm_kernels()
 
 
+def kernel_forward(
+    ctx: Any, forward: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, mean, 1/std) from a kernel ``forward``; saves what ``kernel_grads`` will need."""
+    x, gamma = x.contiguous(), gamma.contiguous()
+    y, mean, inv_std = forward(x, gamma, beta.contiguous(), eps)
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:  # beta's gradient needs nothing
+        ctx.save_for_backward(x, mean, inv_std, gamma)
+    return y, mean, inv_std
+
+
 def kernel_grads(ctx: Any, dy: torch.Tensor, backward: Any) -> tuple[torch.Tensor | None, ...]:
     """(dx, dgamma, dbeta) from a kernel ``backward``, None where the input needs no gradient."""
     need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
-    if not (need_x or need_gamma):  # only beta: forward saved nothing
+    if not (need_x or need_gamma):  # only beta: kernel_forward saved nothing
         return None, None, dy.sum(0)
     dx, dgamma, dbeta = backward(dy.contiguous(), *ctx.saved_tensors)
     return dx if need_x else None, dgamma if need_gamma else None, dbeta if need_beta else None

@@ -17,7 +17,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
-from lightning_dl.layers._kernels import kernel_grads, use_kernels
+from lightning_dl.layers._kernels import kernel_forward, kernel_grads, use_kernels
 
 
 class CustomBatchNormManualFunction(torch.autograd.Function):
@@ -49,16 +49,11 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
         kernels = use_kernels(x, gamma)
         ctx.kernels = kernels
         if kernels is not None:
-            y, mean, inv_std = kernels.batch_norm_forward(
-                x.contiguous(), gamma.contiguous(), beta.contiguous(), eps
-            )
+            y, mean, inv_std = kernel_forward(ctx, kernels.batch_norm_forward, x, gamma, beta, eps)
             if running_mean is not None and running_var is not None:
                 var = inv_std.pow(-2) - eps  # double precision: exact to ~1e-16 relative
                 running_mean.lerp_(mean.to(running_mean.dtype), momentum)
                 running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), momentum)
-            need_stats = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-            saved = (x.contiguous(), mean, inv_std, gamma.contiguous()) if need_stats else ()
-            ctx.save_for_backward(*saved)
             return y
         ones = x.new_ones(n)
         mean = (ones @ x) / n

@@ -12,7 +12,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from lightning_dl.layers._checks import check_features
-from lightning_dl.layers._kernels import kernel_grads, use_kernels
+from lightning_dl.layers._kernels import kernel_forward, kernel_grads, use_kernels
 
 
 class CustomLayerNormManualFunction(torch.autograd.Function):
@@ -35,13 +35,7 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         kernels = use_kernels(x, gamma)
         ctx.kernels = kernels
         if kernels is not None:
-            y, mean, rstd = kernels.layer_norm_forward(
-                x.contiguous(), gamma.contiguous(), beta.contiguous(), eps
-            )
-            need_stats = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-            saved = (x.contiguous(), mean, rstd, gamma.contiguous()) if need_stats else ()
-            ctx.save_for_backward(*saved)
-            return y
+            return kernel_forward(ctx, kernels.layer_norm_forward, x, gamma, beta, eps)[0]
         d = x.shape[1]
         x_hat = x - x.mean(dim=1, keepdim=True)
         sum_sq = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_()
