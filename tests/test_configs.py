@@ -14,7 +14,7 @@ import yaml
 
 from lightning_dl.fit import main
 from tests.datafiles import write_cifar10, write_mnist
-from tests.wsj_corpus import write_corpus
+from tests.wsj_corpus import write_run_corpus
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -31,14 +31,7 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
         "--data.val_split",
         "16",
     ],
-    "data_modules.wsj.WSJFramesDataModule": lambda d: [
-        "--data.data_dir",
-        str(_wsj_corpus(d / "wsj")),
-        "--data.source",
-        "kaggle",
-        "--data.num_workers",
-        "0",
-    ],
+    "data_modules.wsj.WSJFramesDataModule": lambda d: write_run_corpus(d / "wsj"),
     "data_modules.synthetic.SyntheticClustersDataModule": lambda d: [
         "--data.num_train",
         "256",
@@ -48,11 +41,6 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
         "64",
     ],
 }
-
-
-def _wsj_corpus(data_dir: Path) -> Path:
-    write_corpus(data_dir, train=(40, 60, 30), dev=(30, 20), test=(25,))
-    return data_dir
 
 
 def test_there_are_configs():

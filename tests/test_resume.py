@@ -17,7 +17,7 @@ from lightning_dl.fit import main
 from lightning_dl.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.tracking.wandb_offline import read_offline_run
 from tests.tiny_runs import ROOT, run_fit, tiny_args
-from tests.wsj_corpus import write_corpus
+from tests.wsj_corpus import write_run_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
 # 18 falls inside epoch 2 (2 of its 8 batches done), so the resume is mid-epoch; it is not a
@@ -39,13 +39,12 @@ def _wsj_args(tmp_path: Path) -> Callable[..., list[str]]:
     Its loader shuffles with the memory-saving ChunkedRandomSampler, which exact resume swaps for
     its seeded equivalent.
     """
-    write_corpus(tmp_path / "wsj", train=(40, 60, 30), dev=(30, 20), test=(25,))
+    corpus = write_run_corpus(tmp_path / "wsj")
 
     def args(*extra: str) -> list[str]:
         return [
-            "--config", str(ROOT / "configs" / "wsj_mlp.yaml"),
-            "--data.data_dir", str(tmp_path / "wsj"), "--data.source", "kaggle",
-            "--data.num_workers", "0", "--data.batch_size", "16", "--data.context", "2",
+            "--config", str(ROOT / "configs" / "wsj_mlp.yaml"), *corpus,
+            "--data.batch_size", "16", "--data.context", "2",
             "--model.backbone.init_args.hidden", "[32, 32]",
             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
             "--trainer.max_epochs", "-1", "--trainer.max_steps", "30",

@@ -45,6 +45,13 @@ def write_corpus(
     return corpus
 
 
+def write_run_corpus(data_dir: Path) -> list[str]:
+    """A corpus for short training runs (130 train, 50 dev, 25 test frames) and the command-line
+    arguments that point a WSJ config at it."""
+    write_corpus(data_dir, train=(40, 60, 30), dev=(30, 20), test=(25,))
+    return ["--data.data_dir", str(data_dir), "--data.source", "kaggle", "--data.num_workers", "0"]
+
+
 def naive_windows(utterances: list[np.ndarray], k: int, pad: str) -> np.ndarray:
     """Reference: pad each utterance explicitly, then slice every window (B, (2k+1)*40)."""
     out = []
