@@ -41,7 +41,9 @@ class BatchedTensorDataset(Dataset):
             idx = idx.pin_memory().to(device, non_blocking=True)
         elif device.type != "cpu":
             idx = idx.to(device)
-        return tuple(t[idx] for t in self.tensors)
+        # index_select copies whole rows; t[idx] (advanced indexing) goes element by element and
+        # is ~11x slower on CPU for a CIFAR batch (489 vs 43 us, 200 of 50,000 3x32x32 uint8).
+        return tuple(torch.index_select(t, 0, idx) for t in self.tensors)
 
     def to(self, device: torch.device | str) -> BatchedTensorDataset:
         """Move the whole dataset to ``device`` (airbench-style residency on the GPU)."""

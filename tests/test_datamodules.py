@@ -90,6 +90,16 @@ def test_download_verifies_md5_and_leaves_nothing_partial(tmp_path):
         download_verified(source.as_uri(), dest, good)
 
 
+def test_batched_gather_returns_the_indexed_rows_in_order():
+    """The row-wise gather equals plain indexing: any order, repeated indices, every dtype."""
+    images = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (50,))
+    indices = [49, 0, 7, 7, 23, 1]
+    got_x, got_y = BatchedTensorDataset(images, labels).__getitems__(indices)
+    assert torch.equal(got_x, images[indices]) and torch.equal(got_y, labels[indices])
+    assert got_x.dtype == torch.uint8 and got_y.dtype == labels.dtype
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_resident_batches_match_the_cpu_ones():
     """Index batches reach a GPU-resident dataset through pinned memory, without blocking."""
