@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from lightning_dl.callbacks.nonfinite import NonFiniteLossError
+from lightning_dl.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from lightning_dl.fit import main
 from tests.tiny_runs import ROOT, tiny_args
 
@@ -94,3 +95,23 @@ def test_leftover_temp_file_is_not_taken_for_a_checkpoint(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.ckpt.abc123.tmp").write_bytes(b"partial")
     assert last_checkpoint(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    "loss, finite",
+    [
+        (torch.tensor(2.5), True),
+        (torch.tensor(float("nan")), False),
+        (torch.tensor(float("-inf"), dtype=torch.bfloat16), False),
+        (torch.tensor([1.0, 2.0]), True),  # a non-scalar loss (manual_backward) is checked whole
+        (torch.tensor([1.0, float("inf")]), False),
+    ],
+)
+def test_nonfinite_guard_checks_scalar_and_vector_losses(loss, finite):
+    trainer = SimpleNamespace(world_size=1, global_step=7, current_epoch=1, global_rank=0)
+    guard = NonFiniteLossGuard()
+    if finite:
+        guard.on_before_backward(trainer, None, loss)
+    else:
+        with pytest.raises(NonFiniteLossError, match="global step 7"):
+            guard.on_before_backward(trainer, None, loss)

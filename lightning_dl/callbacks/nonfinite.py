@@ -8,6 +8,7 @@ so all of them stop at the same step instead of one waiting for the others forev
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -33,7 +34,10 @@ class NonFiniteLossGuard(Callback):
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        local = bool(torch.isfinite(loss.detach()).all())
+        loss = loss.detach()
+        # One scalar read (a sync on GPU, as any check before the step must be) instead of two
+        # tensor ops and a read: ~1 us against ~11 us a step on CPU.
+        local = math.isfinite(loss.item()) if loss.numel() == 1 else bool(loss.isfinite().all())
         finite = local
         if trainer.world_size > 1:
             finite = trainer.strategy.reduce_boolean_decision(local, all=True)
@@ -44,8 +48,7 @@ class NonFiniteLossGuard(Callback):
             f"batch index {self.batch_idx})"
         )
         what = (
-            f"non-finite training loss {loss.detach().float().mean().item()} on rank "
-            f"{trainer.global_rank}"
+            f"non-finite training loss {loss.float().mean().item()} on rank {trainer.global_rank}"
             if not local
             else "non-finite training loss on another rank"
         )
