@@ -1,16 +1,23 @@
 """Steps/s of our fit path against a plain PyTorch loop: same MLP, data, batch size, steps.
 
     python bench/lightning_overhead.py [--data-dir DIR_WITH_cifar-10-batches-py] [--steps 300]
-                                       [--rounds 3] [--threads N]
+                                       [--block 20] [--rounds 3] [--threads N]
 
 Both sides train configs/cifar10_mlp.yaml's MLP (400-300-250-200-150-100 + BatchNorm, Adam 1e-3,
 cosine learning-rate decay stepped every step, batch 200) on CIFAR-10-shaped uint8 data held in
-memory, normalised per batch. Both use the fused Adam kernel (the Classifier's default); a plain
-loop with PyTorch's default unfused Adam is printed too, for scale. The fit path is
-built by LightningDLCLI from that config exactly as ``python -m lightning_dl.fit`` builds it
-(CSV logging, train accuracy, checkpoint callback), with validation turned off so that only
-training steps are timed. Timing skips ``--warmup`` steps; rounds alternate the two sides and
-the median of ``--rounds`` is reported. Goal: ratio >= 0.95.
+memory, normalised per batch. Both use the fused Adam kernel (the Classifier's default) and gather
+a batch with one row-wise index_select (as BatchedTensorDataset does); plain loops with PyTorch's
+default unfused Adam and with an element-wise ``x[idx]`` gather are timed too, for scale.
+
+The fit path is built by LightningDLCLI from that config exactly as ``python -m lightning_dl.fit``
+builds it (CSV logging, train accuracy, checkpoint callback, exact resume), with validation
+turned off so that only training steps are timed. A bare LightningModule (plain DataLoader, no
+logger, checkpointing or callbacks of ours) shows what Lightning's own loop costs.
+
+Measurements are paired: while a Lightning run trains, a callback runs each plain loop for
+``--block`` steps after every ``--block`` Lightning steps, and the Lightning clock stops meanwhile.
+Both sides thus share the same seconds of a shared, noisy host; a ratio is taken per run and the
+median over ``--rounds`` is reported. Goal: fit path / plain >= 0.95.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -40,26 +48,79 @@ from tests.datafiles import write_cifar10  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cifar10_mlp.yaml"
 HIDDEN = [400, 300, 250, 200, 150, 100]
+BATCH = 200
+MEAN, STD = torch.tensor(CIFAR10DataModule.mean), torch.tensor(CIFAR10DataModule.std)
 
 
-class StepTimer(pl.Callback):
-    """Wall time from the end of the warm-up steps to the end of the last step."""
+class PlainLoop:
+    """The reference: a hand-written training loop, advanced ``steps`` at a time."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end, self.steps = warmup, 0.0, 0.0, 0
+    def __init__(
+        self, data_dir: str, total_steps: int, fused: bool = True, row_gather: bool = True
+    ) -> None:
+        images, labels = load_cifar10(data_dir, train=True)
+        self.x, self.y = torch.from_numpy(images), torch.from_numpy(labels)
+        self.model = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm").train()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=fused or None)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total_steps)
+        self.row_gather, self.order, self.step = row_gather, torch.randperm(len(self.x)), 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
-            self.start = time.perf_counter()
-        self.end, self.steps = time.perf_counter(), trainer.global_step - self.warmup
+    def run(self, steps: int) -> float:
+        """Train ``steps`` steps; return the seconds they took."""
+        start = time.perf_counter()
+        with torch.enable_grad():
+            for _ in range(steps):
+                i = (self.step * BATCH) % (len(self.x) - BATCH)
+                idx = self.order[i : i + BATCH]
+                if self.row_gather:
+                    xb, yb = torch.index_select(self.x, 0, idx), torch.index_select(self.y, 0, idx)
+                else:
+                    xb, yb = self.x[idx], self.y[idx]
+                loss = F.cross_entropy(self.model(normalize(xb, MEAN, STD)), yb)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                self.schedule.step()
+                self.step += 1
+        return time.perf_counter() - start
 
 
-def lightning_steps_per_s(
-    data_dir: str, steps: int, warmup: int, run_root: str, extra: tuple[str, ...] = ()
-) -> float:
+class Interleave(pl.Callback):
+    """Times a Lightning run's steps; every ``block`` of them, runs each plain loop ``block`` steps.
+
+    The Lightning clock runs from one ``on_train_batch_end`` to the next, so it holds the whole
+    step (fetch, hooks, optimizer) but not the plain blocks run in between.
+    """
+
+    def __init__(self, warmup: int, block: int, plain: dict[str, PlainLoop]) -> None:
+        self.warmup, self.block, self.plain = warmup, block, plain
+        self.seconds = dict.fromkeys(["lightning", *plain], 0.0)
+        self.steps = dict.fromkeys(["lightning", *plain], 0)
+        self.mark = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for loop in self.plain.values():
+            loop.run(self.warmup)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        now = time.perf_counter()
+        done = trainer.global_step - self.warmup
+        if done > 0:
+            self.seconds["lightning"] += now - self.mark
+            self.steps["lightning"] += 1
+        if done >= 0 and done % self.block == 0 and done < trainer.max_steps - self.warmup:
+            for name, loop in self.plain.items():
+                self.seconds[name] += loop.run(self.block)
+                self.steps[name] += self.block
+        self.mark = time.perf_counter()
+
+    def steps_per_s(self) -> dict[str, float]:
+        return {name: self.steps[name] / self.seconds[name] for name in self.seconds}
+
+
+def fit_path(args: argparse.Namespace, data_dir: str, run_root: str, timer: Interleave, *extra):
     cli = LightningDLCLI(
         args=[
-            *extra,
             "--config",
             str(CONFIG),
             "--data.data_dir",
@@ -67,7 +128,7 @@ def lightning_steps_per_s(
             "--run.root",
             run_root,
             "--trainer.max_steps",
-            str(steps + warmup),
+            str(args.steps + args.warmup),
             "--trainer.limit_val_batches",
             "0",
             "--trainer.logger",
@@ -78,12 +139,13 @@ def lightning_steps_per_s(
             "false",
             "--trainer.accelerator",
             "cpu",
+            "--model.backbone.init_args.hidden",
+            str(HIDDEN),
+            *extra,
         ]
     )
-    timer = StepTimer(warmup)
     cli.trainer.callbacks.append(timer)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return timer.steps / (timer.end - timer.start)
 
 
 class BareModule(pl.LightningModule):
@@ -93,14 +155,10 @@ class BareModule(pl.LightningModule):
         super().__init__()
         self.net = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm")
         self.steps = steps
-        self.mean, self.std = (
-            torch.tensor(CIFAR10DataModule.mean),
-            torch.tensor(CIFAR10DataModule.std),
-        )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        return F.cross_entropy(self.net(normalize(x, self.mean, self.std)), y)
+        return F.cross_entropy(self.net(normalize(x, MEAN, STD)), y)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
@@ -108,16 +166,14 @@ class BareModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def bare_lightning_steps_per_s(data_dir: str, steps: int, warmup: int) -> float:
-    """Bare module, plain shuffling DataLoader, no logger, checkpointing or callbacks of ours."""
+def bare_lightning(args: argparse.Namespace, data_dir: str, timer: Interleave) -> None:
     images, labels = load_cifar10(data_dir, train=True)
     dataset = BatchedTensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
     loader = DataLoader(
-        dataset, batch_size=200, shuffle=True, drop_last=True, collate_fn=passthrough_collate
+        dataset, batch_size=BATCH, shuffle=True, drop_last=True, collate_fn=passthrough_collate
     )
-    timer = StepTimer(warmup)
     trainer = pl.Trainer(
-        max_steps=steps + warmup,
+        max_steps=args.steps + args.warmup,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -125,34 +181,20 @@ def bare_lightning_steps_per_s(data_dir: str, steps: int, warmup: int) -> float:
         callbacks=[timer],
         accelerator="cpu",
     )
-    trainer.fit(BareModule(steps + warmup), loader)
-    return timer.steps / (timer.end - timer.start)
+    trainer.fit(BareModule(args.steps + args.warmup), loader)
 
 
-def plain_steps_per_s(
-    data_dir: str, steps: int, warmup: int, batch_size: int = 200, fused: bool = True
-) -> float:
-    images, labels = load_cifar10(data_dir, train=True)
-    x, y = torch.from_numpy(images), torch.from_numpy(labels)
-    mean, std = torch.tensor(CIFAR10DataModule.mean), torch.tensor(CIFAR10DataModule.std)
-    model = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps + warmup)  # as config
-    model.train()
-    order = torch.randperm(len(x))
-    start, done = 0.0, 0
-    for step in range(steps + warmup):
-        if step == warmup:
-            start = time.perf_counter()
-        i = (step * batch_size) % (len(x) - batch_size)
-        idx = order[i : i + batch_size]
-        loss = F.cross_entropy(model(normalize(x[idx], mean, std)), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        done = step + 1 - warmup
-    return done / (time.perf_counter() - start)
+def paired(
+    args: argparse.Namespace, data_dir: str, run: Callable[[Interleave], None], variants: bool
+) -> dict[str, float]:
+    total = args.steps + args.warmup
+    plain = {"plain": PlainLoop(data_dir, total)}
+    if variants:
+        plain["unfused"] = PlainLoop(data_dir, total, fused=False)
+        plain["x[idx]"] = PlainLoop(data_dir, total, row_gather=False)
+    timer = Interleave(args.warmup, args.block, plain)
+    run(timer)
+    return timer.steps_per_s()
 
 
 def main() -> None:
@@ -164,43 +206,80 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--block", type=int, default=20, help="steps per interleaved block")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=HIDDEN,
+        help="hidden widths; a tiny net (--hidden 16) shows the per-step overhead in ms",
+    )
     args = parser.parse_args()
+    HIDDEN[:] = args.hidden
     if args.threads:
         torch.set_num_threads(args.threads)
+    rows: dict[str, list[dict[str, float]]] = {"fit": [], "no_resume": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or str(write_cifar10(Path(tmp) / "cifar", per_batch=10000))
         source = args.data_dir or "random CIFAR-10-shaped data (50,000 train images)"
-        plain, unfused, bare, ours, no_resume = [], [], [], [], []
         for _ in range(args.rounds):
-            bare.append(bare_lightning_steps_per_s(data_dir, args.steps, args.warmup))
-            plain.append(plain_steps_per_s(data_dir, args.steps, args.warmup))
-            unfused.append(plain_steps_per_s(data_dir, args.steps, args.warmup, fused=False))
-            ours.append(lightning_steps_per_s(data_dir, args.steps, args.warmup, tmp))
-            no_resume.append(
-                lightning_steps_per_s(
-                    data_dir, args.steps, args.warmup, tmp, ("--run.exact_resume", "false")
+            rows["fit"].append(
+                paired(args, data_dir, lambda t: fit_path(args, data_dir, tmp, t), True)
+            )
+            rows["no_resume"].append(
+                paired(
+                    args,
+                    data_dir,
+                    lambda t: fit_path(args, data_dir, tmp, t, "--run.exact_resume", "false"),
+                    False,
                 )
             )
-    p, u, b, o, n = (statistics.median(v) for v in (plain, unfused, bare, ours, no_resume))
+            rows["bare"].append(
+                paired(args, data_dir, lambda t: bare_lightning(args, data_dir, t), False)
+            )
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows[kind])
+
+    def ratio(kind: str, key: str = "plain") -> float:
+        return statistics.median(r["lightning"] / r[key] for r in rows[kind])
+
     print(
-        f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch 200, {args.steps} timed steps, "
-        f"median of {args.rounds}, torch threads {torch.get_num_threads()}, data: {source}"
+        f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch {BATCH}, {args.steps} timed steps "
+        f"per run in blocks of {args.block}, each Lightning run paired with plain loops in the "
+        f"same seconds; median of {args.rounds} rounds, torch threads {torch.get_num_threads()}, "
+        f"data: {source}"
     )
-    print(f"| {'loop':<28} | {'steps/s':>8} | {'ms/step':>8} |")
-    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|")
-    print(f"| {'plain PyTorch':<28} | {p:8.1f} | {1000 / p:8.2f} |")
-    print(f"| {'  same, unfused Adam':<28} | {u:8.1f} | {1000 / u:8.2f} |")
-    print(f"| {'bare LightningModule':<28} | {b:8.1f} | {1000 / b:8.2f} |")
-    print(f"| {'lightning_dl fit path':<28} | {o:8.1f} | {1000 / o:8.2f} |")
-    print(f"| {'  same, exact_resume false':<28} | {n:8.1f} | {1000 / n:8.2f} |")
-    print(f"ratio (fit path / plain): {o / p:.3f} (exact_resume false: {n / p:.3f}), goal >= 0.95")
-    print(f"bare LightningModule / plain: {b / p:.3f} (Lightning's own loop)")
-    print(f"fit path / plain loop with PyTorch's default (unfused) Adam: {o / u:.3f}")
+    table = [
+        ("plain PyTorch", med("fit", "plain"), None),
+        ("  same, unfused Adam", med("fit", "unfused"), None),
+        ("  same, x[idx] batch gather", med("fit", "x[idx]"), None),
+        ("lightning_dl fit path", med("fit", "lightning"), ratio("fit")),
+        ("  same, exact_resume false", med("no_resume", "lightning"), ratio("no_resume")),
+        ("bare LightningModule", med("bare", "lightning"), ratio("bare")),
+    ]
+    print(f"| {'loop':<28} | {'steps/s':>8} | {'ms/step':>8} | {'/ paired plain':>14} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 10}|{'-' * 16}|")
+    for name, rate, r in table:
+        shown = f"{r:14.3f}" if r is not None else " " * 14
+        print(f"| {name:<28} | {rate:8.1f} | {1000 / rate:8.2f} | {shown} |")
+    print(f"ratio (fit path / plain): {ratio('fit'):.3f}, goal >= 0.95")
     print(
-        f"steps/s per round: plain {plain}, unfused {unfused}, bare {bare}, fit path {ours}, "
-        f"exact_resume false {no_resume}"
+        "fit path / plain loop with PyTorch's default (unfused) Adam: "
+        f"{ratio('fit', 'unfused'):.3f}"
+    )
+    print(f"fit path / plain loop gathering batches with x[idx]: {ratio('fit', 'x[idx]'):.3f}")
+    per_round = {k: [round(r["lightning"] / r["plain"], 3) for r in v] for k, v in rows.items()}
+    print(f"paired ratios per round: {per_round}")
+    ms = {
+        k: statistics.median(1000 / r["lightning"] - 1000 / r["plain"] for r in v)
+        for k, v in rows.items()
+    }
+    print(
+        f"overhead over the paired plain loop, ms/step: fit path {ms['fit']:.2f}, "
+        f"exact_resume false {ms['no_resume']:.2f}, bare LightningModule {ms['bare']:.2f}"
     )
 
 
