@@ -56,11 +56,15 @@ class PlainLoop:
     """The reference: a hand-written training loop, advanced ``steps`` at a time."""
 
     def __init__(
-        self, data_dir: str, total_steps: int, fused: bool = True, row_gather: bool = True
+        self,
+        data: tuple[torch.Tensor, torch.Tensor],
+        hidden: list[int],
+        total_steps: int,
+        fused: bool = True,
+        row_gather: bool = True,
     ) -> None:
-        images, labels = load_cifar10(data_dir, train=True)
-        self.x, self.y = torch.from_numpy(images), torch.from_numpy(labels)
-        self.model = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm").train()
+        self.x, self.y = data
+        self.model = MLP((3, 32, 32), 10, hidden=hidden, norm="batchnorm").train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=fused or None)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total_steps)
         self.row_gather, self.order, self.step = row_gather, torch.randperm(len(self.x)), 0
@@ -140,7 +144,7 @@ def fit_path(args: argparse.Namespace, data_dir: str, run_root: str, timer: Inte
             "--trainer.accelerator",
             "cpu",
             "--model.backbone.init_args.hidden",
-            str(HIDDEN),
+            str(args.hidden),
             *extra,
         ]
     )
@@ -151,9 +155,9 @@ def fit_path(args: argparse.Namespace, data_dir: str, run_root: str, timer: Inte
 class BareModule(pl.LightningModule):
     """The plain loop's step as a minimal LightningModule: what Lightning itself costs."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, hidden: list[int]) -> None:
         super().__init__()
-        self.net = MLP((3, 32, 32), 10, hidden=HIDDEN, norm="batchnorm")
+        self.net = MLP((3, 32, 32), 10, hidden=hidden, norm="batchnorm")
         self.steps = steps
 
     def training_step(self, batch, batch_idx):
@@ -166,9 +170,10 @@ class BareModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def bare_lightning(args: argparse.Namespace, data_dir: str, timer: Interleave) -> None:
-    images, labels = load_cifar10(data_dir, train=True)
-    dataset = BatchedTensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+def bare_lightning(
+    args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor], timer: Interleave
+) -> None:
+    dataset = BatchedTensorDataset(*data)
     loader = DataLoader(
         dataset, batch_size=BATCH, shuffle=True, drop_last=True, collate_fn=passthrough_collate
     )
@@ -181,17 +186,20 @@ def bare_lightning(args: argparse.Namespace, data_dir: str, timer: Interleave) -
         callbacks=[timer],
         accelerator="cpu",
     )
-    trainer.fit(BareModule(args.steps + args.warmup), loader)
+    trainer.fit(BareModule(args.steps + args.warmup, args.hidden), loader)
 
 
 def paired(
-    args: argparse.Namespace, data_dir: str, run: Callable[[Interleave], None], variants: bool
+    args: argparse.Namespace,
+    data: tuple[torch.Tensor, torch.Tensor],
+    run: Callable[[Interleave], None],
+    variants: bool,
 ) -> dict[str, float]:
     total = args.steps + args.warmup
-    plain = {"plain": PlainLoop(data_dir, total)}
+    plain = {"plain": PlainLoop(data, args.hidden, total)}
     if variants:
-        plain["unfused"] = PlainLoop(data_dir, total, fused=False)
-        plain["x[idx]"] = PlainLoop(data_dir, total, row_gather=False)
+        plain["unfused"] = PlainLoop(data, args.hidden, total, fused=False)
+        plain["x[idx]"] = PlainLoop(data, args.hidden, total, row_gather=False)
     timer = Interleave(args.warmup, args.block, plain)
     run(timer)
     return timer.steps_per_s()
@@ -217,28 +225,25 @@ def main() -> None:
         help="hidden widths; a tiny net (--hidden 16) shows the per-step overhead in ms",
     )
     args = parser.parse_args()
-    HIDDEN[:] = args.hidden
     if args.threads:
         torch.set_num_threads(args.threads)
     rows: dict[str, list[dict[str, float]]] = {"fit": [], "no_resume": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or str(write_cifar10(Path(tmp) / "cifar", per_batch=10000))
         source = args.data_dir or "random CIFAR-10-shaped data (50,000 train images)"
+        images, labels = load_cifar10(data_dir, train=True)  # read once; the plain loops share it
+        data = (torch.from_numpy(images), torch.from_numpy(labels))
         for _ in range(args.rounds):
-            rows["fit"].append(
-                paired(args, data_dir, lambda t: fit_path(args, data_dir, tmp, t), True)
-            )
+            rows["fit"].append(paired(args, data, lambda t: fit_path(args, data_dir, tmp, t), True))
             rows["no_resume"].append(
                 paired(
                     args,
-                    data_dir,
+                    data,
                     lambda t: fit_path(args, data_dir, tmp, t, "--run.exact_resume", "false"),
                     False,
                 )
             )
-            rows["bare"].append(
-                paired(args, data_dir, lambda t: bare_lightning(args, data_dir, t), False)
-            )
+            rows["bare"].append(paired(args, data, lambda t: bare_lightning(args, data, t), False))
 
     def med(kind: str, key: str) -> float:
         return statistics.median(r[key] for r in rows[kind])
@@ -247,10 +252,10 @@ def main() -> None:
         return statistics.median(r["lightning"] / r[key] for r in rows[kind])
 
     print(
-        f"\nLightning overhead: MLP {HIDDEN} + BatchNorm, batch {BATCH}, {args.steps} timed steps "
-        f"per run in blocks of {args.block}, each Lightning run paired with plain loops in the "
-        f"same seconds; median of {args.rounds} rounds, torch threads {torch.get_num_threads()}, "
-        f"data: {source}"
+        f"\nLightning overhead: MLP {args.hidden} + BatchNorm, batch {BATCH}, {args.steps} timed "
+        f"steps per run in blocks of {args.block}, each Lightning run paired with plain loops in "
+        f"the same seconds; median of {args.rounds} rounds, torch threads "
+        f"{torch.get_num_threads()}, data: {source}"
     )
     table = [
         ("plain PyTorch", med("fit", "plain"), None),
