@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from lightning_dl.errors import UserInputError
+
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
@@ -42,7 +44,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
+class UnsafePickleError(pickle.UnpicklingError, UserInputError):
     """The pickle asked for something other than NumPy array reconstruction."""
 
 

@@ -1,0 +1,112 @@
+"""Errors a user can act on, reported as one line (``error: <message>``) instead of a traceback.
+
+Every command-line entry point runs through :func:`run_main`. An error that comes from what the
+user gave us (a data file, a config key, a checkpoint) is a :class:`UserInputError` and exits
+with status 2, as argparse and jsonargparse do for a bad option. An expected failure whose
+message says it all (a full disk, a NaN loss) is a :class:`ReportedError` and exits with 1.
+Anything else is a bug and keeps its traceback. ``LIGHTNING_DL_DEBUG=1`` shows the traceback of
+every error.
+
+This module imports nothing heavy, so the data readers (``data_modules``) can use it too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated job
+DEBUG_ENV = "LIGHTNING_DL_DEBUG"
+_NEARLY_FULL = 1 << 20  # bytes: a failed write with less free space than this hit a full disk
+
+
+class ReportedError(Exception):
+    """An expected failure whose message names the cause: printed as one line, exit status 1."""
+
+    exit_code = EXIT_FAILED
+
+
+class UserInputError(ReportedError, ValueError):
+    """Bad input the user can fix (a file, an index, a config key): one line, exit status 2.
+
+    The message names the file, index or key, and says what was expected.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InputFileNotFoundError(UserInputError, FileNotFoundError):
+    """A file or folder that the user named, or that a data layout needs, does not exist."""
+
+
+class DiskFullError(ReportedError, OSError):
+    """A write failed because its filesystem is full; the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def debug_requested() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
+    """True when ``error``, raised while writing ``path``, came from a full filesystem.
+
+    Writers do not always say so: NumPy reports a short write ("1200 requested and 64 written")
+    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides.
+    """
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(error, OSError | RuntimeError):
+        return False
+    folder = Path(path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+def raise_if_disk_full(error: BaseException, path: str | Path) -> None:
+    """Re-raise ``error`` as a :class:`DiskFullError` naming ``path`` if the disk is full."""
+    if looks_like_full_disk(error, path):
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"{path}: the disk is full (no space left on its filesystem); nothing was replaced, "
+            "free some space and run again",
+        ) from error
+
+
+def describe(error: BaseException) -> str:
+    """The one line shown for ``error``."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def report(error: ReportedError) -> int:
+    """Print ``error: <message>`` to stderr; return the exit status for it."""
+    print(f"error: {describe(error)}", file=sys.stderr, flush=True)
+    return error.exit_code
+
+
+def run_main(main: Callable[[], Any]) -> NoReturn:
+    """Run a command-line ``main`` and exit with its status (0, 1, 2; see the module docstring).
+
+    ``main`` may return an exit status (int) or anything else (status 0).
+    """
+    try:
+        result = main()
+    except ReportedError as error:
+        if debug_requested():
+            raise
+        sys.exit(report(error))
+    sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK)
