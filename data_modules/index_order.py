@@ -6,6 +6,7 @@ tensor costs 4, and turning it into Python ints a chunk at a time keeps it that 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -19,7 +20,11 @@ def index_dtype(n: int) -> torch.dtype:
 
 
 def in_chunks(indices: torch.Tensor, chunk: int | None = None) -> Iterator[int]:
-    """The indices of a 1-D tensor as Python ints, converted ``chunk`` (default CHUNK) at a time."""
+    """The indices of a 1-D tensor as Python ints, converted ``chunk`` (default CHUNK) at a time.
+
+    The ints come out of ``itertools.chain`` (C), not a Python generator: a DataLoader pulls them
+    one by one, and a generator frame per index cost ~0.1 us, 100 us a batch of 1024.
+    """
     chunk = chunk or CHUNK
-    for start in range(0, len(indices), chunk):
-        yield from indices[start : start + chunk].tolist()
+    lists = (indices[start : start + chunk].tolist() for start in range(0, len(indices), chunk))
+    return itertools.chain.from_iterable(lists)

@@ -1,9 +1,10 @@
 """WSJ frame classification (CMU 11-785 HW1P2, Kaggle): context windows over a memory-mapped cache.
 
-Each sample is a frame plus ``context`` frames on each side, flattened to ``(2k+1)*40`` floats.
-Windows are never materialised: a batch is one vectorised gather over the (N, 40) memory map
-with an index matrix (B, 2k+1), so memory stays O(N x 40) whatever k is, and DataLoader workers
-share the map's pages instead of copying the data.
+Each sample is a frame plus ``context`` frames on each side, a ``(2k+1, 40)`` window. Windows are
+never materialised: a batch is one vectorised gather over the (N, 40) frames with an index
+matrix (B, 2k+1), so memory stays O(N x 40) whatever k is. The frames are either a memory map
+gathered on the host (DataLoader workers share its pages) or, with ``resident``, a copy on the
+training device gathered there (:mod:`data_modules.resident_frames`); both give the same batches.
 
 Splits: ``fit`` trains on train and validates on dev. Kaggle's test.npy has no labels, so
 ``trainer.test`` runs on dev unless ``test_labels.npy`` exists (the demo corpus writes one);
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from data_modules.batched import passthrough_collate
 from data_modules.index_order import CHUNK, in_chunks, index_dtype
+from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
 from data_modules.wsj_files import N_CLASSES, N_FEATURES
 
@@ -99,7 +101,7 @@ class ContextWindowDataset(Dataset):
         x = gather_windows(
             self._frames, self.offsets, ids, self.context, self.pad, self.mean, self.inv_std
         )
-        x = torch.from_numpy(x.reshape(len(ids), -1))
+        x = torch.from_numpy(x)
         if not self.with_labels:
             return (x,)
         return x, torch.from_numpy(self._labels[ids].astype(np.int64))
@@ -129,7 +131,7 @@ class ChunkedRandomSampler(RandomSampler):
         n = len(self.data_source)
         gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
         perm = torch.randperm(n, generator=gen, dtype=index_dtype(n))
-        yield from in_chunks(perm, self.chunk)
+        return in_chunks(perm, self.chunk)
 
 
 class WSJFramesDataModule(pl.LightningDataModule):
@@ -138,6 +140,13 @@ class WSJFramesDataModule(pl.LightningDataModule):
     ``normalize``: "none"; "utterance" (each utterance to zero mean / unit variance per band,
     baked into the cache); "global" (train mean/var, applied in the gather and saved in the
     checkpoint via ``state_dict`` so prediction uses the training statistics).
+
+    ``resident``: ``true`` copies each split's frames, labels and offsets to the training device
+    once and gathers batches there (no DataLoader workers, no per-batch copy of frames);
+    ``false`` gathers from the memory map on the host, in ``num_workers`` processes; ``auto``
+    chooses resident when a split fits comfortably (half the free device memory, or on the CPU
+    half the available RAM shared by this machine's processes; see
+    :func:`data_modules.resident_frames.resident_budget`). Under DDP each rank holds its copy.
     """
 
     def __init__(
@@ -155,6 +164,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
         demo_seed: int = 0,
         demo_workers: int = 2,
         predict_split: Literal["test", "dev"] = "test",
+        resident: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__()
         if context < 0:
@@ -165,15 +175,16 @@ class WSJFramesDataModule(pl.LightningDataModule):
             ("source", source, ("kaggle", "demo")),
             ("dtype", dtype, ("float32", "float16")),
             ("predict_split", predict_split, ("test", "dev")),
+            ("resident", resident, (True, False, "auto")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.num_classes = N_CLASSES
-        self.input_shape = ((2 * context + 1) * N_FEATURES,)
+        self.input_shape = (2 * context + 1, N_FEATURES)
         self.global_stats: tuple[np.ndarray, np.ndarray] | None = None
-        self.datasets: dict[str, ContextWindowDataset] = {}
+        self.datasets: dict[str, ContextWindowDataset | ResidentWindowDataset] = {}
 
     # -- files and cache ------------------------------------------------------------------------
     def _entry(self, split: str, need_labels: bool) -> CacheEntry:
@@ -206,17 +217,44 @@ class WSJFramesDataModule(pl.LightningDataModule):
         if (self.data_dir / "test.npy").is_file():
             self._entry("test", need_labels=False)
 
-    def _dataset(self, split: str, with_labels: bool) -> ContextWindowDataset:
+    def _training_device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _resident_device(self, entry: CacheEntry, with_labels: bool) -> torch.device | None:
+        """Where ``entry`` is held for gathering on the device, or None for the memory map."""
+        mode = self.hparams.resident
+        if mode is False:
+            return None
+        device = self._training_device()
+        if mode is True:
+            return device
+        trainer = getattr(self, "trainer", None)
+        processes = trainer.num_devices if trainer is not None and device.type == "cpu" else 1
+        hp = self.hparams
+        needed = entry_bytes(entry, hp.context, hp.pad, with_labels)
+        fits = needed <= resident_budget(device, processes)
+        return device if fits else None
+
+    def _dataset(
+        self, split: str, with_labels: bool
+    ) -> ContextWindowDataset | ResidentWindowDataset:
         if self.hparams.normalize == "global" and self.global_stats is None:
             meta = self._entry("train", need_labels=False).meta
             self.global_stats = (np.array(meta["raw_mean"]), np.array(meta["raw_var"]))
         stats = self.global_stats if self.hparams.normalize == "global" else None
-        return ContextWindowDataset(
-            self._entry(split, need_labels=with_labels),
-            self.hparams.context,
-            self.hparams.pad,
-            with_labels,
-            stats,
+        entry = self._entry(split, need_labels=with_labels)
+        hp = self.hparams
+        device = self._resident_device(entry, with_labels)
+        if device is not None:
+            return ResidentWindowDataset(entry, hp.context, hp.pad, with_labels, stats, device)
+        return ContextWindowDataset(entry, hp.context, hp.pad, with_labels, stats)
+
+    @property
+    def resident(self) -> bool:
+        """True when the split datasets set up so far are held on the device (all or none)."""
+        return bool(self.datasets) and all(
+            isinstance(ds, ResidentWindowDataset) for ds in self.datasets.values()
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -234,8 +272,10 @@ class WSJFramesDataModule(pl.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        workers = self.hparams.num_workers
         ds = self.datasets[name]
+        on_device = isinstance(ds, ResidentWindowDataset)
+        # A resident split is gathered in this process, on its device: no workers, no pinning.
+        workers = 0 if on_device else self.hparams.num_workers
         # Training drops the ragged last batch: a batch of one frame breaks BatchNorm.
         return DataLoader(
             ds,
@@ -245,7 +285,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
             num_workers=workers,
             collate_fn=passthrough_collate,
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() and not on_device,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--split", choices=["test", "dev"], default="test")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument(
+        "--resident",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="hold the frames on the device and gather there (auto: when they fit)",
+    )
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     p.add_argument("--devices", type=int, default=1, help="processes (DDP when more than 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> float | Path:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         predict_split=args.split,
+        resident={"auto": "auto", "true": True, "false": False}[args.resident],
         **settings,
     )
     dm.load_state_dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))

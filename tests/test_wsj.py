@@ -19,8 +19,14 @@ def _norm_utt(u: np.ndarray) -> np.ndarray:
     return ((u - u.mean(0)) / np.sqrt(u.var(0) + 1e-6)).astype(np.float32)
 
 
+def ds_shape(ds) -> tuple[int, ...]:
+    return tuple(ds.__getitems__(list(range(len(ds))))[0].shape)
+
+
 def _all(ds) -> tuple[torch.Tensor, ...]:
-    return ds.__getitems__(list(range(len(ds))))
+    """Every sample of ``ds``, windows flattened to (N, (2k+1)*40) like ``naive_windows``."""
+    x, *rest = ds.__getitems__(list(range(len(ds))))
+    return (x.flatten(1), *rest)
 
 
 @pytest.mark.parametrize("pad", ["zero", "edge"])
@@ -32,14 +38,15 @@ def test_windows_match_naive_reference(tmp_path, k, pad):
     for split, name in (("train", "train"), ("dev", "dev")):
         x, y = _all(dm.datasets[name])
         frames, labels = corpus[split]
-        assert x.shape == (sum(map(len, frames)), *dm.input_shape)
+        assert ds_shape(dm.datasets[name]) == (sum(map(len, frames)), *dm.input_shape)
         np.testing.assert_array_equal(x.numpy(), naive_windows(frames, k, pad))
         np.testing.assert_array_equal(y.numpy(), np.concatenate(labels))
     # random, unordered batches hit the same rows as the full gather
     ds = dm.datasets["train"]
     ids = np.random.default_rng(1).permutation(len(ds))[:17]
     np.testing.assert_array_equal(
-        ds.__getitems__(ids.tolist())[0].numpy(), naive_windows(corpus["train"][0], k, pad)[ids]
+        ds.__getitems__(ids.tolist())[0].flatten(1).numpy(),
+        naive_windows(corpus["train"][0], k, pad)[ids],
     )
 
 
@@ -125,21 +132,27 @@ def test_failed_build_leaves_no_cache(tmp_path):
     assert not list((tmp_path / ".wsj_cache").iterdir())
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_dataloaders_cover_every_frame(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "resident"), [(0, False), (2, False), (2, True)])
+def test_dataloaders_cover_every_frame(tmp_path, workers, resident):
     corpus = write_corpus(tmp_path, test_labels=False)
-    dm = WSJFramesDataModule(str(tmp_path), context=3, batch_size=8, num_workers=workers)
+    dm = WSJFramesDataModule(
+        str(tmp_path), context=3, batch_size=8, num_workers=workers, resident=resident
+    )
     dm.prepare_data()
     dm.setup("fit")
     ds = dm.datasets["train"]
-    ds.__getitems__([0])  # opens the map in this process ...
-    assert pickle.loads(pickle.dumps(ds))._frames is None  # ... but workers never receive a copy
+    assert dm.resident == resident
+    if not resident:
+        ds.__getitems__([0])  # opens the map in this process ...
+        assert pickle.loads(pickle.dumps(ds))._frames is None  # ... workers never get a copy
+    else:  # gathered in this process: num_workers does not apply
+        assert dm.train_dataloader().num_workers == 0
     dm.hparams.batch_size = 100  # > 45 train frames: one batch holding every frame
     ys = torch.cat([y for _, y in dm.train_dataloader()])
     assert sorted(ys.tolist()) == sorted(np.concatenate(corpus["train"][1]).tolist())
     dm.hparams.batch_size = 8  # 45 frames: 5 full batches, the ragged one dropped
     assert [len(y) for _, y in dm.train_dataloader()] == [8] * 5
-    val = torch.cat([x for x, _ in dm.val_dataloader()])
+    val = torch.cat([x.flatten(1) for x, _ in dm.val_dataloader()])
     ref = [((u - u.mean(0)) / np.sqrt(u.var(0) + 1e-6)) for u in corpus["dev"][0]]
     np.testing.assert_allclose(val.numpy(), naive_windows(ref, 3, "zero"), atol=1e-5)
 
@@ -153,7 +166,9 @@ def test_dataloaders_cover_every_frame(tmp_path, workers):
     assert all(len(b) == 1 for b in batches)
     ref = [((u - u.mean(0)) / np.sqrt(u.var(0) + 1e-6)) for u in corpus["test"][0]]
     np.testing.assert_allclose(
-        torch.cat([b[0] for b in batches]).numpy(), naive_windows(ref, 3, "zero"), atol=1e-5
+        torch.cat([b[0].flatten(1) for b in batches]).numpy(),
+        naive_windows(ref, 3, "zero"),
+        atol=1e-5,
     )
 
 
@@ -169,7 +184,7 @@ def test_test_split_used_when_it_has_labels(tmp_path):
 
 def test_shapes_known_before_data(tmp_path):
     dm = WSJFramesDataModule(str(tmp_path / "nowhere"), context=12)
-    assert dm.num_classes == 138 and dm.input_shape == (25 * 40,)
+    assert dm.num_classes == 138 and dm.input_shape == (25, 40)
     with pytest.raises(FileNotFoundError, match="train.npy"):
         dm.setup("fit")
     with pytest.raises(ValueError, match="pad"):
