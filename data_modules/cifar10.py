@@ -8,7 +8,8 @@ import numpy as np
 
 from data_modules.download import download_verified, extract_tar
 from data_modules.image_datamodule import InMemoryImageDataModule
-from data_modules.safe_pickle import safe_load
+from data_modules.safe_pickle import UnsafePickleError, safe_load
+from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -24,16 +25,18 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             entry = safe_load(
                 f, str(path), encoding="latin1"
             )  # the official files are Python 2 pickles
-    except FileNotFoundError:
+    except FileNotFoundError as err:
+        raise InputFileNotFoundError(f"{path}: file not found") from err
+    except UnsafePickleError:
         raise
     except Exception as err:  # truncated or corrupt pickles raise many different types
-        raise ValueError(
+        raise UserInputError(
             f"{path}: not a readable CIFAR-10 batch ({type(err).__name__}: {err})"
         ) from err
     if isinstance(entry, dict):
         entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
-        raise ValueError(f"{path}: expected a dict with 'data' and 'labels' entries")
+        raise UserInputError(f"{path}: expected a dict with 'data' and 'labels' entries")
     data, labels = entry["data"], np.asarray(entry["labels"])
     if (
         not isinstance(data, np.ndarray)
@@ -42,14 +45,14 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         or data.shape[1] != 3072
     ):
         shape = getattr(data, "shape", None)
-        raise ValueError(
+        raise UserInputError(
             f"{path}: 'data' is {type(data).__name__} {shape}, expected uint8 (N, 3072)"
         )
     if labels.shape != (len(data),):
-        raise ValueError(f"{path}: {len(data)} images but {labels.size} labels")
+        raise UserInputError(f"{path}: {len(data)} images but {labels.size} labels")
     bad = np.flatnonzero((labels < 0) | (labels > 9))
     if bad.size:
-        raise ValueError(f"{path}: label {labels[bad[0]]} at index {bad[0]}, expected 0..9")
+        raise UserInputError(f"{path}: label {labels[bad[0]]} at index {bad[0]}, expected 0..9")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -59,7 +62,7 @@ def load_cifar10(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndar
     names = TRAIN_BATCHES if train else TEST_BATCHES
     missing = [n for n in TRAIN_BATCHES + TEST_BATCHES if not (folder / n).is_file()]
     if any(n in missing for n in names):
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"CIFAR-10 batches missing in {folder}: {', '.join(missing)}. Set download: true "
             f"(fetches {URL}, MD5 {MD5}) or unpack cifar-10-python.tar.gz into {data_dir}"
         )

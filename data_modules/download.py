@@ -10,6 +10,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from lightning_dl.errors import ReportedError, UserInputError
+
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.md5()
@@ -29,7 +31,7 @@ def download_verified(url: str, dest: Path, md5: str) -> Path:
     if dest.exists():
         if md5sum(dest) == md5:
             return dest
-        raise ValueError(
+        raise UserInputError(
             f"{dest} exists but its MD5 is {md5sum(dest)}, expected {md5}; "
             "delete it to download it again"
         )
@@ -40,7 +42,10 @@ def download_verified(url: str, dest: Path, md5: str) -> Path:
             shutil.copyfileobj(response, out)
         got = md5sum(Path(tmp))
         if got != md5:
-            raise ValueError(f"download of {url} has MD5 {got}, expected {md5}")
+            raise ReportedError(
+                f"download of {url} has MD5 {got}, expected {md5} (corrupted in transit or "
+                "changed at the source); nothing was kept, try again"
+            )
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

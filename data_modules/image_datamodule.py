@@ -16,18 +16,21 @@ from torch.utils.data import DataLoader
 
 from data_modules import augment
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
+from lightning_dl.errors import UserInputError
 
 
 def split_sizes(n: int, val_split: int | float) -> tuple[int, int]:
     """(train, val) counts for ``val_split`` given as a count or a fraction of ``n``."""
     if isinstance(val_split, float):
         if not 0.0 <= val_split < 1.0:
-            raise ValueError(f"val_split={val_split}: a fraction must be in [0, 1), a count an int")
+            raise UserInputError(
+                f"val_split={val_split}: a fraction must be in [0, 1), a count an int"
+            )
         n_val = round(n * val_split)
     else:
         n_val = int(val_split)
     if not 0 <= n_val < n:
-        raise ValueError(f"val_split={val_split} leaves no training data out of {n} samples")
+        raise UserInputError(f"val_split={val_split} leaves no training data out of {n} samples")
     return n - n_val, n_val
 
 
@@ -64,12 +67,12 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             if values is None:
                 continue
             if len(values) != channels:
-                raise ValueError(
+                raise UserInputError(
                     f"{type(self).__name__}: {name} needs {channels} values (one per channel), "
                     f"got {list(values)}"
                 )
             if name == "std" and min(values) <= 0:
-                raise ValueError(f"{type(self).__name__}: std must be > 0, got {list(values)}")
+                raise UserInputError(f"{type(self).__name__}: std must be > 0, got {list(values)}")
             setattr(self, name, tuple(float(v) for v in values))
         self.data_dir = data_dir
         self.val_split = val_split
@@ -111,7 +114,13 @@ class InMemoryImageDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
-            raise RuntimeError(f"no '{split}' split: call setup() first, or set val_split > 0")
+            if split == "val" and self.datasets:
+                raise UserInputError(
+                    f"{type(self).__name__}: val_split={self.val_split} leaves no validation "
+                    "split, but the trainer validates: set val_split > 0 (or "
+                    "trainer.limit_val_batches: 0)"
+                )
+            raise RuntimeError(f"no '{split}' split: call setup() first")
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if shuffle else self.eval_batch_size,

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data_modules.wsj_cache import CacheEntry
+from lightning_dl.errors import UserInputError
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)
@@ -128,7 +129,7 @@ class ResidentWindowDataset(Dataset):
         device: torch.device,
     ) -> None:
         if with_labels and not entry.has_labels:
-            raise ValueError(f"{entry.path}: split has no labels")
+            raise UserInputError(f"{entry.path}: split has no labels")
         self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
         self.device = torch.device(device)
         offsets = entry.offsets()

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
+from lightning_dl.errors import UserInputError
 
 
 def make_clusters(n: int, num_features: int, num_classes: int, noise: float, seed: int):
@@ -39,6 +40,20 @@ class SyntheticClustersDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        for name, value, least in (
+            ("num_train", num_train, 1),
+            ("num_val", num_val, 1),
+            ("num_test", num_test, 1),
+            ("num_features", num_features, 1),
+            ("num_classes", num_classes, 2),
+            ("batch_size", batch_size, 1),
+        ):
+            if value < least:
+                raise UserInputError(
+                    f"SyntheticClustersDataModule: {name}={value}, expected at least {least}"
+                )
+        if noise < 0:
+            raise UserInputError(f"SyntheticClustersDataModule: noise={noise}, expected >= 0")
         self.save_hyperparameters(logger=False)
         self.num_classes = num_classes
         self.input_shape = (num_features,)

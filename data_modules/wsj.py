@@ -27,6 +27,7 @@ from data_modules.index_order import CHUNK, in_chunks, index_dtype
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
 from data_modules.wsj_files import N_CLASSES, N_FEATURES
+from lightning_dl.errors import UserInputError
 
 _EPS = 1e-6
 
@@ -70,7 +71,7 @@ class ContextWindowDataset(Dataset):
         global_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if with_labels and not entry.has_labels:
-            raise ValueError(f"{entry.path}: split has no labels")
+            raise UserInputError(f"{entry.path}: split has no labels")
         self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
         self.offsets = entry.offsets()
         self.set_global_stats(global_stats)
@@ -168,7 +169,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if context < 0:
-            raise ValueError(f"context must be >= 0, got {context}")
+            raise UserInputError(f"context must be >= 0, got {context}")
         for name, value, allowed in (
             ("normalize", normalize, ("none", "utterance", "global")),
             ("pad", pad, ("zero", "edge")),
@@ -178,7 +179,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
             ("resident", resident, (True, False, "auto")),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+                raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.num_classes = N_CLASSES
@@ -212,6 +213,10 @@ class WSJFramesDataModule(pl.LightningDataModule):
                 seed=self.hparams.demo_seed,
                 workers=self.hparams.demo_workers,
             )
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn == "predict":  # nothing but the split read
+            self._entry(self.hparams.predict_split, need_labels=False)
+            return
         for split in ("train", "dev"):
             self._entry(split, need_labels=True)
         if (self.data_dir / "test.npy").is_file():

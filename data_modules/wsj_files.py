@@ -14,9 +14,14 @@ from typing import Any
 import numpy as np
 
 from data_modules.safe_pickle import UnsafePickleError, safe_load
+from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
 N_FEATURES = 40
 N_CLASSES = 138
+
+
+# what one utterance of a frames or labels file is, and its number of dimensions
+UTTERANCE_KINDS = {"frames": ("(T, D) frames", 2), "labels": ("(T,) labels", 1)}
 
 
 def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -30,73 +35,86 @@ def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def read_utterances(path: str | Path) -> list[np.ndarray]:
+def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
     """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
 
     Object arrays go through the numpy-only unpickler; plain numeric arrays are read with
-    ``allow_pickle=False`` and split along their first axis (equal-length utterances).
+    ``allow_pickle=False`` and split along their first axis when they stack equal-length
+    utterances. ``kind`` ("frames" or "labels") says what one utterance holds; a plain array
+    with the dimensions of one utterance (all frames in one (N, 40) array) is refused with a
+    message saying what the file must be.
     """
     path = Path(path)
+    item, item_ndim = UTTERANCE_KINDS[kind]
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise InputFileNotFoundError(f"{path}: file not found")
     with open(path, "rb") as f:
         try:
             shape, dtype = _read_header(f)
         except ValueError as e:
-            raise ValueError(f"{path}: not a valid .npy file ({e})") from e
+            raise UserInputError(f"{path}: not a valid .npy file ({e})") from e
         if not dtype.hasobject:
-            f.seek(0)
-            arr = np.load(f, allow_pickle=False)
-            if arr.ndim < 2:
-                raise ValueError(
-                    f"{path}: plain array of shape {arr.shape}; expected an object array of "
-                    "utterances or a stacked (utterances, frames, ...) array"
+            if len(shape) != item_ndim + 1:
+                raise UserInputError(
+                    f"{path}: holds one plain {dtype} array of shape {shape}, not utterances: "
+                    f"it must be a numpy object array of utterances, each an array of {item} "
+                    "(as the Kaggle files are), or one stacked (utterances, ...) array"
                 )
+            f.seek(0)
+            try:
+                arr = np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise UserInputError(f"{path}: not a readable .npy file ({e})") from e
             return list(arr)
         try:
             obj = safe_load(f, str(path))
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated or corrupt pickle
-            raise ValueError(f"{path}: cannot read pickled object array ({e})") from e
+            raise UserInputError(f"{path}: cannot read pickled object array ({e})") from e
     if not isinstance(obj, np.ndarray) or obj.shape != shape:
-        raise ValueError(f"{path}: payload is not an array of shape {shape} as the header says")
+        raise UserInputError(f"{path}: payload is not an array of shape {shape} as the header says")
     out = []
     for i, utt in enumerate(obj.reshape(-1)):
         if not isinstance(utt, np.ndarray) or utt.dtype.hasobject:
-            raise ValueError(
-                f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric ndarray"
+            raise UserInputError(
+                f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric ndarray "
+                f"of {item}"
             )
         out.append(utt)
     return out
 
 
 def check_frames(path: Path, i: int, utt: np.ndarray) -> None:
-    """Raise ValueError naming file and utterance index unless ``utt`` is finite (T>0, 40)."""
+    """Raise UserInputError naming file and utterance unless ``utt`` is finite (T>0, 40)."""
     if utt.ndim != 2 or utt.shape[1] != N_FEATURES:
-        raise ValueError(f"{path}: utterance {i} has shape {utt.shape}, expected (T, {N_FEATURES})")
+        raise UserInputError(
+            f"{path}: utterance {i} has shape {utt.shape}, expected (T, {N_FEATURES})"
+        )
     if utt.shape[0] == 0:
-        raise ValueError(f"{path}: utterance {i} is empty (0 frames)")
+        raise UserInputError(f"{path}: utterance {i} is empty (0 frames)")
     if not np.issubdtype(utt.dtype, np.floating) and not np.issubdtype(utt.dtype, np.integer):
-        raise ValueError(f"{path}: utterance {i} has dtype {utt.dtype}, expected float")
+        raise UserInputError(f"{path}: utterance {i} has dtype {utt.dtype}, expected float")
     if not np.isfinite(utt).all():
         bad = int(np.flatnonzero(~np.isfinite(utt).all(axis=1))[0])
-        raise ValueError(f"{path}: utterance {i} has NaN/inf values (first at frame {bad})")
+        raise UserInputError(f"{path}: utterance {i} has NaN/inf values (first at frame {bad})")
 
 
 def check_labels(path: Path, i: int, lab: np.ndarray, n_frames: int) -> None:
-    """Raise ValueError naming file and utterance index unless ``lab`` is (n_frames,) in 0..137."""
+    """Raise UserInputError naming file and utterance unless ``lab`` is (n_frames,) in 0..137."""
     if lab.ndim != 1 or len(lab) != n_frames:
-        raise ValueError(
+        raise UserInputError(
             f"{path}: utterance {i} has labels of shape {lab.shape}, expected "
             f"({n_frames},) to match its frames"
         )
     if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{path}: utterance {i} has label dtype {lab.dtype}, expected integers")
+        raise UserInputError(
+            f"{path}: utterance {i} has label dtype {lab.dtype}, expected integers"
+        )
     lo, hi = int(lab.min()), int(lab.max())
     if lo < 0 or hi >= N_CLASSES:
         bad = int(np.flatnonzero((lab < 0) | (lab >= N_CLASSES))[0])
-        raise ValueError(
+        raise UserInputError(
             f"{path}: utterance {i} frame {bad} has label {int(lab[bad])}, expected "
             f"0..{N_CLASSES - 1}"
         )
@@ -109,7 +127,7 @@ def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Pa
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
             found = sorted(q.name for q in data_dir.glob("*.npy")) if data_dir.is_dir() else []
-            raise FileNotFoundError(
+            raise InputFileNotFoundError(
                 f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
                 f"dev_labels.npy, test.npy (found: {', '.join(found) or 'nothing'})"
             )
@@ -123,9 +141,9 @@ def read_split(frames_path: Path, labels_path: Path | None) -> tuple[list, list 
         check_frames(frames_path, i, u)
     if labels_path is None:
         return utts, None
-    labs = read_utterances(labels_path)
+    labs = read_utterances(labels_path, "labels")
     if len(labs) != len(utts):
-        raise ValueError(
+        raise UserInputError(
             f"{labels_path}: {len(labs)} label arrays but {frames_path} has {len(utts)} utterances"
         )
     for i, (u, lab) in enumerate(zip(utts, labs, strict=True)):

@@ -30,6 +30,7 @@ import yaml
 from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.atomic import atomic_path
 from lightning_dl.classifier import Classifier
+from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.predict import predict_in_order
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
@@ -37,17 +38,35 @@ DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint's dict, unpickling nothing but tensors and plain containers."""
+    if not path.is_file():
+        raise InputFileNotFoundError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(
+        if "Unsupported global" not in str(error):  # not a pickle torch wrote: damaged bytes
+            raise UserInputError(
+                f"{path}: truncated or not a PyTorch checkpoint ({_first_error_line(error)})"
+            ) from error
+        raise UserInputError(
             f"{path}: holds Python objects other than tensors and plain containers, which "
-            f"lightning_dl.fit never writes, so it is not loaded ({str(error).splitlines()[0]})"
+            f"lightning_dl.fit never writes, so it is not loaded ({_first_error_line(error)})"
         ) from error
-    except (RuntimeError, EOFError) as error:
-        raise ValueError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {error}"
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as error:
+        raise UserInputError(
+            f"{path}: truncated or not a PyTorch checkpoint ({type(error).__name__}: "
+            f"{_first_error_line(error)})"
         ) from error
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserInputError(
+            f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
+        )
+    return ckpt
+
+
+def _first_error_line(error: BaseException) -> str:
+    """The line of a (torch) error message that says what failed, up to its first full stop."""
+    lines = [line for line in str(error).splitlines() if "rror" in line] or str(error).splitlines()
+    return (lines[-1] if lines else type(error).__name__).strip().split(". ")[0]
 
 
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
@@ -56,14 +75,14 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     if not hp:
         config = ckpt_path.resolve().parent.parent / "config.yaml"
         if not config.is_file():
-            raise ValueError(
+            raise UserInputError(
                 f"{ckpt_path}: no DataModule hyperparameters in the checkpoint and "
                 f"no run config at {config}"
             )
         data = yaml.safe_load(config.read_text())["data"]
         hp = data.get("init_args", data)
     if "context" not in hp:
-        raise ValueError(
+        raise UserInputError(
             f"{ckpt_path}: the DataModule settings {sorted(hp)} are not a WSJ "
             "frames DataModule's (no 'context')"
         )
@@ -73,6 +92,16 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
 def predict(trainer: pl.Trainer, model: Classifier, dm: WSJFramesDataModule) -> np.ndarray:
     """Class index of every frame of ``dm``'s predict split, in file order, on every rank."""
     return predict_in_order(trainer, model, datamodule=dm).numpy()
+
+
+def check_output_path(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an --out that cannot or may not be written."""
+    if out.is_dir():
+        raise UserInputError(f"--out {out}: is a directory; give the path of a .csv file to write")
+    if out.exists() and not overwrite:
+        raise UserInputError(f"--out {out}: exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise InputFileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
 
 
 def main(argv: list[str] | None = None) -> float | Path:
@@ -94,11 +123,8 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = p.parse_args(argv)
 
-    if args.split == "test" and args.out.exists() and not args.overwrite:
-        p.error(f"{args.out} exists; pass --overwrite to replace it")
-    if not args.ckpt.is_file():
-        p.error(f"{args.ckpt}: checkpoint not found")
-
+    if args.split == "test":
+        check_output_path(args.out, args.overwrite)
     ckpt = load_checkpoint(args.ckpt)
     settings = datamodule_settings(ckpt, args.ckpt)
     dm = WSJFramesDataModule(
@@ -111,14 +137,20 @@ def main(argv: list[str] | None = None) -> float | Path:
     )
     dm.load_state_dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
     if dm.hparams.normalize == "global" and dm.global_stats is None:
-        raise ValueError(
+        raise UserInputError(
             f"{args.ckpt}: trained with global normalisation but the checkpoint "
             "holds no training statistics"
         )
-    model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
+    try:
+        model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
+    except (TypeError, KeyError, RuntimeError) as error:  # other hyperparameters or weights
+        raise UserInputError(
+            f"{args.ckpt}: not a checkpoint of lightning_dl.classifier.Classifier that this "
+            f"version can load ({type(error).__name__}: {_first_error_line(error)})"
+        ) from error
     hp = model.hparams
     if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
-        raise ValueError(
+        raise UserInputError(
             f"{args.ckpt}: model expects input {tuple(hp.input_shape)} -> "
             f"{hp.num_classes} classes; the data gives {dm.input_shape} -> "
             f"{dm.num_classes}"
@@ -152,4 +184,4 @@ def main(argv: list[str] | None = None) -> float | Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

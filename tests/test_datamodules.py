@@ -12,6 +12,8 @@ from data_modules.cifar10 import CIFAR10DataModule
 from data_modules.download import download_verified
 from data_modules.image_datamodule import split_sizes
 from data_modules.mnist import MNISTDataModule
+from data_modules.synthetic import SyntheticClustersDataModule
+from lightning_dl.errors import ReportedError, UserInputError
 
 
 def test_split_sizes_count_and_fraction():
@@ -22,6 +24,22 @@ def test_split_sizes_count_and_fraction():
         split_sizes(100, 100)
     with pytest.raises(ValueError, match="fraction must be in"):
         split_sizes(100, 1.5)
+
+
+def test_bad_settings_are_user_input_errors(cifar_dir):
+    """Each reaches the user as one ``error: ...`` line with exit status 2 (lightning_dl.errors)."""
+    with pytest.raises(UserInputError, match="leaves no training data"):
+        split_sizes(100, 100)
+    with pytest.raises(UserInputError, match=r"mean needs 3 values"):
+        CIFAR10DataModule(str(cifar_dir), mean=(0.5,))
+    dm = CIFAR10DataModule(str(cifar_dir), val_split=0)
+    dm.setup("fit")
+    with pytest.raises(UserInputError, match="val_split=0 leaves no validation split"):
+        dm.val_dataloader()
+    with pytest.raises(UserInputError, match="num_classes=1, expected at least 2"):
+        SyntheticClustersDataModule(num_classes=1)
+    with pytest.raises(UserInputError, match="num_train=0"):
+        SyntheticClustersDataModule(num_train=0)
 
 
 def _labels(dm, split):
@@ -81,12 +99,12 @@ def test_download_verifies_md5_and_leaves_nothing_partial(tmp_path):
     source.write_bytes(b"dataset bytes")
     good = hashlib.md5(b"dataset bytes").hexdigest()
     dest = tmp_path / "data" / "file.bin"
-    with pytest.raises(ValueError, match="expected 0{32}"):
+    with pytest.raises(ReportedError, match="expected 0{32}"):  # exit 1: try again
         download_verified(source.as_uri(), dest, "0" * 32)
     assert not dest.exists() and list(dest.parent.iterdir()) == []
     assert download_verified(source.as_uri(), dest, good).read_bytes() == b"dataset bytes"
     dest.write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="exists but its MD5"):
+    with pytest.raises(UserInputError, match="exists but its MD5"):
         download_verified(source.as_uri(), dest, good)
 
 

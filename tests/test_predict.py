@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from data_modules.wsj import WSJFramesDataModule
+from lightning_dl.errors import EXIT_BAD_INPUT, UserInputError
 from lightning_dl.fit import main as fit_main
 from tests.wsj_corpus import naive_windows, write_corpus
 
@@ -90,7 +93,7 @@ def test_refuses_to_overwrite_unless_asked(run, tmp_path):
     ckpt, data = run
     out = tmp_path / "submission.csv"
     out.write_text("precious\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserInputError, match="exists; pass --overwrite"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
     assert out.read_text() == "precious\n"
     predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out), "--overwrite"])
@@ -137,9 +140,17 @@ def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp
     assert "code ran" not in capsys.readouterr().out and not out.exists()
 
     truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(ckpt.read_bytes()[:1000])
-    with pytest.raises(ValueError, match=r"truncated\.ckpt: not a readable PyTorch checkpoint"):
-        predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
+    whole = ckpt.read_bytes()
+    for size in (0, 10, 1000, len(whole) // 2, len(whole) - 1):
+        truncated.write_bytes(whole[:size])
+        with pytest.raises(
+            UserInputError, match=r"truncated\.ckpt: truncated or not a PyTorch checkpoint"
+        ):
+            predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
+    for garbage in (b"hello, not a checkpoint", pickle.dumps({"a": 1}), os.urandom(300)):
+        truncated.write_bytes(garbage)
+        with pytest.raises(UserInputError, match=r"truncated or not a PyTorch checkpoint"):
+            predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
     assert not out.exists()
 
 
@@ -194,3 +205,37 @@ def test_ddp_submission_is_byte_identical_to_single_device(run, tmp_path):
     one = (tmp_path / "one.csv").read_bytes()
     assert one.count(b"\n") == 1 + sum(TEST_LENGTHS)
     assert (tmp_path / "two.csv").read_bytes() == one
+
+
+def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monkeypatch):
+    ckpt, data = run
+
+    def no_work(*args):
+        raise AssertionError("loaded the checkpoint before checking --out")
+
+    monkeypatch.setattr(predict, "load_checkpoint", no_work)
+    with pytest.raises(UserInputError, match="is a directory"):
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path)])
+    with pytest.raises(UserInputError, match="folder .*nowhere does not exist"):
+        out = tmp_path / "nowhere" / "s.csv"
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
+
+
+def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatch, capsys):
+    """The script runs through lightning_dl.errors.run_main: no traceback for a user's mistake."""
+    ckpt, data = run
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(ckpt.read_bytes()[:500])
+    cases = {
+        "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
+        "checkpoint not found": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
+        "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
+    }
+    for message, args in cases.items():
+        argv = [str(ROOT / "kaggle" / "predict.py"), *args, "--out", str(tmp_path / "s.csv")]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(argv[0], run_name="__main__")
+        assert exit_.value.code == EXIT_BAD_INPUT, message
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

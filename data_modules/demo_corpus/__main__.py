@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+
+from lightning_dl.errors import run_main
 
 from .generate import build_demo_corpus, corpus_matches, read_manifest
 
@@ -33,13 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reused = corpus_matches(args.out, args.utterances, args.seed)
     start = time.perf_counter()
-    try:
-        out = build_demo_corpus(
-            args.out, args.utterances, args.seed, args.workers, overwrite=args.overwrite
-        )
-    except (FileExistsError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    out = build_demo_corpus(args.out, args.utterances, args.seed, args.workers, args.overwrite)
     manifest = read_manifest(out)
     total = sum(s["frames"] for s in manifest["splits"].values())
     print(f"{'reused' if reused else 'built'} {out} in {time.perf_counter() - start:.1f} s")
@@ -57,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

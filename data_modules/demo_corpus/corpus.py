@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightning_dl.errors import UserInputError
+
 from .sentences import make_sentence
 from .utterance import UtteranceSpec
 
@@ -43,7 +45,7 @@ HELD_OUT_FRACTION = 0.1  # of the utterances, for dev and for test each
 def split_sizes(n_utterances: int) -> dict[str, int]:
     """Utterances per split: 10% dev, 10% test (at least one each), the rest train."""
     if n_utterances < 3:
-        raise ValueError(
+        raise UserInputError(
             f"a demo corpus needs at least 3 utterances (one per split), got {n_utterances}"
         )
     held_out = max(1, int(round(n_utterances * HELD_OUT_FRACTION)))

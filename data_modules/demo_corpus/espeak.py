@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lightning_dl.errors import UserInputError
+
 SAMPLE_RATE = 22050  # eSpeak NG's native output rate
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -57,11 +59,15 @@ _CALLBACK = ctypes.CFUNCTYPE(
 )
 
 
+class MissingExtraError(UserInputError, ImportError):
+    """An optional extra this command needs is not installed (one line, exit status 2)."""
+
+
 def _load_espeakng_loader():
     try:
         import espeakng_loader
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtraError(
             "The demo corpus needs eSpeak NG (GPL-3, optional). Install it with "
             '`pip install -e ".[demo]"` (package espeakng-loader==0.2.4).'
         ) from err

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_dl.errors import UserInputError
+
 from . import corpus, espeak, features, phonemes
 from .utterance import UtteranceSpec, render
 
@@ -121,6 +123,25 @@ def _write(out_dir: Path, specs, results, manifest: dict) -> None:
         raise
 
 
+class DemoFolderTakenError(UserInputError, FileExistsError):
+    """The demo corpus's folder holds something else; it is never touched."""
+
+
+def _foreign_folder_message(out_dir: Path) -> str:
+    """Why a non-empty folder that is no demo corpus is refused, and what to do instead."""
+    kaggle = sorted(p.name for p in out_dir.glob("*.npy")) if out_dir.is_dir() else []
+    if any(name in FILES for name in kaggle):
+        return (
+            f"{out_dir} holds Kaggle WSJ files ({', '.join(kaggle)}), not a demo corpus: "
+            "--data.source kaggle (source: kaggle in a config) trains on them; to build the "
+            "demo corpus, choose another --data.data_dir"
+        )
+    return (
+        f"{out_dir} exists and is not a demo corpus (no {MANIFEST}); it is left as it is: "
+        "choose another directory for the demo corpus"
+    )
+
+
 def read_manifest(out_dir: str | os.PathLike) -> dict | None:
     """The manifest of a demo corpus directory, or None if it is not one."""
     path = Path(out_dir) / MANIFEST
@@ -157,23 +178,20 @@ def build_demo_corpus(
     """
     out_dir = Path(out_dir)
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int):
-        raise TypeError(f"n_utterances must be an int, got {n_utterances!r}")
+        raise UserInputError(f"n_utterances must be an int, got {n_utterances!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise UserInputError(f"seed must be a non-negative int, got {seed!r}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserInputError(f"workers must be >= 1, got {workers}")
     if corpus_matches(out_dir, n_utterances, seed):
         log.info("demo corpus in %s matches the request; reusing it", out_dir)
         return out_dir
     if out_dir.exists():
         existing = read_manifest(out_dir)
         if existing is None and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise FileExistsError(
-                f"{out_dir} exists and is not a demo corpus (no {MANIFEST}); refusing to touch "
-                "it: choose another directory or remove it yourself"
-            )
+            raise DemoFolderTakenError(_foreign_folder_message(out_dir))
         if existing is not None and not overwrite:
-            raise FileExistsError(
+            raise DemoFolderTakenError(
                 f"{out_dir} holds a demo corpus built for {existing.get('request')} (version "
                 f"{existing.get('version')}), not for n_utterances={n_utterances}, seed={seed} "
                 f"(version {VERSION}); pass overwrite=True (CLI: --overwrite) to replace it"
