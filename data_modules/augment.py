@@ -1,7 +1,9 @@
-"""Batched image augmentation on the training device (the airbench approach).
+"""Batched augmentation on the training device (the airbench approach).
 
-Each function takes a whole batch ``(B, C, H, W)`` and does one vectorised operation, so the
-training loop never touches single samples in Python.
+Each function takes a whole batch (images ``(B, C, H, W)``, frame windows ``(B, 2k+1, D)``) and
+does a few vectorised operations, so the training loop never touches single samples in Python
+and never reads a device tensor back. Random numbers come from ``generator`` or else from the
+device's default generator, which exact resume reseeds before every training batch.
 """
 
 from __future__ import annotations
@@ -37,3 +39,36 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     """uint8 (or float in 0..255) images -> float32 standardised per channel."""
     x = images.float().div_(255.0)
     return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+
+
+def mask_frames(
+    windows: torch.Tensor,
+    freq_mask: int = 0,
+    time_mask: int = 0,
+    p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """SpecAugment-style masking of context windows ``(B, 2k+1, D)``, each window on its own.
+
+    With probability ``p`` a window gets one band of ``f ~ U{0..freq_mask}`` consecutive
+    features and one span of ``t ~ U{0..time_mask}`` consecutive frames set to 0 (the mean of
+    normalised features), at uniformly drawn positions; the other windows are unchanged. One
+    ``torch.rand`` call draws everything.
+    """
+    if (freq_mask <= 0 and time_mask <= 0) or p <= 0:
+        return windows
+    b, width, dim = windows.shape
+    u = torch.rand(b, 5, device=windows.device, generator=generator)
+    chosen = u[:, 0] < p
+
+    def span(size: int, most: int, draw_width: torch.Tensor, draw_start: torch.Tensor):
+        most = min(most, size)
+        length = (draw_width * (most + 1)).long().clamp_(max=most)  # 0..most
+        start = (draw_start * (size - length + 1)).long().clamp_(max=size - 1)
+        where = torch.arange(size, device=windows.device)
+        inside = (where >= start[:, None]) & (where < (start + length)[:, None])
+        return inside & chosen[:, None]
+
+    bands = span(dim, freq_mask, u[:, 1], u[:, 2])  # (B, D)
+    frames = span(width, time_mask, u[:, 3], u[:, 4])  # (B, 2k+1)
+    return windows.masked_fill(bands[:, None, :] | frames[:, :, None], 0.0)

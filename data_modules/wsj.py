@@ -1,33 +1,39 @@
-"""WSJ frame classification (CMU 11-785 HW1P2, Kaggle): context windows over a memory-mapped cache.
+"""Frame-level phoneme classification (every HW1P2-style Kaggle since 2019): context windows.
 
-Each sample is a frame plus ``context`` frames on each side, a ``(2k+1, 40)`` window. Windows are
-never materialised: a batch is one vectorised gather over the (N, 40) frames with an index
-matrix (B, 2k+1), so memory stays O(N x 40) whatever k is. The frames are either a memory map
+Each sample is a frame plus ``context`` frames on each side, a ``(2k+1, D)`` window. Windows
+are never materialised: a batch is one vectorised gather over the (N, D) frames with an index
+matrix (B, 2k+1), so memory stays O(N x D) whatever k is. The frames are either a memory map
 gathered on the host (DataLoader workers share its pages) or, with ``resident``, a copy on the
 training device gathered there (:mod:`data_modules.resident_frames`); both give the same batches.
+Any layout of :mod:`data_modules.frame_formats` (Kaggle WSJ, LibriSpeech HW1P2, NTU libriphone)
+converts once to the same cache (:mod:`data_modules.wsj_cache`).
 
-Splits: ``fit`` trains on train and validates on dev. Kaggle's test.npy has no labels, so
-``trainer.test`` runs on dev unless ``test_labels.npy`` exists (the demo corpus writes one);
-``predict`` yields ``(x,)`` over test.npy in file order, as a submission needs.
+Splits: ``fit`` trains on train and validates on dev (libriphone: a seeded share of train).
+The courses' test sets have no labels, so ``trainer.test`` runs on dev unless the test split
+has labels (a demo corpus writes them); ``predict`` yields ``(x,)`` over the test split in the
+order a submission lists its frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from data_modules.augment import mask_frames
 from data_modules.batched import passthrough_collate
+from data_modules.frame_checks import Inventory
+from data_modules.frame_formats import FORMATS, SplitSource, detect_format, split_source
 from data_modules.index_order import CHUNK, in_chunks, index_dtype
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
-from data_modules.wsj_files import N_CLASSES, N_FEATURES
-from lightning_dl.errors import UserInputError
+from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
 _EPS = 1e-6
 
@@ -135,8 +141,25 @@ class ChunkedRandomSampler(RandomSampler):
         return in_chunks(perm, self.chunk)
 
 
+class FrameMasking(TypedDict, total=False):
+    """SpecAugment-style masking of training windows (:func:`data_modules.augment.mask_frames`):
+    up to ``freq_mask`` consecutive features and ``time_mask`` consecutive frames, each window
+    with probability ``p``."""
+
+    freq_mask: int
+    time_mask: int
+    p: float
+
+
 class WSJFramesDataModule(pl.LightningDataModule):
-    """Kaggle WSJ frames (or the generated eSpeak demo corpus) as context-window batches.
+    """Frame windows of any supported layout: Kaggle WSJ, LibriSpeech HW1P2, libriphone, demo.
+
+    ``source``: ``kaggle``, ``librispeech`` or ``libriphone`` (see
+    :mod:`data_modules.frame_formats`); ``auto`` recognises the folder's layout and says which it
+    found; ``demo`` builds the eSpeak demo corpus in ``demo_layout`` on first use. The feature
+    dimension and the classes (symbols and their order for LibriSpeech) come from the data and
+    are kept in the checkpoint (``state_dict``), so prediction writes the labels the competition
+    expects.
 
     ``normalize``: "none"; "utterance" (each utterance to zero mean / unit variance per band,
     baked into the cache); "global" (train mean/var, applied in the gather and saved in the
@@ -148,6 +171,10 @@ class WSJFramesDataModule(pl.LightningDataModule):
     chooses resident when a split fits comfortably (half the free device memory, or on the CPU
     half the available RAM shared by this machine's processes; see
     :func:`data_modules.resident_frames.resident_budget`). Under DDP each rank holds its copy.
+
+    ``augment``: SpecAugment-style masking (``{freq_mask: F, time_mask: T, p: P}``) of training
+    batches on the training device, never of evaluation batches; it draws from the device's
+    default generator, which exact resume reseeds before every batch.
     """
 
     def __init__(
@@ -159,13 +186,17 @@ class WSJFramesDataModule(pl.LightningDataModule):
         dtype: Literal["float32", "float16"] = "float32",
         normalize: Literal["none", "utterance", "global"] = "utterance",
         pad: Literal["zero", "edge"] = "zero",
-        source: Literal["kaggle", "demo"] = "kaggle",
+        source: Literal["auto", "kaggle", "demo", "librispeech", "libriphone"] = "auto",
         cache_dir: str | None = None,
         demo_utterances: int = 2000,
         demo_seed: int = 0,
         demo_workers: int = 2,
+        demo_layout: Literal["kaggle", "librispeech", "libriphone"] = "kaggle",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
         predict_split: Literal["test", "dev"] = "test",
         resident: bool | Literal["auto"] = "auto",
+        augment: FrameMasking | None = None,
     ) -> None:
         super().__init__()
         if context < 0:
@@ -173,22 +204,81 @@ class WSJFramesDataModule(pl.LightningDataModule):
         for name, value, allowed in (
             ("normalize", normalize, ("none", "utterance", "global")),
             ("pad", pad, ("zero", "edge")),
-            ("source", source, ("kaggle", "demo")),
+            ("source", source, ("auto", "demo", *FORMATS)),
+            ("demo_layout", demo_layout, FORMATS),
             ("dtype", dtype, ("float32", "float16")),
             ("predict_split", predict_split, ("test", "dev")),
             ("resident", resident, (True, False, "auto")),
         ):
             if value not in allowed:
                 raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
+        self.masking = _check_masking(augment)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
-        self.num_classes = N_CLASSES
-        self.input_shape = (2 * context + 1, N_FEATURES)
         self.global_stats: tuple[np.ndarray, np.ndarray] | None = None
         self.datasets: dict[str, ContextWindowDataset | ResidentWindowDataset] = {}
+        self._format: str | None = None
+        self._inventory: Inventory | None = None
+
+    # -- layout and inventory ---------------------------------------------------------------
+    @property
+    def format(self) -> str:
+        """The layout read: ``source``, the demo's layout, or the one ``auto`` found."""
+        if self._format is None:
+            source = self.hparams.source
+            if source == "demo":
+                self._format = self.hparams.demo_layout
+            elif source == "auto":
+                self._format, markers = detect_format(self.data_dir)
+                rank_zero_info(
+                    f"{self.data_dir}: found the {self._format} layout ({', '.join(markers)})"
+                )
+            else:
+                self._format = source
+        return self._format
+
+    def _known_inventory(self) -> Inventory | None:
+        """The inventory when it is known without reading training data: from a checkpoint, the
+        demo corpus being built, or a demo corpus's manifest; else None."""
+        if self._inventory is None:
+            from data_modules.demo_corpus import layouts, read_manifest  # numpy only
+
+            if self.hparams.source == "demo":
+                self._inventory = Inventory.from_state(layouts.inventory(self.format))
+            else:
+                manifest = read_manifest(self.data_dir)
+                if manifest is not None and manifest.get("layout", "kaggle") == self.format:
+                    self._inventory = Inventory.from_state(layouts.inventory(self.format))
+        return self._inventory
+
+    @property
+    def inventory(self) -> Inventory:
+        """Feature dimension and classes of the data (from its training split, once)."""
+        known = self._known_inventory()
+        if known is None:
+            self._inventory = self._entry("train", need_labels=True).inventory(self.format)
+            rank_zero_info(f"{self.data_dir}: {self._inventory.describe()}")
+        return self._inventory
+
+    @property
+    def num_classes(self) -> int:
+        return self.inventory.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (2 * self.hparams.context + 1, self.inventory.feature_dim)
 
     # -- files and cache ------------------------------------------------------------------------
+    def _source(self, split: str, need_labels: bool) -> SplitSource:
+        hp = self.hparams
+        return split_source(
+            self.format, self.data_dir, split, need_labels, hp.val_fraction, hp.split_seed
+        )
+
     def _entry(self, split: str, need_labels: bool) -> CacheEntry:
+        inventory = self._known_inventory()
+        if inventory is None and split != "train":
+            inventory = self.inventory  # the training split's, read first
         return build_or_load(
             self.data_dir,
             split,
@@ -196,10 +286,16 @@ class WSJFramesDataModule(pl.LightningDataModule):
             dtype=self.hparams.dtype,
             utterance_norm=self.hparams.normalize == "utterance",
             need_labels=need_labels,
+            source=self._source(split, need_labels),
+            inventory=inventory,
         )
 
     def _test_split(self) -> str:
-        return "test" if (self.data_dir / "test_labels.npy").is_file() else "dev"
+        """The split ``trainer.test`` evaluates: test when it has labels, else dev."""
+        try:
+            return "test" if self._source("test", need_labels=False).has_labels else "dev"
+        except InputFileNotFoundError:  # no test split at all
+            return "dev"
 
     def prepare_data(self) -> None:
         if self.hparams.source == "demo":
@@ -212,6 +308,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
                 n_utterances=self.hparams.demo_utterances,
                 seed=self.hparams.demo_seed,
                 workers=self.hparams.demo_workers,
+                layout=self.hparams.demo_layout,
             )
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.state.fn == "predict":  # nothing but the split read
@@ -219,8 +316,11 @@ class WSJFramesDataModule(pl.LightningDataModule):
             return
         for split in ("train", "dev"):
             self._entry(split, need_labels=True)
-        if (self.data_dir / "test.npy").is_file():
-            self._entry("test", need_labels=False)
+        try:
+            test = self._source("test", need_labels=False)
+        except InputFileNotFoundError:  # no test files: fit and test use train and dev only
+            return
+        self._entry("test", need_labels=test.has_labels)
 
     def _training_device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
@@ -305,16 +405,34 @@ class WSJFramesDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(f"{self.hparams.predict_split}-unlabelled", shuffle=False)
 
-    # -- checkpointed state: training-set statistics for "global" normalisation ----------------
+    # -- augmentation: training batches only, on the device ------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if self.masking is None or trainer is None or not trainer.training:
+            return batch
+        x, *rest = batch
+        return (mask_frames(x, **self.masking), *rest)
+
+    # -- checkpointed state: the inventory, and training statistics for "global" ------------------
     def state_dict(self) -> dict[str, Any]:
-        if self.global_stats is None:
-            return {}
-        return {
-            "global_mean": self.global_stats[0].tolist(),
-            "global_var": self.global_stats[1].tolist(),
-        }
+        state: dict[str, Any] = {"inventory": self.inventory.to_state()}
+        if self.global_stats is not None:
+            state["global_mean"] = self.global_stats[0].tolist()
+            state["global_var"] = self.global_stats[1].tolist()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a checkpoint's inventory and statistics; refuse data with other classes."""
+        if "inventory" in state_dict:
+            saved = Inventory.from_state(state_dict["inventory"])
+            current = self._inventory
+            if current is not None and current != saved:
+                raise UserInputError(
+                    f"the checkpoint was trained on {saved.describe()}, but {self.data_dir} "
+                    f"holds {current.describe()}: give the checkpoint the data it was trained on"
+                )
+            self._inventory = saved
+            self._format = saved.format
         if "global_mean" in state_dict:
             self.global_stats = (
                 np.array(state_dict["global_mean"]),
@@ -322,3 +440,24 @@ class WSJFramesDataModule(pl.LightningDataModule):
             )
             for ds in self.datasets.values():  # setup may already have run
                 ds.set_global_stats(self.global_stats)
+
+
+def _check_masking(augment: FrameMasking | None) -> dict[str, float] | None:
+    """``augment`` as keyword arguments of :func:`mask_frames`, or None when it masks nothing."""
+    if augment is None:
+        return None
+    unknown = sorted(set(augment) - {"freq_mask", "time_mask", "p"})
+    if unknown:
+        raise UserInputError(
+            f"augment: unknown key(s) {unknown}; expected freq_mask, time_mask and p"
+        )
+    masking = {
+        "freq_mask": int(augment.get("freq_mask", 0)),
+        "time_mask": int(augment.get("time_mask", 0)),
+        "p": float(augment.get("p", 1.0)),
+    }
+    if masking["freq_mask"] < 0 or masking["time_mask"] < 0 or not 0.0 <= masking["p"] <= 1.0:
+        raise UserInputError(
+            f"augment: {augment} needs freq_mask >= 0, time_mask >= 0 and p in [0, 1]"
+        )
+    return masking if masking["p"] > 0 and (masking["freq_mask"] or masking["time_mask"]) else None

@@ -1,15 +1,17 @@
-"""One-time conversion of a WSJ split into a memory-mappable cache.
+"""One-time conversion of a frame-classification split into a memory-mappable cache.
 
-A cache entry is a directory holding ``frames.npy`` (all frames concatenated, (N, 40) float32 or
+A cache entry is a directory holding ``frames.npy`` (all frames concatenated, (N, D) float32 or
 float16), ``offsets.npy`` (int64, utterance u is frames[offsets[u]:offsets[u+1]]), ``labels.npy``
-(uint8, when the split has labels) and ``meta.json`` (key, sizes, mean/var of the raw frames,
-the byte size of every file, and a checksum of itself).
-The entry's name carries a key over the sources' sizes, mtimes and head/tail bytes plus the
-conversion settings, so a changed source or setting gives a new entry and an unchanged one is
-reused. Entries are built in a temporary directory and renamed into place, so a crash never
-leaves a half-written cache behind; an entry damaged afterwards (a truncated file, a garbled
-``meta.json``) is found before use, by its file sizes, array headers and checksum, and rebuilt
-with a warning. A full disk is reported as such, naming the file.
+(uint8, or uint16 past 256 classes, when the split has labels) and ``meta.json`` (key, sizes,
+feature dimension and classes, mean/var of the raw frames, the byte size of every file, and a
+checksum of itself). Any layout (:mod:`data_modules.frame_formats`) converts to it.
+The entry's name carries a key over the sources (size, mtime and head/tail bytes of a few large
+files; size and mtime of each file of a many-file layout) plus the conversion settings and the
+inventory the labels were mapped with, so a changed source or setting gives a new entry and an
+unchanged one is reused. Entries are built in a temporary directory and renamed into place, so a
+crash never leaves a half-written cache behind; an entry damaged afterwards (a truncated file, a
+garbled ``meta.json``) is found before use, by its file sizes, array headers and checksum, and
+rebuilt with a warning. A full disk is reported as such, naming the file.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_modules.wsj_files import N_FEATURES, read_split, split_files
+from data_modules.frame_checks import Inventory, SplitData
+from data_modules.frame_formats import SplitSource, split_source
 from lightning_dl.errors import UserInputError, raise_if_disk_full
 
-CACHE_VERSION = 2  # 2: meta.json records file sizes and its own checksum
+CACHE_VERSION = 3  # 2: file sizes and a checksum in meta.json; 3: any layout, D and classes
 META = "meta.json"
 _SAMPLE_BYTES = 1 << 16
 _EPS = 1e-6
@@ -54,6 +57,30 @@ class CacheEntry:
 
     def offsets(self) -> np.ndarray:
         return np.load(self.path / "offsets.npy")
+
+    def inventory(self, fmt: str) -> Inventory:
+        """The feature dimension and classes this entry's data defines (a training split's)."""
+        symbols = self.meta.get("symbols")
+        return Inventory(
+            fmt,
+            int(self.meta["feature_dim"]),
+            int(self.meta["num_classes"]),
+            tuple(symbols) if symbols is not None else None,
+        )
+
+
+_CONTENT_FILES = 4  # sources of up to this many files are fingerprinted by content samples
+
+
+def _fingerprints(files: tuple[Path, ...]) -> list[dict]:
+    """Content samples of a few large files; name, size and mtime of each of many small ones."""
+    if len(files) <= _CONTENT_FILES:
+        return [_fingerprint(p) for p in files]
+    h = hashlib.sha256()
+    for path in files:
+        st = path.stat()
+        h.update(f"{path.parent.name}/{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return [{"files": len(files), "stat_sha": h.hexdigest()}]
 
 
 def _fingerprint(path: Path) -> dict:
@@ -83,17 +110,19 @@ def _reported_if_disk_full(path: Path) -> Iterator[None]:
         raise
 
 
-def _write_frames(path: Path, utts: list, dtype: np.dtype, utterance_norm: bool, source: Path):
-    """Stream utterances into one (N, 40) ``.npy`` (no (N, 40) array in memory, no dirty mmap
+def _write_frames(
+    path: Path, utts: list, width: int, dtype: np.dtype, utterance_norm: bool, source: str
+):
+    """Stream utterances into one (N, D) ``.npy`` (no (N, D) array in memory, no dirty mmap
     pages); return the per-band sum and sum of squares of the raw frames."""
     n = sum(len(u) for u in utts)
-    total = np.zeros(N_FEATURES)
-    total_sq = np.zeros(N_FEATURES)
+    total = np.zeros(width)
+    total_sq = np.zeros(width)
     with open(path, "wb") as f:
         header = {
             "descr": np.lib.format.dtype_to_descr(dtype),
             "fortran_order": False,
-            "shape": (n, N_FEATURES),
+            "shape": (n, width),
         }
         np.lib.format.write_array_header_1_0(f, header)
         for i, u in enumerate(utts):
@@ -111,37 +140,41 @@ def _write_frames(path: Path, utts: list, dtype: np.dtype, utterance_norm: bool,
 
 
 def _write_entry(
-    tmp: Path,
-    final: Path,
-    frames_path: Path,
-    labels_path: Path | None,
-    dtype: np.dtype,
-    utterance_norm: bool,
+    tmp: Path, final: Path, data: SplitData, where: str, dtype: np.dtype, utterance_norm: bool
 ) -> dict:
     """Write an entry's arrays into ``tmp``; return its metadata (``final``: names in errors)."""
-    utts, labs = read_split(frames_path, labels_path)
+    utts, labs = data.frames, data.labels
     lengths = np.fromiter((len(u) for u in utts), dtype=np.int64, count=len(utts))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n = int(offsets[-1])
+    width = data.feature_dim
     with _reported_if_disk_full(final / "frames.npy"):
         total, total_sq = _write_frames(
-            tmp / "frames.npy", utts, dtype, utterance_norm, frames_path
+            tmp / "frames.npy", utts, width, dtype, utterance_norm, where
         )
     with _reported_if_disk_full(final / "offsets.npy"):
         np.save(tmp / "offsets.npy", offsets)
+    label_dtype = np.dtype(np.uint8 if (data.num_classes or 0) <= 256 else np.uint16)
     if labs is not None:
         with _reported_if_disk_full(final / "labels.npy"):
-            np.save(tmp / "labels.npy", np.concatenate(labs).astype(np.uint8))
+            np.save(tmp / "labels.npy", np.concatenate(labs).astype(label_dtype))
     mean = total / max(n, 1)
     var = np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
-    return {
+    meta = {
         "n_frames": n,
         "n_utterances": len(utts),
+        "feature_dim": width,
         "has_labels": labs is not None,
         "raw_mean": mean.tolist(),
         "raw_var": var.tolist(),
         "files": {p.name: p.stat().st_size for p in sorted(tmp.glob("*.npy"))},
     }
+    if labs is not None:
+        meta.update(num_classes=data.num_classes, label_dtype=label_dtype.name)
+        meta["label_bytes"] = label_dtype.itemsize
+    if data.symbols is not None:
+        meta["symbols"] = list(data.symbols)
+    return meta
 
 
 def _checksum(meta: dict) -> str:
@@ -152,11 +185,11 @@ def _checksum(meta: dict) -> str:
 def _expected_arrays(meta: dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     n = meta["n_frames"]
     arrays = {
-        "frames.npy": ((n, N_FEATURES), np.dtype(meta["settings"]["dtype"])),
+        "frames.npy": ((n, meta["feature_dim"]), np.dtype(meta["settings"]["dtype"])),
         "offsets.npy": ((meta["n_utterances"] + 1,), np.dtype(np.int64)),
     }
     if meta["has_labels"]:
-        arrays["labels.npy"] = ((n,), np.dtype(np.uint8))
+        arrays["labels.npy"] = ((n,), np.dtype(meta["label_dtype"]))
     return arrays
 
 
@@ -201,20 +234,31 @@ def build_or_load(
     dtype: str = "float32",
     utterance_norm: bool = False,
     need_labels: bool = True,
+    source: SplitSource | None = None,
+    inventory: Inventory | None = None,
 ) -> CacheEntry:
-    """Return the cache entry for ``split``, converting the source files only if needed."""
+    """Return the cache entry for ``split``, converting the source files only if needed.
+
+    ``source`` is the split's layout (default: the Kaggle files in ``data_dir``); ``inventory``
+    the feature dimension and classes to read it with (None: the split defines them itself,
+    as the training split does).
+    """
     data_dir = Path(data_dir)
     cache_root = Path(cache_dir) if cache_dir is not None else data_dir / ".wsj_cache"
     np_dtype = np.dtype(dtype)
     if np_dtype not in (np.float32, np.float16):
         raise UserInputError(f"dtype must be float32 or float16, got {dtype}")
-    frames_path, labels_path = split_files(data_dir, split, need_labels)
-    sources = [_fingerprint(p) for p in (frames_path, labels_path) if p is not None]
+    if source is None:
+        source = split_source("kaggle", data_dir, split, need_labels)
+    sources = _fingerprints(source.files)
     settings = {
         "version": CACHE_VERSION,
+        "format": source.format,
         "split": split,
         "dtype": np_dtype.name,
         "utterance_norm": utterance_norm,
+        "options": source.options,
+        "inventory": inventory.to_state() if inventory is not None else None,
     }
     key = hashlib.sha256(json.dumps([settings, sources], sort_keys=True).encode()).hexdigest()
     # The prefix names what an entry is for (one source directory, split and setting); entries
@@ -227,8 +271,7 @@ def build_or_load(
         if problem is None:
             return CacheEntry(final, json.loads((final / META).read_text()))
         warnings.warn(
-            f"{final}: damaged WSJ cache entry ({problem}); rebuilding it from "
-            f"{frames_path.parent}",
+            f"{final}: damaged WSJ cache entry ({problem}); rebuilding it from {source.where}",
             stacklevel=2,
         )
 
@@ -237,7 +280,8 @@ def build_or_load(
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}", dir=cache_root))
     try:
-        meta = _write_entry(tmp, final, frames_path, labels_path, np_dtype, utterance_norm)
+        data = source.read(inventory)
+        meta = _write_entry(tmp, final, data, source.where, np_dtype, utterance_norm)
         meta.update(key=key, settings=settings, sources=sources)
         meta["checksum"] = _checksum(meta)
         with _reported_if_disk_full(final / META):

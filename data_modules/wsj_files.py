@@ -13,11 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from data_modules.frame_checks import (
+    Inventory,
+    SplitData,
+    check_frames,
+    check_labels,
+    frame_width,
+    inventory_width,
+    largest_class,
+)
 from data_modules.safe_pickle import UnsafePickleError, safe_load
 from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
-N_FEATURES = 40
-N_CLASSES = 138
+CLASSES_FROM = "the classes of the training labels"
 
 
 # what one utterance of a frames or labels file is, and its number of dimensions
@@ -35,17 +43,10 @@ def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
     return shape, dtype
 
 
-def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
-    """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
-
-    Object arrays go through the numpy-only unpickler; plain numeric arrays are read with
-    ``allow_pickle=False`` and split along their first axis when they stack equal-length
-    utterances. ``kind`` ("frames" or "labels") says what one utterance holds; a plain array
-    with the dimensions of one utterance (all frames in one (N, 40) array) is refused with a
-    message saying what the file must be.
-    """
+def read_array(path: str | Path) -> np.ndarray:
+    """One ``.npy`` file: plain arrays with ``allow_pickle=False``, object arrays through the
+    numpy-only unpickler (they may hold arrays, numbers and strings, never code)."""
     path = Path(path)
-    item, item_ndim = UTTERANCE_KINDS[kind]
     if not path.is_file():
         raise InputFileNotFoundError(f"{path}: file not found")
     with open(path, "rb") as f:
@@ -54,18 +55,11 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
         except ValueError as e:
             raise UserInputError(f"{path}: not a valid .npy file ({e})") from e
         if not dtype.hasobject:
-            if len(shape) != item_ndim + 1:
-                raise UserInputError(
-                    f"{path}: holds one plain {dtype} array of shape {shape}, not utterances: "
-                    f"it must be a numpy object array of utterances, each an array of {item} "
-                    "(as the Kaggle files are), or one stacked (utterances, ...) array"
-                )
             f.seek(0)
             try:
-                arr = np.load(f, allow_pickle=False)
+                return np.load(f, allow_pickle=False)
             except (ValueError, OSError, EOFError) as e:
                 raise UserInputError(f"{path}: not a readable .npy file ({e})") from e
-            return list(arr)
         try:
             obj = safe_load(f, str(path))
         except UnsafePickleError:
@@ -74,8 +68,29 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
             raise UserInputError(f"{path}: cannot read pickled object array ({e})") from e
     if not isinstance(obj, np.ndarray) or obj.shape != shape:
         raise UserInputError(f"{path}: payload is not an array of shape {shape} as the header says")
+    return obj
+
+
+def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
+    """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
+
+    Object arrays hold one array per utterance; a plain numeric array is split along its first
+    axis when it stacks equal-length utterances. ``kind`` ("frames" or "labels") says what one
+    utterance holds; a plain array with the dimensions of one utterance (all frames in one
+    (N, 40) array) is refused with a message saying what the file must be.
+    """
+    item, item_ndim = UTTERANCE_KINDS[kind]
+    arr = read_array(path)
+    if not arr.dtype.hasobject:
+        if arr.ndim != item_ndim + 1:
+            raise UserInputError(
+                f"{path}: holds one plain {arr.dtype} array of shape {arr.shape}, not "
+                f"utterances: it must be a numpy object array of utterances, each an array of "
+                f"{item} (as the Kaggle files are), or one stacked (utterances, ...) array"
+            )
+        return list(arr)
     out = []
-    for i, utt in enumerate(obj.reshape(-1)):
+    for i, utt in enumerate(arr.reshape(-1)):
         if not isinstance(utt, np.ndarray) or utt.dtype.hasobject:
             raise UserInputError(
                 f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric ndarray "
@@ -83,41 +98,6 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
             )
         out.append(utt)
     return out
-
-
-def check_frames(path: Path, i: int, utt: np.ndarray) -> None:
-    """Raise UserInputError naming file and utterance unless ``utt`` is finite (T>0, 40)."""
-    if utt.ndim != 2 or utt.shape[1] != N_FEATURES:
-        raise UserInputError(
-            f"{path}: utterance {i} has shape {utt.shape}, expected (T, {N_FEATURES})"
-        )
-    if utt.shape[0] == 0:
-        raise UserInputError(f"{path}: utterance {i} is empty (0 frames)")
-    if not np.issubdtype(utt.dtype, np.floating) and not np.issubdtype(utt.dtype, np.integer):
-        raise UserInputError(f"{path}: utterance {i} has dtype {utt.dtype}, expected float")
-    if not np.isfinite(utt).all():
-        bad = int(np.flatnonzero(~np.isfinite(utt).all(axis=1))[0])
-        raise UserInputError(f"{path}: utterance {i} has NaN/inf values (first at frame {bad})")
-
-
-def check_labels(path: Path, i: int, lab: np.ndarray, n_frames: int) -> None:
-    """Raise UserInputError naming file and utterance unless ``lab`` is (n_frames,) in 0..137."""
-    if lab.ndim != 1 or len(lab) != n_frames:
-        raise UserInputError(
-            f"{path}: utterance {i} has labels of shape {lab.shape}, expected "
-            f"({n_frames},) to match its frames"
-        )
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise UserInputError(
-            f"{path}: utterance {i} has label dtype {lab.dtype}, expected integers"
-        )
-    lo, hi = int(lab.min()), int(lab.max())
-    if lo < 0 or hi >= N_CLASSES:
-        bad = int(np.flatnonzero((lab < 0) | (lab >= N_CLASSES))[0])
-        raise UserInputError(
-            f"{path}: utterance {i} frame {bad} has label {int(lab[bad])}, expected "
-            f"0..{N_CLASSES - 1}"
-        )
 
 
 def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
@@ -134,18 +114,32 @@ def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Pa
     return frames, (labels if labels.is_file() else None)
 
 
-def read_split(frames_path: Path, labels_path: Path | None) -> tuple[list, list | None]:
-    """Read and validate one split: utterances, and labels when given."""
+def read_split(
+    frames_path: Path, labels_path: Path | None, inventory: Inventory | None = None
+) -> SplitData:
+    """Read and validate one split: utterances, and labels when given.
+
+    The feature dimension is the training data's (``inventory``) or, reading the training split
+    itself, the first utterance's; labels are checked against the inventory's classes.
+    """
     utts = read_utterances(frames_path)
+    if not utts:
+        raise UserInputError(f"{frames_path}: holds no utterances")
+    width, width_from = inventory_width(inventory)
+    if width is None:
+        width, width_from = frame_width(f"{frames_path}: utterance 0", utts[0]), "utterance 0"
     for i, u in enumerate(utts):
-        check_frames(frames_path, i, u)
+        check_frames(f"{frames_path}: utterance {i}", u, width, width_from)
     if labels_path is None:
-        return utts, None
+        return SplitData(utts, None, width)
     labs = read_utterances(labels_path, "labels")
     if len(labs) != len(utts):
         raise UserInputError(
             f"{labels_path}: {len(labs)} label arrays but {frames_path} has {len(utts)} utterances"
         )
+    num_classes = inventory.num_classes if inventory is not None else None
     for i, (u, lab) in enumerate(zip(utts, labs, strict=True)):
-        check_labels(labels_path, i, lab, len(u))
-    return utts, labs
+        check_labels(f"{labels_path}: utterance {i}", lab, len(u), num_classes, CLASSES_FROM)
+    if num_classes is None:
+        num_classes = largest_class(labs) + 1
+    return SplitData(utts, labs, width, num_classes)

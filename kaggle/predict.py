@@ -1,13 +1,18 @@
-"""Write a Kaggle submission (``id,label``, one row per test frame) from a trained checkpoint.
+"""Write a Kaggle submission (one row per test frame) from a trained checkpoint.
 
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --out submission.csv
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --split dev
     python kaggle/predict.py ... --accelerator gpu --devices 2     # DDP: same bytes as 1 device
 
-The preprocessing (context k, normalisation, padding, cache dtype, and the training set's
-statistics for "global" normalisation) comes from the checkpoint, which Lightning writes with the
-DataModule's hyperparameters and state, so predictions see exactly what training saw. Falls back
-to the run directory's config.yaml for checkpoints without DataModule hyperparameters.
+The submission is the one the checkpoint's competition expects (its layout is kept in the
+checkpoint with the class inventory): ``id,label`` with integer classes (HW1P2 Fall 2019, WSJ),
+``id,label`` with phoneme symbols (HW1P2 2021 on, LibriSpeech), ``Id,Class`` with integer classes
+(NTU ML2022 HW2, libriphone); ``id`` counts frames in the order the competition lists them.
+The preprocessing (layout, context k, normalisation, padding, cache dtype, the class inventory
+and the training set's statistics for "global" normalisation) comes from the checkpoint, which
+Lightning writes with the DataModule's hyperparameters and state, so predictions see exactly
+what training saw. Falls back to the run directory's config.yaml for checkpoints without
+DataModule hyperparameters.
 Prediction runs through a Lightning Trainer and ``lightning_dl.predict.predict_in_order``, so on
 several devices every frame is predicted exactly once and rows come back in file order (a plain
 distributed sampler would pad, duplicate and interleave them). Only rank 0 writes the file.
@@ -18,6 +23,7 @@ The checkpoint is loaded with ``torch.load(weights_only=True)``: tensors and pla
 from __future__ import annotations
 
 import argparse
+import math
 import pickle
 from pathlib import Path
 from typing import Any
@@ -27,13 +33,15 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from data_modules.frame_checks import Inventory
+from data_modules.frame_formats import SUBMISSION_HEADER
 from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.atomic import atomic_path
 from lightning_dl.classifier import Classifier
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.predict import predict_in_order
 
-DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir")
+DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -94,6 +102,40 @@ def predict(trainer: pl.Trainer, model: Classifier, dm: WSJFramesDataModule) -> 
     return predict_in_order(trainer, model, datamodule=dm).numpy()
 
 
+def load_model(path: Path) -> Classifier:
+    try:
+        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except (TypeError, KeyError, RuntimeError) as error:  # other hyperparameters or weights
+        raise UserInputError(
+            f"{path}: not a checkpoint of lightning_dl.classifier.Classifier that this "
+            f"version can load ({type(error).__name__}: {_first_error_line(error)})"
+        ) from error
+
+
+def legacy_inventory(model: Classifier, settings: dict[str, Any]) -> Inventory:
+    """The inventory of a checkpoint written before inventories were kept: Kaggle WSJ, with the
+    model's classes and the feature dimension its input implies."""
+    shape = tuple(model.hparams.input_shape)
+    window = 2 * int(settings.get("context", 0)) + 1
+    width = shape[-1] if len(shape) == 2 else shape[0] // window
+    return Inventory("kaggle", int(width), int(model.hparams.num_classes))
+
+
+def write_submission(
+    path: Path, classes: np.ndarray, header: str, symbols: tuple[str, ...] | None
+) -> None:
+    """``header`` then one ``id,label`` row per frame: the class index, or its symbol."""
+    ids = np.arange(len(classes))
+    if symbols is None:
+        rows = np.column_stack([ids, classes])
+        np.savetxt(path, rows, fmt="%d", delimiter=",", header=header, comments="")
+        return
+    names = np.asarray(symbols, dtype=object)[classes]
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        f.writelines(f"{i},{name}\n" for i, name in zip(ids.tolist(), names, strict=True))
+
+
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, an --out that cannot or may not be written."""
     if out.is_dir():
@@ -127,33 +169,31 @@ def main(argv: list[str] | None = None) -> float | Path:
         check_output_path(args.out, args.overwrite)
     ckpt = load_checkpoint(args.ckpt)
     settings = datamodule_settings(ckpt, args.ckpt)
+    model = load_model(args.ckpt)
+    state = dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
+    state.setdefault("inventory", legacy_inventory(model, settings).to_state())
     dm = WSJFramesDataModule(
         str(args.data_dir),
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         predict_split=args.split,
         resident={"auto": "auto", "true": True, "false": False}[args.resident],
+        source=state["inventory"]["format"],
         **settings,
     )
-    dm.load_state_dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
+    dm.load_state_dict(state)
     if dm.hparams.normalize == "global" and dm.global_stats is None:
         raise UserInputError(
             f"{args.ckpt}: trained with global normalisation but the checkpoint "
             "holds no training statistics"
         )
-    try:
-        model = Classifier.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
-    except (TypeError, KeyError, RuntimeError) as error:  # other hyperparameters or weights
-        raise UserInputError(
-            f"{args.ckpt}: not a checkpoint of lightning_dl.classifier.Classifier that this "
-            f"version can load ({type(error).__name__}: {_first_error_line(error)})"
-        ) from error
     hp = model.hparams
-    if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
+    shape = tuple(hp.input_shape)
+    legacy_flat = len(shape) == 1 and shape[0] == math.prod(dm.input_shape)
+    if hp.num_classes != dm.num_classes or (shape != dm.input_shape and not legacy_flat):
         raise UserInputError(
-            f"{args.ckpt}: model expects input {tuple(hp.input_shape)} -> "
-            f"{hp.num_classes} classes; the data gives {dm.input_shape} -> "
-            f"{dm.num_classes}"
+            f"{args.ckpt}: model expects input {shape} -> {hp.num_classes} classes; the data "
+            f"gives {dm.input_shape} -> {dm.num_classes}"
         )
 
     trainer = pl.Trainer(
@@ -176,10 +216,11 @@ def main(argv: list[str] | None = None) -> float | Path:
         k = dm.hparams.context
         print(f"dev frame accuracy: {accuracy:.4f} ({len(labels):,} frames, k={k})")
         return accuracy
-    rows = np.column_stack([np.arange(n_frames), preds])
+    inventory = dm.inventory
+    header = SUBMISSION_HEADER[inventory.format]
     with atomic_path(args.out) as tmp:
-        np.savetxt(tmp, rows, fmt="%d", delimiter=",", header="id,label", comments="")
-    print(f"wrote {args.out}: {n_frames:,} rows (id,label)")
+        write_submission(tmp, preds, header, inventory.symbols)
+    print(f"wrote {args.out}: {n_frames:,} rows ({header})")
     return args.out
 
 

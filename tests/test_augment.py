@@ -1,4 +1,4 @@
-"""Batched on-device augmentation equals its per-image definition."""
+"""Batched on-device augmentation equals its per-sample definition: images and frame windows."""
 
 from __future__ import annotations
 
@@ -42,3 +42,49 @@ def test_normalize_matches_reference():
     mean, std = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.6, 0.7])
     expected = (images.float() / 255 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     torch.testing.assert_close(augment.normalize(images, mean, std), expected)
+
+
+def _runs(mask: torch.Tensor) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool tensor."""
+    edges = torch.diff(torch.cat([torch.zeros(1), mask.float(), torch.zeros(1)]))
+    starts, ends = (edges == 1).nonzero().flatten(), (edges == -1).nonzero().flatten()
+    return (ends - starts).tolist()
+
+
+def test_mask_frames_zeroes_one_band_and_one_span_per_window():
+    windows = torch.randn(400, 25, 40) + 5.0  # no zeros of their own
+    out = augment.mask_frames(
+        windows, freq_mask=6, time_mask=4, p=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.shape == windows.shape and out.dtype == windows.dtype
+    zero = out == 0
+    kept = ~zero
+    assert torch.equal(out[kept], windows[kept])  # everything else untouched
+    bands, spans = [], []
+    for z in zero:
+        band = z.all(dim=0)  # (40,) features zeroed in every frame
+        span = z.all(dim=1)  # (25,) frames zeroed in every feature
+        assert torch.equal(z, band[None, :] | span[:, None])  # the zeros are exactly those
+        bands += _runs(band)
+        spans += _runs(span)
+    assert max(bands) <= 6 and max(spans) <= 4
+    assert set(bands) == {1, 2, 3, 4, 5, 6} and set(spans) == {1, 2, 3, 4}  # every width drawn
+
+
+def test_mask_frames_probability_and_seeding():
+    windows = torch.randn(2000, 9, 13) + 5.0
+
+    def masked(p, seed):
+        return augment.mask_frames(windows, 3, 2, p, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(masked(0.0, 0), windows) and torch.equal(
+        augment.mask_frames(windows, 0, 0), windows
+    )
+    half = masked(0.5, 1)
+    touched = (half == 0).flatten(1).any(dim=1).float().mean().item()
+    assert 0.4 < touched < 0.5  # p=0.5, less the windows that drew widths of zero
+    assert torch.equal(masked(0.5, 1), half) and not torch.equal(masked(0.5, 2), half)
+    torch.manual_seed(3)  # without a generator: the device's default one, which ExactResume seeds
+    a = augment.mask_frames(windows, 3, 2, 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(augment.mask_frames(windows, 3, 2, 0.5), a)

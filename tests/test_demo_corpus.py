@@ -227,7 +227,55 @@ def test_files_pass_the_wsj_reader(tiny):
     from data_modules.wsj_files import read_split
 
     for split in corpus.SPLITS:
-        frames, labels = read_split(tiny / f"{split}.npy", tiny / f"{split}_labels.npy")
+        data = read_split(tiny / f"{split}.npy", tiny / f"{split}_labels.npy")
+        frames, labels = data.frames, data.labels
         reference = _load(tiny, f"{split}.npy")
         assert len(frames) == len(labels) == len(reference)
         assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
+
+
+@pytest.mark.parametrize("layout", ["librispeech", "libriphone"])
+def test_other_layouts_hold_the_same_speech_and_pass_their_readers(espeak, tiny, tmp_path, layout):
+    from data_modules.demo_corpus import layouts
+    from data_modules.wsj import WSJFramesDataModule
+
+    out = build_demo_corpus(tmp_path / layout, N_TINY, seed=0, layout=layout)
+    manifest = read_manifest(out)
+    assert manifest["layout"] == layout and manifest["request"]["layout"] == layout
+    assert build_demo_corpus(out, N_TINY, seed=0, layout=layout) == out  # reused
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        build_demo_corpus(out, N_TINY, seed=0)  # another layout is another request
+    dm = WSJFramesDataModule(str(out), context=1, normalize="none")  # source: auto
+    assert dm.format == layout
+    assert dm.inventory.to_state() == layouts.inventory(layout)  # from the manifest
+    dm.setup("fit")
+    dm.setup("test")
+    kaggle_frames = list(_load(tiny, "train.npy"))
+    kaggle_labels = np.concatenate(list(_load(tiny, "train_labels.npy")))
+    train = dm.datasets["train" if layout == "librispeech" else "test"]
+    if layout == "librispeech":  # the same utterances, as cepstra; labels are phonemes
+        x, y = train.__getitems__(list(range(len(train))))
+        ceps = np.concatenate([features.mfcc(f, 28) for f in kaggle_frames])
+        np.testing.assert_allclose(x[:, 1].numpy(), ceps, rtol=1e-5, atol=1e-4)
+        assert y.tolist() == [
+            dm.inventory.symbols.index("[SIL]" if PHONEMES[c // 3] == "SIL" else PHONEMES[c // 3])
+            for c in kaggle_labels
+        ]
+        assert dm._test_split() == "test"
+    else:  # 13 cepstra + deltas + delta-deltas; test in test_split.txt's shuffled order
+        assert dm.input_shape == (3, 39) and dm.num_classes == len(PHONEMES)
+        listed = (out / "test_split.txt").read_text().split()
+        test_specs = [s for s in corpus.make_specs(N_TINY, 0) if s.split == "test"]
+        order = layouts.test_order(len(test_specs), 0)
+        assert listed == [layouts.utterance_id(test_specs[i].index) for i in order]
+        assert not np.array_equal(layouts.test_order(10, 0), np.arange(10))  # not sorted
+        assert len(dm.datasets["train"]) + len(dm.datasets["dev"]) == len(kaggle_labels)
+
+
+def test_cepstra_are_an_orthonormal_dct_of_the_log_mels():
+    basis = features.dct_matrix(40, 40)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(40), atol=1e-10)
+    frames = np.random.default_rng(0).normal(size=(7, 40)).astype(np.float32)
+    np.testing.assert_allclose(features.mfcc(frames, 40) @ basis.T, frames, atol=1e-4)
+    ramp = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    np.testing.assert_allclose(features.deltas(ramp)[2:-2], 1.0, atol=1e-6)  # slope of a ramp

@@ -168,9 +168,12 @@ def test_row_count_is_checked(run, tmp_path, monkeypatch):
 
 def test_settings_come_from_the_checkpoint(run):
     ckpt, _ = run
-    settings = predict.datamodule_settings(torch.load(ckpt, weights_only=True), ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    settings = predict.datamodule_settings(state, ckpt)
     assert settings["context"] == 3 and settings["normalize"] == "global"
-    assert WSJFramesDataModule(".", **settings).input_shape == (7, 40)
+    dm = WSJFramesDataModule(".", **settings)  # no data here: all comes from the checkpoint
+    dm.load_state_dict(state["WSJFramesDataModule"])
+    assert dm.input_shape == (7, 40) and dm.num_classes == 138 and dm.format == "kaggle"
 
 
 def _predict_cli(ckpt: Path, data: Path, out: Path, devices: int, *extra: str) -> None:

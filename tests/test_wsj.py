@@ -182,13 +182,27 @@ def test_test_split_used_when_it_has_labels(tmp_path):
     )
 
 
-def test_shapes_known_before_data(tmp_path):
-    dm = WSJFramesDataModule(str(tmp_path / "nowhere"), context=12)
-    assert dm.num_classes == 138 and dm.input_shape == (25, 40)
+def test_shapes_come_from_the_data(tmp_path):
+    demo = WSJFramesDataModule(str(tmp_path / "not_built_yet"), context=12, source="demo")
+    assert demo.num_classes == 138 and demo.input_shape == (25, 40)  # the corpus it will build
+    missing = WSJFramesDataModule(str(tmp_path / "nowhere"), context=12)
+    with pytest.raises(FileNotFoundError, match="no frame-classification data found"):
+        missing.num_classes  # noqa: B018
     with pytest.raises(FileNotFoundError, match="train.npy"):
-        dm.setup("fit")
+        WSJFramesDataModule(str(tmp_path / "nowhere"), source="kaggle").setup("fit")
     with pytest.raises(ValueError, match="pad"):
         WSJFramesDataModule(str(tmp_path), pad="reflect")
+    corpus = write_corpus(tmp_path / "wide", test_labels=True)
+    for split in ("train", "dev", "test"):  # 39 features and 12 classes this time
+        frames, labels = corpus[split]
+        save_split(tmp_path / "wide", split, [f[:, :39] for f in frames], [y % 12 for y in labels])
+    wide = WSJFramesDataModule(str(tmp_path / "wide"), context=2)
+    assert wide.num_classes == 12 and wide.input_shape == (5, 39)
+    wide.setup("fit")
+    assert wide.datasets["train"].__getitems__([0])[0].shape == (1, 5, 39)
+    assert wide.state_dict()["inventory"] == {
+        "format": "kaggle", "feature_dim": 39, "num_classes": 12
+    }  # fmt: skip
 
 
 def test_chunked_sampler_is_a_seeded_permutation_lightning_sees_as_shuffling(tmp_path):

@@ -118,7 +118,7 @@ def test_demo_source_on_a_folder_of_kaggle_files_points_at_source_kaggle(tmp_pat
     before = sorted(p.name for p in tmp_path.iterdir())
     dm = WSJFramesDataModule(str(tmp_path), source="demo")
     with pytest.raises(
-        UserInputError, match=r"holds Kaggle WSJ files \(dev\.npy.*--data\.source kag"
+        UserInputError, match=r"holds Kaggle WSJ files \(train\.npy.*--data\.source kaggle"
     ):
         dm.prepare_data()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # untouched

@@ -11,6 +11,7 @@ import pytest
 
 from data_modules.wsj_cache import build_or_load
 from data_modules.wsj_files import UnsafePickleError, read_utterances
+from lightning_dl.errors import UserInputError
 from tests.wsj_corpus import object_array, save_split, write_corpus
 
 
@@ -107,21 +108,26 @@ def _corrupt(frames, labels, case):
 @pytest.mark.parametrize(
     ("case", "file", "message"),
     [
-        ("width", "train.npy", r"utterance 2 has shape \(5, 39\), expected \(T, 40\)"),
+        ("width", "train.npy", r"utterance 2 has shape \(5, 39\), expected \(T, 40\) as utter"),
         ("length", "train_labels.npy", r"utterance 2 has labels of shape \(4,\), expected \(5,\)"),
-        ("label_high", "train_labels.npy", r"utterance 2 frame 1 has label 138, expected 0..137"),
         ("label_negative", "train_labels.npy", r"utterance 2 frame 0 has label -1"),
         ("nan", "train.npy", r"utterance 2 has NaN/inf values \(first at frame 1\)"),
         ("inf", "train.npy", r"utterance 2 has NaN/inf"),
         ("empty", "train.npy", r"utterance 2 is empty"),
         ("count", "train_labels.npy", r"4 label arrays but .*train\.npy has 5 utterances"),
+        # dev is read with the training data's inventory: 40 features, classes 0..137
+        ("width", "dev.npy", r"utterance 2 has shape \(5, 39\), expected \(T, 40\) as the train"),
+        ("label_high", "dev_labels.npy", r"utterance 2 frame 1 has label 138, expected 0..137 "
+         r"\(the classes of the training labels\)"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_names_file_and_utterance(tmp_path, case, file, message):
     corpus = write_corpus(tmp_path)
-    save_split(tmp_path, "train", *_corrupt(*corpus["train"], case))
-    with pytest.raises(ValueError, match=rf"{tmp_path / file}: {message}"):
-        build_or_load(tmp_path, "train")
+    split = file.split(".")[0].split("_")[0]
+    save_split(tmp_path, split, *_corrupt(*corpus[split], case))
+    inventory = None if split == "train" else build_or_load(tmp_path, "train").inventory("kaggle")
+    with pytest.raises(UserInputError, match=rf"{tmp_path / file}: {message}"):
+        build_or_load(tmp_path, split, inventory=inventory)
 
 
 def test_missing_file_lists_what_was_expected(tmp_path):

@@ -34,12 +34,16 @@ def write_corpus(
     test=(4, 9, 1),
     test_labels: bool = False,
 ) -> dict[str, tuple[list, list]]:
-    """Write train/dev/test files; short utterances (1, 2 frames) exercise both edges at once."""
+    """Write train/dev/test files; short utterances (1, 2 frames) exercise both edges at once.
+
+    The training labels include class 137, so the data has the 138 classes of WSJ."""
     rng = np.random.default_rng(seed)
     data_dir.mkdir(parents=True, exist_ok=True)
     corpus = {}
     for split, lengths in (("train", train), ("dev", dev), ("test", test)):
         frames, labels = make_split(rng, list(lengths))
+        if split == "train":  # the classes come from the training labels: all 138 of them
+            labels[-1][-1] = 137
         save_split(data_dir, split, frames, labels if split != "test" or test_labels else None)
         corpus[split] = (frames, labels)
     return corpus

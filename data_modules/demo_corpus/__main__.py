@@ -1,4 +1,5 @@
-"""CLI: python -m data_modules.demo_corpus --out DIR --utterances 2000 --seed 0 --workers 2"""
+"""CLI: python -m data_modules.demo_corpus --out DIR --utterances 2000 --seed 0 --workers 2
+[--layout kaggle|librispeech|libriphone]"""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from .generate import build_demo_corpus, corpus_matches, read_manifest
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m data_modules.demo_corpus",
-        description="Build the eSpeak NG demo corpus (Kaggle WSJ layout). Needs the optional "
-        'extra: pip install -e ".[demo]"',
+        description="Build the eSpeak NG demo corpus in a course's file layout. Needs the "
+        'optional extra: pip install -e ".[demo]"',
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--utterances", type=int, default=2000, help="total (80/10/10 split)")
@@ -27,17 +28,29 @@ def main(argv: list[str] | None = None) -> int:
         help="processes (default: min(2, cores))",
     )
     parser.add_argument(
+        "--layout",
+        choices=["kaggle", "librispeech", "libriphone"],
+        default="kaggle",
+        help="kaggle: CMU 11-785 HW1P2 Fall 2019 (WSJ); librispeech: HW1P2 2021 on; "
+        "libriphone: NTU ML2022 HW2",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing demo corpus built for another request",
     )
     args = parser.parse_args(argv)
-    reused = corpus_matches(args.out, args.utterances, args.seed)
+    reused = corpus_matches(args.out, args.utterances, args.seed, args.layout)
     start = time.perf_counter()
-    out = build_demo_corpus(args.out, args.utterances, args.seed, args.workers, args.overwrite)
+    out = build_demo_corpus(
+        args.out, args.utterances, args.seed, args.workers, args.overwrite, args.layout
+    )
     manifest = read_manifest(out)
     total = sum(s["frames"] for s in manifest["splits"].values())
-    print(f"{'reused' if reused else 'built'} {out} in {time.perf_counter() - start:.1f} s")
+    print(
+        f"{'reused' if reused else 'built'} {out} ({manifest.get('layout', 'kaggle')} layout) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     for name, split in manifest["splits"].items():
         print(
             f"  {name:5s} {split['utterances']:6d} utterances {split['frames']:9d} frames "

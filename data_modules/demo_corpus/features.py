@@ -102,3 +102,29 @@ def log_mel(signal: np.ndarray) -> np.ndarray:
     bins, weights, starts = _sparse_filterbank()
     mel = np.add.reduceat(power[:, bins] * weights, starts, axis=1)
     return np.log(np.maximum(mel, 1e-10)).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_in, n_out) orthonormal DCT-II: cepstra = log_mel @ dct_matrix (as Kaldi and librosa)."""
+    k = np.arange(n_out)[None, :]
+    n = np.arange(n_in)[:, None]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
+
+
+def mfcc(log_mel_frames: np.ndarray, n_ceps: int) -> np.ndarray:
+    """(T, n_ceps) float32 cepstra of (T, 40) log-mel frames."""
+    return (log_mel_frames.astype(np.float64) @ dct_matrix(log_mel_frames.shape[1], n_ceps)).astype(
+        np.float32
+    )
+
+
+def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:
+    """Regression deltas over +-``width`` frames, edges repeated (Kaldi's add-deltas)."""
+    padded = np.pad(x.astype(np.float64), ((width, width), (0, 0)), mode="edge")
+    t = len(x)
+    num = sum(n * (padded[width + n : width + n + t] - padded[width - n : width - n + t])
+              for n in range(1, width + 1))  # fmt: skip
+    return (num / (2 * sum(n * n for n in range(1, width + 1)))).astype(np.float32)
