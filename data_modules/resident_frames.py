@@ -137,9 +137,11 @@ class ResidentWindowDataset(Dataset):
         # Zero padding under global normalisation: NaN rows, normalised and then set to 0.
         self._nan_padding = pad == "zero" and global_stats is not None
         self._build(offsets, np.nan if self._nan_padding else 0.0)
-        self.labels = (
-            torch.from_numpy(np.array(entry.open_labels())).to(self.device) if with_labels else None
-        )
+        self.labels = None
+        if with_labels:  # uint8 as cached; uint16 (past 256 classes) as int32, which every op takes
+            labels = np.array(entry.open_labels())
+            labels = labels if labels.dtype == np.uint8 else labels.astype(np.int32)
+            self.labels = torch.from_numpy(labels).to(self.device)
         self.set_global_stats(global_stats)
 
     def _build(self, offsets: np.ndarray, fill: float) -> None:

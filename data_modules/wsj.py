@@ -29,7 +29,13 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from data_modules.augment import mask_frames
 from data_modules.batched import passthrough_collate
 from data_modules.frame_checks import Inventory
-from data_modules.frame_formats import FORMATS, SplitSource, detect_format, split_source
+from data_modules.frame_formats import (
+    FORMATS,
+    SplitSource,
+    detect_format,
+    layout_of,
+    split_source,
+)
 from data_modules.index_order import CHUNK, in_chunks, index_dtype
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
@@ -271,9 +277,18 @@ class WSJFramesDataModule(pl.LightningDataModule):
     # -- files and cache ------------------------------------------------------------------------
     def _source(self, split: str, need_labels: bool) -> SplitSource:
         hp = self.hparams
-        return split_source(
-            self.format, self.data_dir, split, need_labels, hp.val_fraction, hp.split_seed
-        )
+        try:
+            return split_source(
+                self.format, self.data_dir, split, need_labels, hp.val_fraction, hp.split_seed
+            )
+        except InputFileNotFoundError as error:
+            found = layout_of(self.data_dir)
+            if found is None or found[0] == self.format:
+                raise
+            raise InputFileNotFoundError(
+                f"{error}; {self.data_dir} holds the {found[0]} layout ({', '.join(found[1])}): "
+                f"--data.source {found[0]} (or auto) reads it"
+            ) from error
 
     def _entry(self, split: str, need_labels: bool) -> CacheEntry:
         inventory = self._known_inventory()

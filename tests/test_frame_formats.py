@@ -198,3 +198,13 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, layout, case):
         dm.setup("fit")  # reads train (the inventory), then dev
     assert "\n" not in str(error.value)
     assert split in ("train", "dev")
+
+
+def test_a_named_source_that_does_not_match_the_folder_says_which_layout_it_holds(tmp_path):
+    write_libriphone(tmp_path)
+    dm = WSJFramesDataModule(str(tmp_path), source="kaggle")
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"train\.npy: missing.*holds the libriphone layout .*--data\.source libriphone",
+    ):
+        dm.num_classes  # noqa: B018

@@ -17,7 +17,7 @@ from data_modules.resident_frames import (
 )
 from data_modules.wsj import ContextWindowDataset, WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
-from tests.wsj_corpus import naive_windows, write_corpus, write_run_corpus
+from tests.wsj_corpus import naive_windows, save_split, write_corpus, write_run_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,3 +218,18 @@ def test_predictions_are_identical_on_both_paths(memmap_run, tmp_path):
         predict.main([*args, "--batch-size", "7", "--resident", resident])
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0].count(b"\n") == 1 + 25
+
+
+def test_more_than_256_classes_are_cached_as_uint16_on_both_paths(tmp_path):
+    corpus = write_corpus(tmp_path)
+    for split in ("train", "dev"):
+        frames, labels = corpus[split]
+        save_split(tmp_path, split, frames, [(y * 3) % 300 for y in labels[:-1]] + [labels[-1] * 2])
+    memmap, resident = _pair(tmp_path, context=1)
+    assert (
+        memmap.num_classes > 256 and memmap.datasets["train"].entry.meta["label_dtype"] == "uint16"
+    )
+    for name in ("train", "dev"):
+        ids = list(range(len(memmap.datasets[name])))
+        a, b = memmap.datasets[name].__getitems__(ids), resident.datasets[name].__getitems__(ids)
+        assert torch.equal(a[1], b[1]) and int(a[1].max()) > 255
