@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 IDX_ENCODINGS = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
