@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from lightning_dl.atomic import write_json_atomic, write_text_atomic
-from lightning_dl.resume import is_finished, read_summary, run_status
-from lightning_dl.run_summary import REPORTED_METRICS
+from lightning_dl.run.resume import is_finished, read_summary, run_status
+from lightning_dl.run.summary import REPORTED_METRICS
 
 METRICS = REPORTED_METRICS
 

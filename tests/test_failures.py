@@ -166,7 +166,7 @@ _CRASH_WHILE_WRITING = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from lightning_dl.checkpoint_io import AtomicCheckpointIO
+    from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
 
     path = sys.argv[1]
     io = AtomicCheckpointIO()
@@ -200,8 +200,8 @@ def test_crash_mid_write_leaves_previous_last_ckpt_intact(tmp_path):
 
 
 def test_fit_writes_checkpoints_through_the_atomic_io(tmp_path):
-    from lightning_dl.checkpoint_io import AtomicCheckpointIO
     from lightning_dl.cli import LightningDLCLI
+    from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
 
     cli = LightningDLCLI(
         args=tiny_args("--run.dir", str(tmp_path / "r"), "--trainer.logger", "false")
@@ -211,7 +211,7 @@ def test_fit_writes_checkpoints_through_the_atomic_io(tmp_path):
 
 def test_leftover_temp_file_is_not_taken_for_a_checkpoint(tmp_path):
     """A killed writer's ``.last.ckpt.*.tmp`` is never resumed from."""
-    from lightning_dl.resume import last_checkpoint
+    from lightning_dl.run.resume import last_checkpoint
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.ckpt.abc123.tmp").write_bytes(b"partial")

@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 import torch
+from pytorch_lightning.loggers import WandbLogger
 
 from lightning_dl.cli import LightningDLCLI
 from tests.host_reads import HostReadsPerStep, counting_tensor_reads
@@ -27,8 +28,13 @@ def _count_reads(tmp_path, *extra: str) -> HostReadsPerStep:
     counts: Counter = Counter()
     recorder = HostReadsPerStep(counts)
     cli.trainer.callbacks.insert(0, recorder)
-    with counting_tensor_reads(counts):
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    try:
+        with counting_tensor_reads(counts):
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:  # the config's offline wandb run: closed, so later runs in this process get theirs
+        for logger in cli.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
     return recorder
 
 
