@@ -17,7 +17,8 @@ from tests.tiny_runs import ROOT, tiny_args
 
 # Plain SGD with lr 1e4 and no normalisation blows the weights up within a few steps.
 DIVERGING = (
-    "--model.optimizer", "sgd", "--model.lr", "1e4", "--model.scheduler", "none",
+    "--model.optimizer", "torch.optim.SGD", "--model.optimizer.lr", "1e4",
+    "--model.lr_scheduler", "null",
     "--model.backbone.init_args.norm", "none", "--run.checkpoint_every_n_steps", "1",
     "--trainer.logger", "false",
 )  # fmt: skip

@@ -30,7 +30,7 @@ def test_run_directory_has_everything(tmp_path):
         "10",
         "--trainer.log_every_n_steps",
         "5",
-        "--model.lr",
+        "--model.optimizer.lr",
         "0.01",
     )
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
@@ -38,7 +38,7 @@ def test_run_directory_has_everything(tmp_path):
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert (
-        config["model"]["init_args"]["lr"] == 0.01
+        config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.01
     )  # the override, resolved into the saved config
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -63,7 +63,7 @@ def test_wandb_offline_run_holds_the_resolved_config_and_summary(tmp_path):
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     stored = read_offline_run(runs[0])
-    assert stored["config"]["model"]["init_args"]["lr"] == 0.003
+    assert stored["config"]["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.003
     assert stored["config"]["trainer"]["max_steps"] == 5
     assert stored["config"]["data"]["init_args"]["num_train"] == 512
     assert stored["summary"]["test/acc"] == pytest.approx(summary["test/acc"])
@@ -72,10 +72,15 @@ def test_wandb_offline_run_holds_the_resolved_config_and_summary(tmp_path):
 
 def test_configs_merge_left_to_right(tmp_path):
     override = tmp_path / "override.yaml"
-    override.write_text("model:\n  init_args:\n    lr: 0.02\ntrainer:\n  max_steps: 3\n")
+    override.write_text(
+        "model:\n  init_args:\n    optimizer:\n      init_args: {lr: 0.02}\n"
+        "trainer:\n  max_steps: 3\n"
+    )
     _, run_dir = _run(tmp_path, "--config", str(override), "--trainer.logger", "false")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["model"]["init_args"]["lr"] == 0.02 and config["trainer"]["max_steps"] == 3
+    optimizer = config["model"]["init_args"]["optimizer"]
+    assert optimizer["class_path"] == "torch.optim.Adam"  # kept from the first config
+    assert optimizer["init_args"]["lr"] == 0.02 and config["trainer"]["max_steps"] == 3
 
 
 def test_existing_run_directory_is_never_overwritten(tmp_path):
@@ -85,9 +90,11 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
 
 
 def test_print_config_and_clear_errors():
-    printed = run_fit(["--config", QUICK, "--model.lr", "0.5", "--print_config"])
+    printed = run_fit(["--config", QUICK, "--model.optimizer.lr", "0.5", "--print_config"])
     assert printed.returncode == 0, printed.stderr
-    assert yaml.safe_load(printed.stdout)["model"]["init_args"]["lr"] == 0.5
+    optimizer = yaml.safe_load(printed.stdout)["model"]["init_args"]["optimizer"]
+    assert optimizer == {"class_path": "torch.optim.Adam", "init_args": optimizer["init_args"]}
+    assert optimizer["init_args"]["lr"] == 0.5
     unknown = run_fit(["--config", QUICK, "--model.init_args.learning_rate", "0.1"])
     assert unknown.returncode != 0 and "learning_rate" in unknown.stderr
     bad_activation = run_fit(["--config", QUICK, "--model.backbone.init_args.activation", "swish"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from data_modules.synthetic import SyntheticClustersDataModule
 from lightning_dl.classifier import Classifier
 from lightning_dl.models.mlp import ACTIVATIONS, MLP
+from lightning_dl.optim import CosineAnnealingLR
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -53,7 +56,9 @@ class _LRRecorder(pl.Callback):
         self.lrs.append(optimizer.param_groups[0]["lr"])
 
 
-def _fit_recording_lrs(model: Classifier, max_steps: int) -> tuple[pl.Trainer, list[float]]:
+def _fit_recording_lrs(
+    model: Classifier, max_steps: int, val_every: int | None = None
+) -> tuple[pl.Trainer, list[float]]:
     """Train on small synthetic clusters; return the trainer and each optimizer step's lr."""
     data = SyntheticClustersDataModule(
         num_train=256, num_val=64, num_test=64, num_features=8, num_classes=4, batch_size=32
@@ -66,43 +71,114 @@ def _fit_recording_lrs(model: Classifier, max_steps: int) -> tuple[pl.Trainer, l
         callbacks=[recorder],
         enable_progress_bar=False,
         enable_model_summary=False,
-        limit_val_batches=0,
+        limit_val_batches=0 if val_every is None else 1.0,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None if val_every else 1,
+        num_sanity_val_steps=0,
     )
     trainer.fit(model, datamodule=data)
     return trainer, recorder.lrs
 
 
+SCHEDULES = {
+    "none": None,
+    "step": partial(torch.optim.lr_scheduler.StepLR, step_size=3, gamma=0.1),
+    # as LightningCLI builds them: every argument present, the run length left unset (None)
+    "cosine": partial(CosineAnnealingLR, T_max=None, eta_min=0.0),
+    "onecycle": partial(
+        torch.optim.lr_scheduler.OneCycleLR,
+        max_lr=0.05,
+        total_steps=None,
+        epochs=None,
+        pct_start=0.25,
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    ("optimizer", "scheduler", "expected_opt"),
+    ("optimizer", "schedule"),
     [
-        ("sgd", "step", torch.optim.SGD),
-        ("adam", "cosine", torch.optim.Adam),
-        ("adamw", "onecycle", torch.optim.AdamW),
-        ("adam", "none", torch.optim.Adam),
+        (torch.optim.SGD, "step"),
+        (torch.optim.Adam, "cosine"),
+        (torch.optim.AdamW, "onecycle"),
+        (torch.optim.Adam, "none"),
+        (torch.optim.RMSprop, "cosine"),
     ],
 )
-def test_optimizers_and_schedules_follow_the_config(optimizer, scheduler, expected_opt):
-    model = _classifier(optimizer=optimizer, scheduler=scheduler, lr=0.05, step_size=3)
+def test_optimizers_and_schedules_follow_the_config(optimizer, schedule):
+    model = _classifier(optimizer=partial(optimizer, lr=0.05), lr_scheduler=SCHEDULES[schedule])
     trainer, used = _fit_recording_lrs(model, max_steps=12)
-    assert type(trainer.optimizers[0]) is expected_opt
-    assert trainer.optimizers[0].defaults["fused"] is True  # the CPU has fused kernels
+    assert type(trainer.optimizers[0]) is optimizer
+    # the CPU has fused kernels for these three; RMSprop has none and runs as it is
+    fused = trainer.optimizers[0].defaults.get("fused")
+    assert fused is (None if optimizer is torch.optim.RMSprop else True)
     # used: the learning rate of each of the 12 optimizer steps
     assert len(used) == 12
-    if scheduler == "none":
+    if schedule == "none":
         assert used == [0.05] * 12
-    elif scheduler == "step":  # x0.1 every 3 steps
+    elif schedule == "step":  # x0.1 every 3 steps
         assert used[::3] == pytest.approx([0.05, 0.005, 0.0005, 0.00005])
-    elif scheduler == "cosine":
+    elif schedule == "cosine":  # T_max = the run's 12 steps, from the trainer
         assert used[0] == 0.05 and used[6] == pytest.approx(0.025) and used[-1] < 0.05 * 0.02
-    else:  # one-cycle: warm up to the peak lr, then anneal far below it
+    else:  # one-cycle over the run's 12 steps: warm up to the peak lr, then anneal below it
         assert used[0] < 0.05 / 10 and max(used) == pytest.approx(0.05) and used[-1] < 1e-5
 
 
 def test_one_cycle_survives_a_one_step_warm_up():
     # 4 steps x pct_start 0.25: torch's OneCycleLR alone raises ZeroDivisionError here
-    model = _classifier(optimizer="sgd", scheduler="onecycle", pct_start=0.25, lr=0.05)
+    schedule = partial(SCHEDULES["onecycle"], pct_start=0.25)
+    model = _classifier(optimizer=partial(torch.optim.SGD, lr=0.05), lr_scheduler=schedule)
     _, lrs = _fit_recording_lrs(model, max_steps=4)  # warm up for one step, then anneal
     assert len(lrs) == 4 and lrs[0] < lrs[1] > lrs[2] > lrs[3] and lrs[1] > 0.05 / 2
+
+
+def test_reduce_on_plateau_steps_once_per_validation_on_val_loss():
+    # threshold 0.99: only a 100x lower val/loss would count as better, so every validation
+    # after the first is a bad one and (patience 0) halves the lr, once per validation
+    plateau = partial(
+        torch.optim.lr_scheduler.ReduceLROnPlateau, factor=0.5, patience=0, threshold=0.99
+    )
+    model = _classifier(optimizer=partial(torch.optim.SGD, lr=0.1), lr_scheduler=plateau)
+    trainer, lrs = _fit_recording_lrs(model, max_steps=12, val_every=4)
+    assert trainer.lr_scheduler_configs[0].monitor == "val/loss"
+    assert lrs == pytest.approx([0.1] * 8 + [0.05] * 4)  # validations after steps 4, 8, 12
+
+
+class _GroupedBackbone(nn.Module):
+    """A backbone that asks for a lower learning rate on its body, as ResNet18 does."""
+
+    def __init__(self, shape: tuple[int, ...], n: int) -> None:
+        super().__init__()
+        self.body, self.head = nn.Linear(shape[0], 8), nn.Linear(8, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x).relu())
+
+    def parameter_groups(self) -> list[dict]:
+        return [
+            {"name": "body", "params": list(self.body.parameters()), "lr_scale": 0.1},
+            {"name": "head", "params": list(self.head.parameters())},
+        ]
+
+
+def test_parameter_group_lr_scales_hold_with_and_without_a_schedule():
+    def lrs_of(schedule):
+        model = Classifier(
+            _GroupedBackbone, 4, (8,), optimizer=partial(torch.optim.Adam, lr=0.02),
+            lr_scheduler=schedule,
+        )  # fmt: skip
+        trainer, _ = _fit_recording_lrs(model, max_steps=4)
+        return [g["lr"] for g in trainer.optimizers[0].param_groups]
+
+    assert lrs_of(None) == pytest.approx([0.002, 0.02])
+    # a scalar one-cycle peak is scaled per group too: the body peaks at a tenth
+    model = Classifier(
+        _GroupedBackbone, 4, (8,), optimizer=partial(torch.optim.Adam, lr=0.02),
+        lr_scheduler=partial(SCHEDULES["onecycle"], max_lr=0.02),
+    )  # fmt: skip
+    trainer, _ = _fit_recording_lrs(model, max_steps=8)
+    peaks = [g["max_lr"] for g in trainer.optimizers[0].param_groups]
+    assert peaks == pytest.approx([0.002, 0.02])
 
 
 def test_fused_optimizer_takes_the_same_steps_as_the_plain_one():
@@ -111,7 +187,8 @@ def test_fused_optimizer_takes_the_same_steps_as_the_plain_one():
     weights = []
     for fused in (True, False):
         torch.manual_seed(1)
-        model = _classifier(optimizer="adamw", weight_decay=0.01, fused_optimizer=fused)
+        adamw = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01, fused=None)
+        model = _classifier(optimizer=adamw, fused_optimizer=fused)
         opt = model.configure_optimizers()
         assert opt.defaults["fused"] is (True if fused else None)
         for _ in range(5):
@@ -120,6 +197,11 @@ def test_fused_optimizer_takes_the_same_steps_as_the_plain_one():
             opt.step()
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_config_that_sets_fused_false_is_obeyed():
+    model = _classifier(optimizer=partial(torch.optim.Adam, lr=1e-3, fused=False))
+    assert model.configure_optimizers().defaults["fused"] is False
 
 
 def test_predict_step_returns_class_indices():
@@ -133,7 +215,8 @@ def test_predict_step_returns_class_indices():
 def test_only_trainable_parameters_reach_the_optimizer():
     model = _classifier()
     model.backbone.net[1].weight.requires_grad_(False)
-    params = model._param_groups()
+    (group,) = model._param_groups()
+    params = group["params"]
     assert all(p.requires_grad for p in params)
     assert len(params) == len(list(model.parameters())) - 1
 

@@ -176,7 +176,7 @@ def test_trainable_last_n(n):
     model = ResNet18(SHAPE, 10, trainable_last_n=n)
     flags = [p.requires_grad for p in model.parameters()]
     assert sum(flags) == n and all(flags[-n:]) and not any(flags[:-n])
-    groups = model.parameter_groups(1e-3)
+    groups = model.parameter_groups()
     assert sum(len(g["params"]) for g in groups) == n
 
 
@@ -198,8 +198,10 @@ def test_bad_freezing_options():
 
 def test_parameter_groups_lower_body_lr():
     model = ResNet18(SHAPE, 10, trainable=["layer4", "fc"], body_lr_scale=0.1)
-    body, head = model.parameter_groups(0.5)
-    assert (body["name"], body["lr"], head["name"], head["lr"]) == ("body", 0.05, "head", 0.5)
+    body, head = model.parameter_groups()
+    assert (body["name"], body["lr_scale"], head["name"], head["lr_scale"]) == (
+        "body", 0.1, "head", 1.0
+    )  # fmt: skip
     assert len(body["params"]) == 15 and len(head["params"]) == 2
 
 
@@ -208,7 +210,7 @@ def test_training_leaves_frozen_params_and_bn_stats_untouched():
     model = ResNet18(SHAPE, 10, trainable_last_n=12).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    opt = torch.optim.SGD(model.parameter_groups(0.1), lr=0.1)
+    opt = torch.optim.SGD(model.parameter_groups(), lr=0.1)
     model.eval().train()  # a Lightning-style mode round trip must keep frozen BN in eval
     for _ in range(3):
         x, y = torch.randn(8, *SHAPE), torch.randint(0, 10, (8,))

@@ -43,7 +43,7 @@ def test_name_tags_log_model_and_sync_command(tmp_path, capsys):
     assert info.display_name == "my-run" and list(info.tags) == ["a", "b"]
     stored = read_offline_run(run)
     # the full resolved config, once: data/model/trainer sections, not model hparams again
-    assert stored["config"]["model"]["init_args"]["lr"] == 0.003
+    assert stored["config"]["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.003
     assert stored["config"]["trainer"]["max_steps"] == 10
     assert stored["config"]["run"]["dir"] == str(run_dir)
     assert "lr" not in stored["config"]  # hyper-parameters are not duplicated at the top level

@@ -165,13 +165,13 @@ class ResNet18(nn.Module):
                 m.eval()
         return self
 
-    def parameter_groups(self, lr: float) -> list[dict]:
-        """Trainable parameters only: the body at ``lr * body_lr_scale``, the head at ``lr``."""
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters only: the body at ``body_lr_scale`` times the optimizer's lr."""
         trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
         body = [p for n, p in trainable if not n.startswith(f"{HEAD}.")]
         head = [p for n, p in trainable if n.startswith(f"{HEAD}.")]
         groups = [
-            {"name": "body", "params": body, "lr": lr * self.body_lr_scale},
-            {"name": "head", "params": head, "lr": lr},
+            {"name": "body", "params": body, "lr_scale": self.body_lr_scale},
+            {"name": "head", "params": head, "lr_scale": 1.0},
         ]
         return [g for g in groups if g["params"]]

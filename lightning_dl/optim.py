@@ -1,0 +1,148 @@
+"""From the config's optimizer and schedule factories to what ``configure_optimizers`` returns.
+
+The config names any optimizer and schedule by ``class_path`` (LightningCLI's dependency
+injection: ``OptimizerCallable`` / ``LRSchedulerCallable``). This module adds what the classes
+alone cannot know:
+
+- per-group learning-rate scales that a backbone asks for (``lr_scale`` in its groups);
+- PyTorch's fused single-kernel implementation when the class has one and the config left
+  ``fused`` unset (the same update rule in one kernel per parameter);
+- the run's length for schedules that need it (``total_steps`` of OneCycleLR, ``T_max`` of
+  CosineAnnealingLR), taken from the trainer when the config leaves it unset;
+- ``ReduceLROnPlateau`` stepped once after each validation, on ``val/loss`` (Lightning offers
+  it the metric after every step; :meth:`Classifier.lr_scheduler_step` keeps only the steps
+  that follow a validation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+OptimizerFactory = Callable[[Iterable], Optimizer]
+SchedulerFactory = Callable[[Optimizer], Any]
+RUN_LENGTH_KEYS = ("total_steps", "T_max")  # schedule arguments that mean "steps in the run"
+PLATEAU_MONITOR = "val/loss"
+
+
+class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """torch's cosine schedule whose length (``T_max``) defaults to the run's optimizer steps."""
+
+    def __init__(
+        self, optimizer: Optimizer, T_max: int | None = None, eta_min: float = 0.0, **kw: Any
+    ) -> None:
+        if T_max is None:
+            raise ValueError("T_max is unset: the Classifier fills it from the trainer")
+        super().__init__(optimizer, T_max=T_max, eta_min=eta_min, **kw)
+
+
+def _init_arguments(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``defaults`` that ``cls(...)`` takes (AdamW keeps one it does not take)."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(defaults)
+    return {k: v for k, v in defaults.items() if k in parameters and k != "fused"}
+
+
+def build_optimizer(factory: OptimizerFactory, groups: list[dict], fused: bool) -> Optimizer:
+    """The configured optimizer over ``groups``, each group's lr times its ``lr_scale``."""
+    optimizer = factory(groups)
+    if fused and optimizer.defaults.get("fused", False) is None:  # has a fused kernel, unset
+        options = {**_init_arguments(type(optimizer), optimizer.defaults), "foreach": None}
+        # no fused kernel for this device or dtype: keep the plain one
+        with contextlib.suppress(RuntimeError, ValueError, TypeError):
+            optimizer = type(optimizer)(optimizer.param_groups, **options, fused=True)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+    return optimizer
+
+
+def _keywords(factory: Any) -> dict[str, Any]:
+    """The arguments a factory will pass (a functools.partial, as LightningCLI builds them)."""
+    return dict(getattr(factory, "keywords", None) or {})
+
+
+def build_scheduler(
+    factory: SchedulerFactory, optimizer: Optimizer, total_steps: int
+) -> dict[str, Any]:
+    """Lightning's scheduler config for ``factory`` applied to ``optimizer``."""
+    given = _keywords(factory)
+    extra: dict[str, Any] = {}
+    for key in RUN_LENGTH_KEYS:
+        if key in given and given[key] is None and given.get("epochs") is None:
+            extra[key] = total_steps
+    if "max_lr" in given:  # a scalar peak keeps each group's lr_scale
+        peak = given["max_lr"]
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+        if not isinstance(peak, list | tuple) and any(s != 1.0 for s in scales):
+            extra["max_lr"] = [peak * s for s in scales]
+    if "pct_start" in given and extra.get("total_steps", given.get("total_steps")):
+        steps = extra.get("total_steps", given.get("total_steps"))
+        if given["pct_start"] * steps == 1:  # OneCycleLR divides by zero on a 1-step warm-up
+            extra["pct_start"] = 1.001 / steps
+    scheduler = factory(optimizer, **extra)
+    if isinstance(scheduler, ReduceLROnPlateau):
+        # strict=False: no val/loss exists before the first validation
+        return {
+            "scheduler": scheduler,
+            "monitor": PLATEAU_MONITOR,
+            "interval": "step",
+            "strict": False,
+        }
+    if not isinstance(scheduler, LRScheduler):
+        raise TypeError(f"lr_scheduler built {type(scheduler).__name__}, not an LR scheduler")
+    return {"scheduler": scheduler, "interval": "step"}
+
+
+def settings(optimizer: Optimizer) -> dict[str, Any]:
+    """The optimizer's class and hyper-parameters per group, as configured (no tensors)."""
+    return {
+        "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
+    }
+
+
+SCHEDULED_LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # rescaled together with the lr
+
+
+def apply_new_settings(
+    optimizer: Optimizer,
+    schedulers: list[Any],
+    saved: dict[str, Any],
+    configured: dict[str, Any],
+) -> list[str]:
+    """After a resume, make ``optimizer`` follow the resuming command's settings.
+
+    Loading a checkpoint restores the optimizer's hyper-parameters with its state. The
+    resuming command's choices win: other hyper-parameters (momentum, weight decay, betas, ...)
+    are set as configured; a changed learning rate rescales the lr where the schedule stands
+    (and the schedule's base and peak values) by new / old, so a schedule keeps its shape.
+    The state (momentum buffers, Adam moments, step counts) is kept. Returns what changed.
+    """
+    changes: list[str] = []
+    for i, (group, old, new) in enumerate(
+        zip(optimizer.param_groups, saved["groups"], configured["groups"], strict=False)
+    ):
+        where = f" (group {group['name']})" if "name" in group else f" (group {i})"
+        for key, value in new.items():
+            if key in ("initial_lr", "max_lr", "min_lr") or old.get(key) == value:
+                continue
+            if key == "lr" and old.get("lr"):
+                ratio = value / old["lr"]
+                for k in SCHEDULED_LR_KEYS:
+                    if isinstance(group.get(k), float | int):
+                        group[k] = group[k] * ratio
+                for scheduler in schedulers:
+                    base = getattr(scheduler, "base_lrs", None)
+                    if base is not None and i < len(base):
+                        base[i] = base[i] * ratio
+            else:
+                group[key] = value
+            changes.append(f"{key} {old.get(key)!r} -> {value!r}{where}")
+    return changes
