@@ -123,7 +123,7 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     return runs
 
 
-def _short_names(keys: list[str]) -> dict[str, str]:
+def short_names(keys: list[str]) -> dict[str, str]:
     """Each dotted key's shortest distinct tail, without ``init_args``: ``model.init_args.
     backbone.init_args.hidden`` -> ``hidden``; a ``class_path`` is named after its owner."""
     parts = {k: [p for p in k.split(".") if p not in ("init_args", "class_path")] for k in keys}
@@ -141,7 +141,7 @@ def _text(key: str, value: Any) -> str:
     if key.endswith("class_path") and isinstance(value, str):
         return value.rsplit(".", 1)[-1]
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.4g}"
     return (
         yaml.safe_dump(value, default_flow_style=True, width=10**6)
         .strip()
@@ -154,7 +154,7 @@ def label_runs(runs: list[Run]) -> None:
     """Label every run by the settings whose values differ between the runs."""
     keys = sorted({k for r in runs for k in r.settings})
     differ = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
-    names = _short_names(differ)
+    names = short_names(differ)
     for run in runs:
         run.label = ", ".join(f"{names[k]}={_text(k, run.settings.get(k))}" for k in differ)
     labels = [r.label for r in runs]
@@ -243,7 +243,10 @@ def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
 
 
 def write_comparison(
-    paths: list[str | Path], out: str | Path = "compare.png", metric: str = "val/acc"
+    paths: list[str | Path],
+    out: str | Path = "compare.png",
+    metric: str = "val/acc",
+    title: str | None = None,
 ) -> tuple[Path, Path, str]:
     """Figure at ``out`` and table at ``out`` with ``.md``; returns both paths and the table."""
     runs = load_runs(find_runs(paths))
@@ -252,7 +255,7 @@ def write_comparison(
         raise UserInputError(f"--metric {metric}: no run logs it (logged: {', '.join(logged)})")
     out = Path(out)
     table = comparison_table(runs, metric)
-    fig = comparison_figure(runs, title=f"{len(runs)} runs")
+    fig = comparison_figure(runs, title=title or f"{len(runs)} runs")
     import matplotlib.pyplot as plt
 
     try:
@@ -273,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders")
     parser.add_argument("--metric", default="val/acc", help="logged metric to rank runs by")
     parser.add_argument("--out", default="compare.png", help="figure path (table: same .md)")
+    parser.add_argument("--title", help="figure title (default: the number of runs)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    png, md, table = write_comparison(args.runs, args.out, args.metric)
+    png, md, table = write_comparison(args.runs, args.out, args.metric, args.title)
     print(table)
     print(f"figure: {png}\ntable: {md}")
     return 0

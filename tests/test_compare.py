@@ -116,7 +116,8 @@ def test_table_has_final_and_best_metrics_sorted_by_the_metric(tmp_path):
 def test_command_writes_figure_and_table(tmp_path, capsys):
     runs = _runs(tmp_path)
     out = tmp_path / "figs" / "reg.png"
-    args = [str(runs / "000-a"), str(runs / "002-c"), "--out", str(out), "--metric", "val/loss"]
+    args = [str(runs / "000-a"), str(runs / "002-c"), "--out", str(out), "--metric", "val/loss",
+            "--title", "two runs"]  # fmt: skip
     assert compare.main(args) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "figs" / "reg.md").read_text()

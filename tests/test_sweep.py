@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import Callback
 
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.sweep import load_space, main
+from lightning_dl.sweep.command import build, parser
 from lightning_dl.sweep.space import slug
 from lightning_dl.sweep.storage import open_storage
 from tests.tiny_runs import QUICK, ROOT
@@ -43,6 +44,18 @@ class KillSweepAtStep(Callback):
         if trainer.global_step == self.step and not self.once_file.exists():
             self.once_file.touch()
             os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class RaiseOnceAtStep(Callback):
+    """Fail the run (an exception in training) at ``step``, the first time only."""
+
+    def __init__(self, step: int, once_file: str) -> None:
+        self.step, self.once_file = step, Path(once_file)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step and not self.once_file.exists():
+            self.once_file.touch()
+            raise RuntimeError(f"injected failure at step {self.step}")
 
 
 def _env() -> dict[str, str]:
@@ -158,6 +171,29 @@ def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, capsys, extra, mess
     assert not (tmp_path / "out" / "runs").exists()
 
 
+def test_a_sweep_folder_keeps_its_space_metric_and_direction(tmp_path):
+    """Optuna keeps one search space per study; values of another metric would not compare."""
+    first, other = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(f"{HIDDEN}: [[8], [16]]\n")
+    other.write_text(f"{HIDDEN}: [[8], [32]]\n")
+
+    def open_sweep(*args: str):
+        given = ["--config", QUICK, "--out", str(tmp_path / "out"), *args]
+        return build(parser().parse_args(given), []).open()
+
+    sweep = open_sweep("--space", str(first))
+    assert sweep.n_trials == 2 and sweep.pruner == "none" and sweep.direction == "maximize"
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["sampler"] == "_Grid"
+    with pytest.raises(UserInputError, match="was started with another space"):
+        open_sweep("--space", str(other))
+    with pytest.raises(UserInputError, match="--metric val/loss: study 'out' .* optimises "
+                       "'best_val/acc'"):  # fmt: skip
+        open_sweep("--space", str(first), "--metric", "val/loss")
+    with pytest.raises(UserInputError, match="--direction minimize: .* is to maximize"):
+        open_sweep("--space", str(first), "--direction", "minimize")
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was trained
+
+
 def test_two_worker_processes_share_one_storage_and_run_each_trial_once(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"{HIDDEN}: [[8], [16], [4, 4]]\n")
@@ -232,6 +268,29 @@ def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, ca
 
     assert main(args) == 0  # finished: nothing runs again
     assert "starting" not in capsys.readouterr().out and len(_study(out).get_trials()) == 2
+
+
+def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"{HIDDEN}: [[8]]\n")
+    out = tmp_path / "sweep"
+    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    fail = {"class_path": "tests.test_sweep.RaiseOnceAtStep",
+            "init_args": {"step": 4, "once_file": str(tmp_path / "failed")}}  # fmt: skip
+    assert main([*args, f"--trainer.callbacks+={json.dumps(fail)}"]) == 1
+    assert "failed: RuntimeError: injected failure at step 4" in capsys.readouterr().out
+    (failed,) = _study(out).get_trials()
+    assert failed.state == TrialState.FAIL and "injected failure" in failed.user_attrs["error"]
+    assert _rows(out)[0]["state"] == "fail"
+
+    assert main(args) == 0
+    assert "trial 0 (runs/000-hidden=8): retrying it" in capsys.readouterr().out
+    retried = _study(out).get_trials()[1]
+    assert retried.state == TrialState.COMPLETE and retried.user_attrs["resumes_trial"] == 0
+    run_dir = out / failed.user_attrs["run_dir"]
+    assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 6
+    log = (out / "logs" / f"{run_dir.name}.log").read_text()
+    assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log
 
 
 def test_a_trial_that_falls_behind_is_pruned_through_a_journal_storage(tmp_path, capsys):

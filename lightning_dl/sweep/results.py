@@ -50,6 +50,10 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _param(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else cli_value(value)
+
+
 def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
     keys = [p.key for p in space.params]
     rows = [(t, info, read_summary(out / info["run_dir"]) if info["run_dir"] else {})
@@ -85,7 +89,7 @@ def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, dire
     ]
     for trial, _, summary in sorted(rows, key=sort_key):
         cells = [str(trial.number)]
-        cells += [cli_value(trial.params[k]) if k in trial.params else "" for k in keys]
+        cells += [_param(trial.params[k]) if k in trial.params else "" for k in keys]
         cells += [_fmt(trial.value), *(_fmt(summary.get(m)) for m in shown)]
         cells += [_fmt(summary.get("global_step")), _state(trial)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -103,6 +107,8 @@ def _save_plot(draw: Callable[[], Any], path: Path) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # a parameter with one value so far gets a flat axis: harmless
         warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+        # trials with equal values: Optuna's importance evaluator says so, and plots equal bars
+        warnings.filterwarnings("ignore", message="Target and region quantiles select the same")
         ax = draw()
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         try:
@@ -114,20 +120,32 @@ def _save_plot(draw: Callable[[], Any], path: Path) -> None:
             plt.close(fig)
 
 
-def write_plots(study: optuna.Study, out: Path) -> list[Path]:
-    """Optimization history, parallel coordinates and (from 2 trials) parameter importances."""
+def write_plots(study: optuna.Study, out: Path, metric: str) -> list[Path]:
+    """Optimization history, parallel coordinates and (from 2 trials) parameter importances,
+    of the complete trials (Optuna's plots leave pruned ones out)."""
     from optuna.visualization import matplotlib as plots
+
+    from lightning_dl.compare import short_names
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return []
+    names = sorted({k for t in complete for k in t.params})
+    short = short_names(names)
+
+    def parallel_coordinate():  # noqa: ANN202
+        ax = plots.plot_parallel_coordinate(study, params=names, target_name=metric)
+        if len(ax.get_xticklabels()) == len(names) + 1:  # Optuna cuts names at 20 characters
+            ax.set_xticks(range(len(names) + 1), [metric, *(short[n] for n in names)])
+        return ax
+
     written = [out / "optimization_history.png", out / "parallel_coordinate.png"]
-    _save_plot(lambda: plots.plot_optimization_history(study), written[0])
-    _save_plot(lambda: plots.plot_parallel_coordinate(study), written[1])
+    _save_plot(lambda: plots.plot_optimization_history(study, target_name=metric), written[0])
+    _save_plot(parallel_coordinate, written[1])
     distinct = {tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in complete}
     if len(distinct) >= 2:
         written.append(out / "param_importances.png")
-        _save_plot(lambda: plots.plot_param_importances(study), written[-1])
+        _save_plot(lambda: plots.plot_param_importances(study, target_name=metric), written[-1])
     return written
 
 
@@ -141,5 +159,5 @@ def write_comparison(out: Path, metric: str) -> None:
 
 def write_all(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
     write_tables(study, space, out, metric, direction)
-    write_plots(study, out)
+    write_plots(study, out, metric)
     write_comparison(out, monitor_for(metric))  # the logged series behind the metric

@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from lightning_dl.atomic import write_json_atomic
@@ -97,6 +99,9 @@ class Sweep:
     pruner_warmup_steps: int = 0
     extra: list[str] = field(default_factory=list)
     study: optuna.Study = field(init=False)
+    storage: BaseStorage = field(init=False)
+    study_id: int = field(init=False)
+    _errors: list[BaseException] = field(default_factory=list, init=False)
     _children: dict[int, subprocess.Popen] = field(default_factory=dict, init=False)
     _results_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     stopping: threading.Event = field(default_factory=threading.Event, init=False)
@@ -118,6 +123,12 @@ class Sweep:
             if "metric" not in attrs:
                 self.study.set_user_attr("metric", self.metric)
                 self.study.set_user_attr("space", self.space.source)
+        if attrs.get("space", self.space.source) != self.space.source:
+            raise UserInputError(
+                f"--space: study '{self.study_name}' in {self.storage_url} was started with "
+                f"another space ({attrs['space']}); Optuna keeps one space per study: use another "
+                "--out (or --study-name)"
+            )
         if attrs.get("metric", self.metric) != self.metric:
             raise UserInputError(
                 f"--metric {self.metric}: study '{self.study_name}' in {self.storage_url} "
@@ -185,12 +196,16 @@ class Sweep:
     # ---------------------------------------------------------------- one worker
     def work(self) -> None:
         """Run trials until the budget is spent (by all workers together) or we are stopped."""
-        while not self.stopping.is_set():
-            self.recover(retry_failed=False)
-            trial = self._ask()
-            if trial is None:
-                return
-            self._run(trial)
+        try:
+            while not self.stopping.is_set():
+                self.recover(retry_failed=False)
+                trial = self._ask()
+                if trial is None:
+                    return
+                self._run(trial)
+        except BaseException as error:  # re-raised by run() in the main thread
+            self._errors.append(error)
+            self.interrupt()
 
     def _ask(self) -> optuna.Trial | None:
         """The next trial, or None when ``n_trials`` trials exist (all workers counted)."""
@@ -230,10 +245,11 @@ class Sweep:
             if returncode == 0 and summary.get("status") == COMPLETED:
                 self._tell(trial.number, summary)
             else:
-                error = summary.get("error") or f"exit code {returncode}"
+                status = summary.get("status", "failed")
+                error = f"{status}: {summary.get('error') or f'exit code {returncode}'}"
                 trial.set_user_attr(ERROR, f"{error} (log: logs/{run_dir.name}.log)")
                 self.study.tell(trial, state=TrialState.FAIL)
-                self._log(trial.number, relative, f"failed: {error}")
+                self._log(trial.number, relative, error)
         finally:
             locks.release(fd)
         self._write_results()
@@ -309,17 +325,25 @@ class Sweep:
         """``workers`` threads each running :meth:`work`; the counted trials at the end."""
         self.recover(retry_failed=True)
         self._write_results()
-        threads = [threading.Thread(target=self.work, name=f"worker{i}") for i in range(workers)]
-        for thread in threads:
-            thread.start()
+        done = [threading.Event() for _ in range(workers)]
+
+        def worker(finished: threading.Event) -> None:
+            try:
+                self.work()
+            finally:
+                finished.set()
+
+        for i, finished in enumerate(done):
+            threading.Thread(target=worker, args=(finished,), name=f"worker{i}").start()
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.5)
+            while not all(d.is_set() for d in done):
+                time.sleep(0.2)  # interruptible, unlike a join interrupted halfway
         except KeyboardInterrupt:
-            self.interrupt()
-            for thread in threads:
-                thread.join()
+            self.interrupt()  # the workers record their trials as failed, then stop
+            for finished in done:
+                finished.wait()
             raise
+        if self._errors:
+            raise self._errors[0]
         self._write_results()
         return counted(self.study.get_trials(deepcopy=False))
