@@ -1,8 +1,8 @@
 """``python -m lightning_dl.fit --config configs/X.yaml``: train, test the best checkpoint, report.
 
 Any config key can be overridden on the command line (``--trainer.max_steps 100``,
-``--model.optimizer.lr 1e-3``); several ``--config`` files merge left to right; ``--print_config`` prints
-the resolved config and exits.
+``--model.optimizer.lr 1e-3``); several ``--config`` files merge left to right;
+``--print_config`` prints the resolved config and exits.
 """
 
 from __future__ import annotations
