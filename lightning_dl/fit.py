@@ -19,6 +19,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from lightning_dl.atomic import point_symlink, write_json_atomic
 from lightning_dl.cli import LightningDLCLI
+from lightning_dl.console import silence_harmless_notices
 from lightning_dl.run_summary import (
     collect_summary,
     failure_report,
@@ -38,6 +39,7 @@ def main(args: list[str] | None = None) -> dict:
     process exits non-zero.
     """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
+    silence_harmless_notices()
     started, started_at = time.perf_counter(), time.time()
     cli = LightningDLCLI(args=args)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
