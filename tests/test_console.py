@@ -6,6 +6,8 @@ import io
 import logging
 import re
 import warnings
+from collections import Counter
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -14,7 +16,8 @@ from pytorch_lightning.callbacks import RichModelSummary, TQDMProgressBar
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from lightning_dl import console
-from lightning_dl.fit import main
+from lightning_dl.cli import LightningDLCLI
+from tests.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.tiny_runs import run_fit, tiny_args
 
 SILENCED = ("litlogger", "LeafSpec", "TPU available: False", "anonymous setting", "wandb: ")
@@ -174,22 +177,44 @@ def _screen(raw: str) -> list[str]:
     return [line.rstrip() for line in lines if line.strip()]
 
 
+def _fit_counting_reads(tmp_path, bar: pl.Callback, monkeypatch) -> tuple[LightningDLCLI, Any]:
+    """A tiny in-process run with ``bar`` as its progress bar, counting host reads per step."""
+    monkeypatch.setattr(console, "progress_bar_for", lambda stream: bar)
+    args = ("--trainer.enable_progress_bar", "true", "--run.dir", str(tmp_path / "run"))
+    args += ("--trainer.logger", "false")  # (wandb's own reads are not the bar's)
+    cli = LightningDLCLI(args=tiny_args(*args))
+    assert cli.trainer.progress_bar_callback is bar
+    recorder = HostReadsPerStep(Counter())
+    cli.trainer.callbacks.insert(0, recorder)
+    with counting_tensor_reads(recorder.counts):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    # 30 steps, epochs of 8: every 5th logs, every 10th validates, 4 end an epoch
+    assert len(recorder.quiet) >= 15, recorder.loud
+    assert not {s: dict(recorder.per_step[s]) for s in recorder.quiet if recorder.per_step[s]}
+    return cli, recorder
+
+
+def test_log_lines_read_nothing_from_the_device_on_quiet_steps(tmp_path, monkeypatch, capsys):
+    every_step = console.LogProgressBar(every_fraction=0.0, min_interval_s=0.0)  # a line a step
+    _fit_counting_reads(tmp_path, every_step, monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    training = [line for line in lines if line.startswith("train step")]
+    assert len(training) == 30 and training[0].startswith("train step 1/30  ")
+    assert "loss " in training[-1] and "acc " in training[-1]  # progress_values, shown
+
+
 def test_a_terminal_keeps_one_training_bar_and_the_validation_lines(tmp_path, monkeypatch):
     terminal = io.StringIO()
     kwargs = {"file": terminal, "force_terminal": True, "width": 120}
-    monkeypatch.setattr(
-        console, "progress_bar_for", lambda stream: console.LiveProgressBar(console_kwargs=kwargs)
-    )
+    bar = console.LiveProgressBar(refresh_per_second=50, console_kwargs=kwargs)  # draws often
     try:
-        main(tiny_args("--trainer.enable_progress_bar", "true", "--run.dir", str(tmp_path / "run")))
+        cli, _ = _fit_counting_reads(tmp_path, bar, monkeypatch)
+        cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
     finally:
         rich.reconfigure()  # the global rich console back to stdout
     screen = _screen(terminal.getvalue())
-    assert [line.split()[2] for line in screen if line.startswith("val   step")] == [
-        "10/30",
-        "20/30",
-        "30/30",
-    ]
+    validations = [line.split()[2] for line in screen if line.startswith("val   step")]
+    assert validations == ["10/30", "20/30", "30/30"], screen
     bars = [line for line in screen if "━" in line]
     assert len(bars) == 1 and bars[0].startswith("train") and "30/30" in bars[0], screen
     assert "loss: " in bars[0] and "acc: " in bars[0]
