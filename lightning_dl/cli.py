@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from lightning_dl import console
 from lightning_dl.callbacks.exact_resume import ExactResume
 from lightning_dl.callbacks.final_validation import ValidateAtEnd
 from lightning_dl.callbacks.nonfinite import NonFiniteLossGuard
@@ -162,6 +163,7 @@ class LightningDLCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The configured Trainer plus our callbacks and atomic checkpoint writes."""
         trainer = super().instantiate_trainer(**kwargs)
+        console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
         run = self.config.run
         ours: list[pl.Callback] = []
         if run.exact_resume:

@@ -24,6 +24,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
 from lightning_dl.atomic import write_json_atomic
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.config_errors import check_config_files
+from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import ReportedError, run_main
 from lightning_dl.run import directory, signals
 from lightning_dl.run.summary import (
@@ -45,6 +46,7 @@ def main(args: list[str] | None = None) -> dict:
     process exits non-zero (143 for SIGTERM, with status ``interrupted``).
     """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
+    silence_harmless_notices()
     started, started_at = time.perf_counter(), time.time()
     check_config_files(sys.argv[1:] if args is None else args)
     cli = LightningDLCLI(args=args)

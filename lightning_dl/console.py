@@ -1,0 +1,438 @@
+"""What a person sees while a run trains: one live bar on a terminal, a few plain lines in a log.
+
+On a terminal, :class:`LiveProgressBar` (Lightning's ``RichProgressBar``) draws ONE bar for the
+whole run (optimizer steps, loss, accuracy, it/s, ETA); validation, sanity-check and test bars
+disappear when they finish, and each validation leaves one printed line. When the output is not
+a terminal (CI, ``> log``), :class:`LogProgressBar` never redraws: it prints a line every 10% of
+training, at most one per 30 s and at least one per 5 min, plus the same line per validation.
+
+Both bars show the training metrics of the last logging step from the module's
+``progress_values`` (host floats; see ``Classifier.training_step``), so they never read a device
+tensor, and redraw by time, not per batch. :func:`silence_harmless_notices` drops, by their exact
+text, the notices that Lightning, torch and wandb print on every run and that say nothing about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TextIO
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, RichModelSummary
+from pytorch_lightning.callbacks.progress import ProgressBar, RichProgressBar
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.model_summary import get_human_readable_count
+
+# Warnings that are noise on every run: (exact start of the message, category, emitting module).
+HARMLESS_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    # pytorch_lightning 2.6 builds torch's deprecated LeafSpec itself (torch >= 2.10 warns).
+    (
+        "`isinstance(treespec, LeafSpec)` is deprecated",
+        FutureWarning,
+        r"pytorch_lightning\.utilities\._pytree",
+    ),
+    # fit.main(args) called from Python (tests, sweeps) while sys.argv holds the caller's own.
+    (
+        "LightningCLI's args parameter is intended to run from within Python",
+        UserWarning,
+        r"",
+    ),
+)
+# Lightning log records dropped by their exact text.
+HARMLESS_LOG_MESSAGES: frozenset[str] = frozenset(
+    {
+        "💡 Tip: For seamless cloud logging and experiment tracking, try installing "
+        "[litlogger](https://pypi.org/project/litlogger/) to enable LitLogger, which logs metrics "
+        "and artifacts automatically to the Lightning Experiments platform.",
+        "TPU available: False, using: 0 TPU cores",  # kept when there is a TPU
+    }
+)
+LIGHTNING_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+)
+LIGHTNING_LOGGER_ROOTS = ("pytorch_lightning", "lightning_fabric", "lightning")
+TRAIN_NAMES = {"train/loss": "loss", "train/acc": "acc"}  # progress_values keys, as shown
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in HARMLESS_LOG_MESSAGES
+
+
+_LOG_FILTER = _DropHarmless()
+
+
+def silence_harmless_notices() -> None:
+    """Drop the notices listed above (each by its exact text) and keep wandb's output short.
+
+    wandb prints nothing of its own when offline (the end-of-run table prints the ``wandb sync``
+    command) and only its essentials (run URL) when online; ``WANDB_SILENT`` / ``WANDB_QUIET``
+    set by the user win. Safe to call more than once.
+    """
+    for message, category, module in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", re.escape(message), category, module)
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).addFilter(_LOG_FILTER)  # no-op when already added
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
+        os.environ.setdefault("WANDB_SILENT", "true")
+    else:
+        os.environ.setdefault("WANDB_QUIET", "true")
+
+
+def configure_console(
+    trainer: pl.Trainer, configured_callbacks: Any = None, stream: TextIO | None = None
+) -> None:
+    """Swap Lightning's default progress bar and model summary for ours.
+
+    ``configured_callbacks`` are the callbacks the user configured: a progress bar or model
+    summary among them is kept as it is, and so is ``enable_progress_bar=False`` (no bar at all).
+    The bar is :class:`LiveProgressBar` when ``stream`` (default stdout) is a terminal, else
+    :class:`LogProgressBar`.
+    """
+    given = configured_callbacks or []
+    given = list(given) if isinstance(given, list | tuple) else [given]
+    keep_bar = any(isinstance(cb, ProgressBar) for cb in given)
+    keep_summary = any(isinstance(cb, ModelSummary) for cb in given)
+    for index, callback in enumerate(trainer.callbacks):
+        if isinstance(callback, ProgressBar) and not keep_bar:
+            trainer.callbacks[index] = progress_bar_for(stream or sys.stdout)
+        elif type(callback) in (ModelSummary, RichModelSummary) and not keep_summary:
+            trainer.callbacks[index] = CompactModelSummary(getattr(callback, "_max_depth", 1))
+    for logger in trainer.loggers:
+        init = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            # WandbLogger passes anonymous=None ("not set"), and recent wandb warns on every run
+            # that the setting has no effect; leaving it out is the same run, minus the notice.
+            init.pop("anonymous", None)
+
+
+def progress_bar_for(stream: TextIO) -> ProgressBar:
+    """The live bar for a terminal, plain lines for anything else."""
+    isatty = getattr(stream, "isatty", None)
+    return LiveProgressBar() if callable(isatty) and isatty() else LogProgressBar()
+
+
+class CompactModelSummary(ModelSummary):
+    """The model summary in one line: parameters (trainable), size and the layers that hold them."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = dict(summary_data)
+        layers = [
+            f"{name} {kind} {params.strip()}"
+            for name, kind, params in zip(
+                columns["Name"], columns["Type"], columns["Params"], strict=True
+            )
+            if params.strip() != "0"
+        ]
+        frozen = total_parameters - trainable_parameters
+        line = (
+            f"model: {get_human_readable_count(total_parameters).strip()} parameters"
+            + (f" ({get_human_readable_count(frozen).strip()} frozen)" if frozen else "")
+            + f", {model_size:.1f} MB"
+            + (f": {', '.join(layers)}" if layers else "")
+        )
+        logging.getLogger("pytorch_lightning.callbacks.model_summary").info(line)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=int(seconds))) if math.isfinite(seconds) else "?"
+
+
+def train_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """What the bars show: the module's progress_values (host floats) and other bar metrics.
+
+    ``trainer.progress_bar_metrics`` holds values Lightning has already read back (the
+    ``prog_bar=True`` ones of other modules); the Classifier logs none.
+    """
+    metrics: dict[str, Any] = dict(trainer.progress_bar_metrics)
+    values = getattr(pl_module, "progress_values", None) or {}
+    metrics.update({TRAIN_NAMES.get(key, key): value for key, value in values.items()})
+    return metrics
+
+
+def _steps(step: int, total: float) -> str:
+    return f"step {step}/{int(total)}" if math.isfinite(total) else f"step {step}"
+
+
+@dataclass
+class ValidationLine:
+    """One line per validation: its ``val/*`` metrics and the best monitored value so far."""
+
+    best: float | None = None
+
+    def __call__(self, trainer: pl.Trainer, total: float) -> str:
+        metrics = {
+            key: float(value)  # epoch-level values: one read per validation
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        parts = [f"val   {_steps(trainer.global_step, total)}"]
+        parts += [f"{key.removeprefix('val/')} {value:.4f}" for key, value in metrics.items()]
+        checkpoint = trainer.checkpoint_callback
+        monitor, mode = "val/acc", "max"
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor:
+            monitor, mode = checkpoint.monitor, checkpoint.mode
+        if monitor in metrics:
+            pick = max if mode == "max" else min
+            candidates = [metrics[monitor]] + ([self.best] if self.best is not None else [])
+            saved = getattr(checkpoint, "best_model_score", None)  # a resumed run's best
+            if saved is not None:
+                candidates.append(float(saved))
+            self.best = pick(candidates)
+            parts.append(f"(best {monitor.removeprefix('val/')} {self.best:.4f})")
+        return "  ".join(parts)
+
+
+@dataclass
+class LineSchedule:
+    """When a plain log line is due: every ``every_fraction`` of the run (every
+    ``min_interval_s`` when its length is unknown), but no more often than every
+    ``min_interval_s``; at least every ``max_interval_s`` (a heartbeat), and at the last step."""
+
+    total: float  # optimizer steps of the run; inf when unknown
+    every_fraction: float = 0.1
+    min_interval_s: float = 30.0
+    max_interval_s: float = 300.0
+    last_step: int = 0
+    last_time: float = field(default_factory=time.monotonic)
+
+    def due(self, step: int, now: float) -> bool:
+        if step >= self.total:
+            return step > self.last_step
+        elapsed = now - self.last_time
+        if elapsed >= self.max_interval_s:
+            return True
+        if elapsed < self.min_interval_s:
+            return False
+        if not math.isfinite(self.total):
+            return True  # unknown length: every min_interval_s
+        return step - self.last_step >= self.every_fraction * self.total
+
+    def mark(self, step: int, now: float) -> None:
+        self.last_step, self.last_time = step, now
+
+
+class LogProgressBar(ProgressBar):
+    """Plain lines for logs: no carriage returns, nothing per batch (see the module docstring)."""
+
+    def __init__(self, every_fraction: float = 0.1, min_interval_s: float = 30.0) -> None:
+        super().__init__()
+        self._enabled = True
+        self._every_fraction, self._min_interval_s = every_fraction, min_interval_s
+        self._schedule = LineSchedule(math.inf)
+        self._validation_line = ValidationLine()
+        self._started = time.monotonic()
+        self._start_step = 0
+        self._validating_since: float | None = None
+        self._validation_s = 0.0  # spent validating since the last line (left out of it/s)
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def is_disabled(self) -> bool:
+        return not self._enabled
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        print(*args, **kwargs, flush=True)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.monotonic()
+        self._started, self._start_step = now, trainer.global_step
+        self._validation_s = 0.0  # the sanity check is not training time either
+        self._schedule = LineSchedule(
+            float(trainer.estimated_stepping_batches),
+            self._every_fraction,
+            self._min_interval_s,
+            last_step=trainer.global_step,
+            last_time=now,
+        )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        now = time.monotonic()
+        if self._enabled and self._schedule.due(trainer.global_step, now):
+            self._print_train_line(trainer, pl_module, now)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._enabled and trainer.global_step > self._schedule.last_step:  # stopped early
+            self._print_train_line(trainer, pl_module, time.monotonic())
+
+    def _print_train_line(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, now: float
+    ) -> None:
+        schedule, step = self._schedule, trainer.global_step
+        busy = now - schedule.last_time - self._validation_s
+        speed = (step - schedule.last_step) / busy if busy > 0 else math.nan
+        overall = (step - self._start_step) / max(now - self._started, 1e-9)
+        remaining = (schedule.total - step) / overall if overall > 0 else math.inf
+        parts = [f"train {_steps(step, schedule.total)}"]
+        metrics = train_metrics(trainer, pl_module)
+        parts += [f"{key} {_number(value)}" for key, value in metrics.items()]
+        parts.append(f"{speed:.1f} it/s")
+        if step < schedule.total and math.isfinite(schedule.total):
+            parts.append(f"ETA {_duration(remaining)}")
+        elif step >= schedule.total:
+            parts.append(f"done in {_duration(now - self._started)}")
+        self.print("  ".join(parts))
+        schedule.mark(step, now)
+        self._validation_s = 0.0
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validating_since = time.monotonic()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._validating_since is not None:
+            self._validation_s += time.monotonic() - self._validating_since
+            self._validating_since = None
+        if self._enabled and not trainer.sanity_checking:
+            self.print(self._validation_line(trainer, self._schedule.total))
+
+
+class LiveProgressBar(RichProgressBar):
+    """Rich bar for terminals: one training bar for the whole run, redrawn a few times a second;
+    evaluation bars are removed when they finish; one printed line per validation."""
+
+    def __init__(
+        self, refresh_per_second: int = 4, console_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(
+            refresh_rate=refresh_per_second, leave=False, console_kwargs=console_kwargs
+        )
+        self._interval = 1.0 / refresh_per_second
+        self._next_train_draw = self._next_eval_draw = 0.0
+        self._total = math.inf
+        self._validation_line = ValidationLine()
+        self._rerouted: list[tuple[logging.StreamHandler, Any]] = []
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        return train_metrics(trainer, pl_module)
+
+    def _init_progress(self, trainer: pl.Trainer) -> None:
+        super()._init_progress(trainer)
+        self._route_log_handlers()
+
+    def _stop_progress(self) -> None:
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted.clear()
+        super()._stop_progress()
+
+    def _route_log_handlers(self) -> None:
+        """Log records (Lightning's "`Trainer.fit` stopped", ...) printed while the bar is live go
+        above it, as print() does: rich redirects sys.stdout/stderr, but a logging handler keeps
+        the stream it was created with and would write into the middle of the bar."""
+        loggers = [logging.getLogger(name) for name in ("", *LIGHTNING_LOGGER_ROOTS)]
+        for proxy in (sys.stdout, sys.stderr):
+            original = getattr(proxy, "rich_proxied_file", None)  # rich's FileProxy, while live
+            if original is None:
+                continue
+            for logger in loggers:
+                for handler in logger.handlers:
+                    if isinstance(handler, logging.StreamHandler) and handler.stream is original:
+                        handler.setStream(proxy)
+                        self._rerouted.append((handler, original))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._total = float(trainer.estimated_stepping_batches)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.is_enabled and self.progress is not None and self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+            self.refresh()
+
+    def _initialize_train_progress_bar_id(self) -> None:  # also used on a mid-epoch resume
+        total = int(self._total) if math.isfinite(self._total) else self._total
+        # padded like Lightning's: the bar keeps its width while a validation bar shows below
+        self.train_progress_bar_id = self._add_task(total, f"{'train':<{len('Validation')}}")
+        assert self.progress is not None
+        self.progress.update(self.train_progress_bar_id, completed=self.trainer.global_step)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        now = time.monotonic()
+        if self.is_disabled or now < self._next_train_draw:
+            return
+        self._next_train_draw = now + self._interval
+        self._draw_train(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.is_enabled:
+            self._draw_train(trainer, pl_module)  # the bar left on screen shows the last step
+
+    def _draw_train(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.progress is None:
+            return
+        if self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+        self.progress.update(self.train_progress_bar_id, completed=trainer.global_step)
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
+
+    def _update(
+        self, progress_bar_id: Any, current: int, visible: bool = True, hard: bool = False
+    ) -> None:
+        """Evaluation bars (validation, test, predict), at most a few redraws per second."""
+        now = time.monotonic()
+        if now >= self._next_eval_draw:
+            self._next_eval_draw = now + self._interval
+            super()._update(progress_bar_id, current, visible, hard)
+
+    def _remove(self, attribute: str) -> None:
+        task = getattr(self, attribute)
+        if self.progress is not None and task is not None:
+            self.progress.remove_task(task)
+            self.refresh()
+        setattr(self, attribute, None)
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove("val_sanity_progress_bar_id")
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove("val_progress_bar_id")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self.is_enabled and not trainer.sanity_checking and self._console is not None:
+            line = self._validation_line(trainer, self._total)
+            self._console.print(line, markup=False, highlight=False)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove("test_progress_bar_id")
+        super().on_test_end(trainer, pl_module)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove("predict_progress_bar_id")
+        super().on_predict_end(trainer, pl_module)
