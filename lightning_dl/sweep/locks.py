@@ -1,7 +1,7 @@
 """File locks that say whether a trial's worker is alive.
 
-A worker holds an exclusive ``flock`` on ``<run dir>/.sweep.lock`` for as long as the trial
-runs, and hands the same open file to the trial's ``fit`` process, so the lock lasts while
+A worker holds an exclusive ``flock`` on ``<sweep>/locks/<run dir name>.lock`` for as long as
+the trial runs, and hands the same open file to the trial's ``fit`` process, so the lock lasts while
 either of them lives. The kernel drops it when both are gone, however they died (SIGKILL, power
 loss; on NFSv4 when the dead machine's lease runs out), so a lock that can be taken marks a
 trial whose worker is gone.

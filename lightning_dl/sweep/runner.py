@@ -161,14 +161,18 @@ class Sweep:
         """Trial ``number`` as the storage has it now; None if it no longer counts."""
         return next((t for t in counted(self.study.get_trials()) if t.number == number), None)
 
+    def _trial_lock(self, run_dir: Path) -> Path:
+        """The trial's lock file: beside its run directory, which fit keeps for its own files."""
+        return self.out / "locks" / f"{run_dir.name}.lock"
+
     def _recover_one(self, trial: FrozenTrial) -> None:
         relative = run_dir_of(trial)
         if not relative:
             return  # its worker died before it had a run directory, or it never ran
         run_dir = self.out / relative
-        if trial.state == TrialState.RUNNING and not (run_dir / LOCK).is_file():
+        if trial.state == TrialState.RUNNING and not (self._trial_lock(run_dir)).is_file():
             return  # a run directory this machine cannot see (another machine's local disk)
-        fd = locks.try_lock(run_dir / LOCK)
+        fd = locks.try_lock(self._trial_lock(run_dir))
         if fd is None:
             return  # alive
         try:
@@ -230,7 +234,7 @@ class Sweep:
         values = self.space.suggest(trial)
         relative = trial.user_attrs.get(RESUME_RUN_DIR) or f"runs/{trial.number:03d}-{slug(values)}"
         run_dir = self.out / relative
-        fd = locks.try_lock(run_dir / LOCK)
+        fd = locks.try_lock(self._trial_lock(run_dir))
         if fd is None:
             trial.set_user_attr(ERROR, f"{run_dir} is in use by another worker")
             self.study.tell(trial, state=TrialState.FAIL)
