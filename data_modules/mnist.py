@@ -9,6 +9,7 @@ import numpy as np
 from data_modules.download import download_verified
 from data_modules.idx import read_idx
 from data_modules.image_datamodule import InMemoryImageDataModule
+from lightning_dl.errors import UserInputError
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FILES_MD5 = {
@@ -56,7 +57,7 @@ def load_mnist(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
     images_path = find_mnist_file(data_dir, f"{prefix}-images-idx3-ubyte")
     labels_path = find_mnist_file(data_dir, f"{prefix}-labels-idx1-ubyte")
     images = read_idx(images_path, expected_ndim=3)
-    labels = read_idx(labels_path, expected_ndim=1)
+    labels = read_idx(labels_path, expected_ndim=1, expected_type=0x08)  # unsigned bytes
     if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
         raise ValueError(
             f"{images_path}: images are {images.dtype} {images.shape[1:]}, expected uint8 (28, 28)"
@@ -65,9 +66,11 @@ def load_mnist(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
         raise ValueError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
-    bad = np.flatnonzero(labels > 9)
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
     if bad.size:
-        raise ValueError(f"{labels_path}: label {labels[bad[0]]} at index {bad[0]}, expected 0..9")
+        raise UserInputError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]}, expected 0..9"
+        )
     return images, labels.astype(np.int64)
 
 

@@ -63,6 +63,8 @@ class Classifier(pl.LightningModule):
         # (predicted class, target) of each training batch since train_acc was last updated:
         # one argmax per step instead of a torchmetrics update (~40 us of Python) per step.
         self._train_window: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # The training metrics of the last logging step as host floats, for progress bars.
+        self.progress_values: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last and x.dim() == 4:
@@ -90,9 +92,15 @@ class Classifier(pl.LightningModule):
         # train/acc is the accuracy over all batches since the previous logged step.
         if self._should_log_now():
             self._fold_train_window()
-            self.log("train/loss", loss, prog_bar=True)
-            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+            accuracy = self.train_acc.compute()
+            # Not prog_bar=True: Lightning would read every progress-bar tensor back to the host
+            # after every batch, logged that step or not. The bar shows progress_values instead,
+            # read here, on the logging steps only, in one transfer.
+            self.log("train/loss", loss.detach())
+            self.log("train/acc", accuracy)
             self.train_acc.reset()
+            values = torch.stack([loss.detach().float(), accuracy.float()]).tolist()
+            self.progress_values = dict(zip(("train/loss", "train/acc"), values, strict=True))
         elif len(self._train_window) >= FOLD_EVERY:
             self._fold_train_window()
         return loss

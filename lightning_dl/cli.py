@@ -1,23 +1,17 @@
 """LightningCLI for lightning-dl: a run directory per run, CSV logs always, shapes from the data.
 
-Run directory layout (``<run.root>/<run.name>/<timestamp>/`` unless ``--run.dir`` is given)::
-
-    config.yaml          the fully resolved config (re-runnable with --config)
-    checkpoints/         best.ckpt (by val/acc) and last.ckpt
-    metrics.csv          CSVLogger output;  curves.png written at the end
-    summary.json         status (running / failed / completed), error, final metrics
-    wandb/               the wandb run (offline unless the config turns it on)
-
+What a run directory holds and how runs start, resume and stop: :mod:`lightning_dl.run`.
 Resuming: ``--ckpt_path last --run.dir DIR`` continues DIR from DIR/checkpoints/last.ckpt;
 ``--run.auto_resume true`` does the same for the given ``--run.dir``, or else for the newest
 unfinished run of the same name, and starts a new run when there is nothing to resume. The
-wandb run of a resumed run is the same wandb run (same id, ``resume="allow"``).
+wandb run of a resumed run is the same wandb run (same id, ``resume="allow"``). The Trainer is
+:class:`lightning_dl.precision.Trainer` (``precision: auto``); config errors are one line
+(:mod:`lightning_dl.config_errors`).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +22,17 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from lightning_dl import resume
+from lightning_dl import console
 from lightning_dl.callbacks.exact_resume import ExactResume
+from lightning_dl.callbacks.final_validation import ValidateAtEnd
 from lightning_dl.callbacks.nonfinite import NonFiniteLossGuard
 from lightning_dl.callbacks.periodic_checkpoint import PeriodicCheckpoint
-from lightning_dl.checkpoint_io import AtomicCheckpointIO
 from lightning_dl.classifier import Classifier
+from lightning_dl.config_errors import OneLineErrorParser
+from lightning_dl.precision import Trainer
+from lightning_dl.run import directory, resume
+from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+from lightning_dl.run.signals import CheckpointOnTerminate
 
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
@@ -58,6 +57,9 @@ class LightningDLCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_class", OneLineErrorParser)
+        kwargs.setdefault("trainer_class", Trainer)
+        self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
         super().__init__(
             Classifier,
             pl.LightningDataModule,
@@ -132,7 +134,7 @@ class LightningDLCLI(LightningCLI):
             run_dir = Path(os.environ[RUN_DIR_ENV])
             config.ckpt_path = os.environ.get(CKPT_ENV) or None
         else:
-            run_dir, config.ckpt_path = self._resolve_run_dir(config)
+            run_dir, config.ckpt_path, self.named_run_dir = directory.resolve(config)
             os.environ[RUN_DIR_ENV] = str(run_dir)
             os.environ[CKPT_ENV] = config.ckpt_path or ""
         config.run.dir = str(run_dir)
@@ -142,53 +144,6 @@ class LightningDLCLI(LightningCLI):
             run_dir, config.trainer.logger, resuming=bool(config.ckpt_path)
         )
         self._configure_wandb(run_dir, config)
-
-    def _resolve_run_dir(self, config: Namespace) -> tuple[Path, str | None]:
-        """(run directory, checkpoint to resume from or None)."""
-        ckpt_path = config.get("ckpt_path")
-        if config.run.dir:
-            run_dir = Path(config.run.dir)
-        elif int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1) > 1:
-            raise ValueError(
-                "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1: torchrun "
-                "or srun): pass --run.dir so that every process writes to the same run directory"
-            )
-        elif config.run.auto_resume and (
-            found := resume.newest_unfinished_run(Path(config.run.root) / self._run_name(config))
-        ):
-            run_dir = found
-        else:
-            run_dir = self._new_run_dir(config)
-        if ckpt_path == "last" or (config.run.auto_resume and not ckpt_path):
-            last = resume.last_checkpoint(run_dir)
-            if last is None and ckpt_path == "last":
-                raise FileNotFoundError(
-                    f"--ckpt_path last: no {resume.LAST} in run directory {run_dir}"
-                )
-            if last is not None and resume.is_finished(run_dir) and not ckpt_path:
-                raise ValueError(
-                    f"--run.auto_resume: run directory {run_dir} holds a finished run "
-                    "(summary.json status 'completed'); choose another --run.dir"
-                )
-            ckpt_path = str(last) if last else None
-        if not ckpt_path and (run_dir / "checkpoints").is_dir() and not config.run.auto_resume:
-            raise ValueError(
-                f"run directory {run_dir} already holds a run (checkpoints/ exists); pass "
-                "--ckpt_path last (or --run.auto_resume true) to continue it, or choose "
-                "another --run.dir (or --run.dir null)"
-            )
-        return run_dir, ckpt_path
-
-    def _run_name(self, config: Namespace) -> str:
-        return config.run.name or self._config_stem(config)
-
-    def _new_run_dir(self, config: Namespace) -> Path:
-        run_dir = Path(config.run.root) / self._run_name(config) / time.strftime("%Y%m%d-%H%M%S")
-        suffix = 1
-        while run_dir.exists():  # two runs started in the same second get distinct folders
-            run_dir = run_dir.with_name(f"{run_dir.name.split('_')[0]}_{suffix}")
-            suffix += 1
-        return run_dir
 
     @staticmethod
     def _configure_wandb(run_dir: Path, config: Namespace) -> None:
@@ -208,27 +163,22 @@ class LightningDLCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The configured Trainer plus our callbacks and atomic checkpoint writes."""
         trainer = super().instantiate_trainer(**kwargs)
+        console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
         run = self.config.run
         ours: list[pl.Callback] = []
         if run.exact_resume:
             ours.append(ExactResume())
         if run.stop_on_nonfinite:
             ours.append(NonFiniteLossGuard())
+        checkpoints = Path(run.dir) / "checkpoints"
+        if trainer.checkpoint_callback is not None:
+            ours += [ValidateAtEnd(), CheckpointOnTerminate(checkpoints)]
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
         if run.checkpoint_every_n_steps:
-            checkpoints = Path(run.dir) / "checkpoints"
             trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
-
-    @staticmethod
-    def _config_stem(config: Namespace) -> str:
-        paths = config.get("config") or []
-        last = paths[-1] if paths else None
-        return (
-            Path(str(last.relative if hasattr(last, "relative") else last)).stem if last else "run"
-        )
 
     @staticmethod
     def _loggers_in(run_dir: Path, loggers: Any, resuming: bool = False) -> Any:

@@ -1,13 +1,17 @@
 """``python -m lightning_dl.fit --config configs/X.yaml``: train, test the best checkpoint, report.
 
 Any config key can be overridden on the command line (``--trainer.max_steps 100``,
-``--model.optimizer.lr 1e-3``); several ``--config`` files merge left to right; ``--print_config`` prints
-the resolved config and exits.
+``--model.optimizer.lr 1e-3``); several ``--config`` files merge left to right;
+``--print_config`` prints the resolved config and exits.
+
+Exit status: 0 completed, 1 failed, 2 bad input (a config key, a data file, a checkpoint: one
+``error:`` line, the traceback with ``LIGHTNING_DL_DEBUG=1``), 143 terminated by SIGTERM.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -15,11 +19,15 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
 
-from lightning_dl.atomic import point_symlink, write_json_atomic
+from lightning_dl.atomic import write_json_atomic
 from lightning_dl.cli import LightningDLCLI
-from lightning_dl.run_summary import (
+from lightning_dl.config_errors import check_config_files
+from lightning_dl.console import silence_harmless_notices
+from lightning_dl.errors import ReportedError, run_main
+from lightning_dl.run import directory, signals
+from lightning_dl.run.summary import (
     collect_summary,
     failure_report,
     finish_run,
@@ -35,20 +43,26 @@ def main(args: list[str] | None = None) -> dict:
     On any exception the run directory's summary.json says what failed and where (rank 0;
     other ranks write ``errors/rank<N>.json``, which rank 0's summary repeats under
     ``other_ranks``), the wandb run is closed as failed, and the exception propagates so the
-    process exits non-zero.
+    process exits non-zero (143 for SIGTERM, with status ``interrupted``).
     """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
+    silence_harmless_notices()
     started, started_at = time.perf_counter(), time.time()
+    check_config_files(sys.argv[1:] if args is None else args)
     cli = LightningDLCLI(args=args)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(cli.config.run.dir)
     ckpt_path = cli.config.get("ckpt_path")
     if rank_zero_only.rank == 0:
+        for stale in directory.remove_stale_temp_files(run_dir):
+            rank_zero_info(f"removed {stale}, a temp file left by a killed run")
         write_status(run_dir, "running", resumed_from=ckpt_path)
     try:
         summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
     except BaseException as error:
         _report_failure(trainer, run_dir, error, time.perf_counter() - started, started_at)
+        if (status := signals.exit_status(error)) is not None:
+            raise SystemExit(status) from error
         raise
     if trainer.is_global_zero:
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -56,7 +70,8 @@ def main(args: list[str] | None = None) -> dict:
         for logger in wandb_loggers:
             logger.experiment.summary.update(summary)
             logger.experiment.finish()  # close the run so the next one in this process is new
-        point_symlink(run_dir.parent / "latest", run_dir.name)  # runs/<name>/latest -> newest
+        if cli.named_run_dir:
+            directory.point_latest(run_dir)  # runs/<name>/latest -> newest
         print(finish_run(run_dir, summary, wandb_dirs))
     return summary
 
@@ -71,15 +86,18 @@ def _fit_and_test(
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     val_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     checkpoint = trainer.checkpoint_callback
-    best = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+    best = checkpoint.best_model_path if checkpoint is not None else ""
     averaging = _drop_weight_averaging(trainer)
     with warnings.catch_warnings():
         if averaging:  # Lightning asks for the dropped callback back; testing needs none
             warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint")
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False
+        )
     test_metrics = results[0] if results else {}
     summary = collect_summary(trainer, val_metrics | test_metrics, time.perf_counter() - started)
-    return {"status": "completed", **summary}
+    tested = best or "the final weights (no validation ran, so there is no best checkpoint)"
+    return {"status": "completed", **summary, "tested_checkpoint": tested}
 
 
 def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
@@ -116,7 +134,8 @@ def _report_failure(
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})
                 logger.experiment.finish(exit_code=1)
-        print(f"run failed: {report['error']}\nrun directory: {run_dir}")
+        if not isinstance(error, ReportedError):  # those get their one line from run_main
+            print(f"run failed: {report['error']}\nrun directory: {run_dir}")
         for rank, message in other_ranks.items():
             print(f"  {rank} failed too: {message}")
     except Exception as secondary:  # the original error matters more
@@ -124,4 +143,4 @@ def _report_failure(
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -52,12 +52,13 @@ def _init_arguments(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def build_optimizer(factory: OptimizerFactory, groups: list[dict], fused: bool) -> Optimizer:
     """The configured optimizer over ``groups``, each group's lr times its ``lr_scale``."""
-    optimizer = factory(groups)
+    groups = [{**group, "params": list(group["params"])} for group in groups]
+    optimizer = factory([dict(g) for g in groups])  # torch fills its defaults into the dicts
     if fused and optimizer.defaults.get("fused", False) is None:  # has a fused kernel, unset
         options = {**_init_arguments(type(optimizer), optimizer.defaults), "foreach": None}
         # no fused kernel for this device or dtype: keep the plain one
         with contextlib.suppress(RuntimeError, ValueError, TypeError):
-            optimizer = type(optimizer)(optimizer.param_groups, **options, fused=True)
+            optimizer = type(optimizer)([dict(g) for g in groups], **options, fused=True)
     for group in optimizer.param_groups:
         group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
     return optimizer

@@ -9,17 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
+IDX_ENCODINGS = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX: magic 0x0000 08 <ndim>, big-endian dims, then the bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    """Encode an array as IDX: magic 0x0000 TT <ndim>, big-endian dims, then the data.
+
+    The data is cast to the type code's encoding (uint8 by default, as MNIST has).
+    """
+    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim) + struct.pack(
         f">{array.ndim}I", *array.shape
     )
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    return header + np.ascontiguousarray(array, dtype=IDX_ENCODINGS[type_code]).tobytes()
 
 
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    data = idx_bytes(array)
+def write_idx(path: Path, array: np.ndarray, type_code: int = 0x08) -> Path:
+    data = idx_bytes(array, type_code)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path

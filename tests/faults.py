@@ -24,6 +24,17 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class TermAtStep(Callback):
+    """Send this process SIGTERM (what SLURM and Kubernetes send first) at ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class RaiseOnRank(Callback):
     """Raise RuntimeError in one rank only, at ``step``."""
 

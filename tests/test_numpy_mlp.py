@@ -1,8 +1,8 @@
-"""NumPy MLP: finite-difference gradient checks, agreement with PyTorch, CLI smoke test."""
+"""NumPy MLP: finite-difference gradient checks, agreement with PyTorch, training loop."""
 
 from __future__ import annotations
 
-import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ from torch import nn
 
 from lightning_dl.numpy_mlp import (
     ELU,
+    GELU,
     MLP,
     BatchNorm,
     Identity,
@@ -67,7 +68,9 @@ def check_module(module, x: np.ndarray, tol: float) -> None:
         assert err < tol, f"{type(module).__name__}.{name}: relative error {err}"
 
 
-@pytest.mark.parametrize("cls", [Identity, ReLU, LeakyReLU, ELU, Sigmoid, Tanh])
+@pytest.mark.parametrize(
+    "cls", [Identity, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, partial(GELU, approximate="tanh")]
+)
 def test_activation_gradients(cls):
     check_module(cls(), away_from_zero(np.random.default_rng(0), (4, 6)), tol=1e-6)
 
@@ -117,13 +120,17 @@ TORCH_ACTIVATIONS = {
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
     "identity": nn.Identity,
+    "gelu": nn.GELU,
+    "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+    "softmax": partial(nn.Softmax, dim=1),
 }
 
 
-def torch_twin(mlp: MLP, activation: str) -> nn.Sequential:
+def torch_twin(mlp: MLP, activation: str, output_activation: str | None = None) -> nn.Sequential:
     """The same network in PyTorch, float64, with the NumPy MLP's current weights copied in."""
     layers = []
-    for layer in mlp.layers:
+    hidden_layers = mlp.layers[:-1] if output_activation else mlp.layers
+    for layer in hidden_layers:
         if isinstance(layer, Linear):
             w = layer.params["W"]
             linear = nn.Linear(*w.shape).double()
@@ -135,10 +142,14 @@ def torch_twin(mlp: MLP, activation: str) -> nn.Sequential:
             layers.append(nn.BatchNorm1d(len(layer.params["gamma"]), eps=layer.eps).double())
         else:
             layers.append(TORCH_ACTIVATIONS[activation]())
+    if output_activation:
+        layers.append(TORCH_ACTIVATIONS[output_activation]())
     return nn.Sequential(*layers)
 
 
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "elu", "leaky_relu"])
+@pytest.mark.parametrize(
+    "activation", ["relu", "sigmoid", "tanh", "elu", "leaky_relu", "gelu", "gelu_tanh"]
+)
 def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
     rng = np.random.default_rng(0)
     mlp = MLP(
@@ -150,9 +161,8 @@ def test_numpy_mlp_matches_pytorch_over_sgd_momentum_steps(activation):
     ys = (xs @ rng.normal(size=(12, 5))).argmax(-1)  # learnable labels
     losses_np, losses_torch = [], []
     for step, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        mlp.zero_grads()
-        out_np = mlp.forward(x)
-        losses_np.append(mlp.backward(y))
+        out_np = mlp.forward(x)  # no zero_grads: backward sets the gradients
+        losses_np.append(mlp.backward_loss(y))
         optimizer.zero_grad()
         out_torch = net(torch.from_numpy(x))
         loss = nn.functional.cross_entropy(out_torch, torch.from_numpy(y))
@@ -241,73 +251,10 @@ def test_state_dict_round_trip_includes_batchnorm_running_statistics():
     x = rng.normal(size=(8, 3))
     before = mlp.eval().forward(x).copy()
     mlp.train().forward(x)
-    mlp.backward(np.zeros(8, dtype=np.int64))
+    mlp.backward_loss(np.zeros(8, dtype=np.int64))
     mlp.step()  # changes weights and BatchNorm running statistics
     assert not np.allclose(mlp.eval().forward(x), before)
     mlp.load_state_dict(saved)
     np.testing.assert_array_equal(mlp.eval().forward(x), before)
     with pytest.raises(ValueError, match="layers"):
         mlp.load_state_dict(saved[:-1])
-
-
-def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
-    from lightning_dl.numpy_mlp.__main__ import main
-
-    out = tmp_path / "run"
-    args = [
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        str(mnist_dir),
-        "--hidden",
-        "32",
-        "--lr",
-        "0.1",
-        "--momentum",
-        "0.9",
-        "--batch-size",
-        "16",
-        "--steps",
-        "60",
-        "--init-std",
-        "0.01",
-        "--num-bn-layers",
-        "1",
-        "--val-fraction",
-        "0.25",
-        "--out-dir",
-        str(out),
-    ]
-    metrics = main(args)
-    printed = capsys.readouterr().out
-    assert f"test accuracy {metrics['test_accuracy']:.4f}" in printed
-    assert metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
-    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "accuracy_curve.png").read_bytes()[:4] == b"\x89PNG"
-    saved = json.loads((out / "metrics.json").read_text())
-    assert saved["steps"] == 60 and len(saved["train_losses"]) == 20
-    assert saved["eval_steps"] == [60]  # --eval-every 100 > 60 steps: measured after the last
-    assert saved["selected_step"] == 60
-    assert saved["test_accuracy"] == saved["last_step_test_accuracy"]
-    every_20 = main([*args[:-2], "--out-dir", str(tmp_path / "e20"), "--eval-every", "20"])
-    assert every_20["eval_steps"] == [20, 40, 60]
-    errors = every_20["eval_val_errors"]
-    assert every_20["selected_step"] == every_20["eval_steps"][errors.index(min(errors))]
-    last = main(
-        [*args[:-2], "--out-dir", str(tmp_path / "last"), "--eval-every", "20", "--select", "last"]
-    )
-    assert last["selected_step"] == 60
-    assert last["test_accuracy"] == last["last_step_test_accuracy"]
-    with pytest.raises(SystemExit, match="--overwrite"):
-        main(args)
-    by_epochs = main([*args[:-2], "--out-dir", str(tmp_path / "epochs"), "--epochs", "2"])
-    assert by_epochs["steps"] == 2 * 3 and len(by_epochs["val_errors"]) == 2
-
-
-def test_cli_missing_data_names_the_path_and_writes_nothing(tmp_path):
-    from lightning_dl.numpy_mlp.__main__ import main
-
-    out = tmp_path / "run"
-    with pytest.raises(SystemExit, match=r"train-images-idx3-ubyte.*not found"):
-        main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
-    assert not out.exists()

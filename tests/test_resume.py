@@ -14,7 +14,7 @@ import torch
 from lightning_dl.callbacks.exact_resume import truncate_metrics_csv
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
-from lightning_dl.resume import newest_unfinished_run, wandb_run_id
+from lightning_dl.run.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.tracking.wandb_offline import read_offline_run
 from tests.tiny_runs import ROOT, run_fit, tiny_args
 from tests.wsj_corpus import write_run_corpus
@@ -56,25 +56,33 @@ def _wsj_args(tmp_path: Path) -> Callable[..., list[str]]:
     return args
 
 
-@pytest.mark.parametrize("case", ["plain", "ema", "wsj"])
+@pytest.mark.parametrize("case", ["plain", "ema", "wsj", "sigterm", "after_validation"])
 def test_killed_run_resumes_bit_identical(tmp_path, case):
+    """Killed at step 19 (SIGKILL: last.ckpt from step 18; SIGTERM: written at the signal, at
+    step 20, a validation step), or at 21 (last.ckpt from the validation at step 20)."""
     base = _wsj_args(tmp_path) if case == "wsj" else tiny_args
     averaging = EMA if case == "ema" else ()
     reference = main(base(*RUN, *averaging, "--run.dir", str(tmp_path / "a")))
 
+    fault = "TermAtStep" if case == "sigterm" else "KillAtStep"
     killed = run_fit(
         base(
             *RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
-            "--trainer.callbacks+=tests.faults.KillAtStep", "--trainer.callbacks.step", "19",
+            f"--trainer.callbacks+=tests.faults.{fault}", "--trainer.callbacks.step",
+            "21" if case == "after_validation" else "19",
         )
     )  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert "will not continue the same data order" not in killed.stderr  # the loader was rebuilt
     run_dir = newest_unfinished_run(tmp_path / "runs" / "b")
-    assert (
-        run_dir is not None and _state(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 18
-    )
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+    assert run_dir is not None
+    status = json.loads((run_dir / "summary.json").read_text())["status"]
+    last_step = _state(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    if case == "sigterm":  # a non-zero exit as shells report TERM, a checkpoint at the signal
+        assert killed.returncode == 143, killed.stderr[-2000:]
+        assert (status, last_step) == ("interrupted", 20)
+    else:  # SIGKILL: no cleanup at all; the last periodic or validation checkpoint is left
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert (status, last_step) == ("running", 20 if case == "after_validation" else 18)
 
     # auto_resume finds the killed run by its name, continues it from last.ckpt
     resumed = main(

@@ -1,74 +1,326 @@
-"""Grid sweeps: every combination a run directory, finished ones skipped, results sorted."""
+"""Sweeps on Optuna: spaces, workers sharing one storage, resuming a killed sweep, pruning."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from pytorch_lightning.callbacks import Callback
 
-from lightning_dl.sweep import expand, load_grid, main
-from tests.tiny_runs import QUICK
+from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
+from lightning_dl.sweep import load_space, main
+from lightning_dl.sweep.command import build, parser
+from lightning_dl.sweep.space import slug
+from lightning_dl.sweep.storage import open_storage
+from tests.tiny_runs import QUICK, ROOT
 
+HIDDEN = "model.backbone.init_args.hidden"
+INIT_STD = "model.backbone.init_args.init_std"
 TINY = [
     "--data.num_train", "256", "--data.num_val", "64", "--data.num_test", "64",
     "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     "--trainer.max_steps", "6", "--trainer.val_check_interval", "3",
-    "--trainer.log_every_n_steps", "3", "--trainer.logger", "false",
+    "--trainer.log_every_n_steps", "3", "--trainer.logger", "null",  # metrics.csv only
 ]  # fmt: skip
 
 
-def test_grid_expands_to_every_combination_and_rejects_bad_files(tmp_path):
+class KillSweepAtStep(Callback):
+    """SIGKILL the whole sweep (its process group: the worker and this run) at ``step``, once:
+    the way a machine's crash or a cluster's preemption ends a sweep."""
+
+    def __init__(self, step: int, once_file: str) -> None:
+        self.step, self.once_file = step, Path(once_file)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step and not self.once_file.exists():
+            self.once_file.touch()
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class RaiseOnceAtStep(Callback):
+    """Fail the run (an exception in training) at ``step``, the first time only."""
+
+    def __init__(self, step: int, once_file: str) -> None:
+        self.step, self.once_file = step, Path(once_file)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step and not self.once_file.exists():
+            self.once_file.touch()
+            raise RuntimeError(f"injected failure at step {self.step}")
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return {k: v for k, v in env.items() if not k.startswith("LIGHTNING_DL_")}
+
+
+def _sweep_process(args: list[str]) -> subprocess.Popen:
+    """``python -m lightning_dl.sweep ARGS`` in its own session (so it can be killed whole)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightning_dl.sweep", *args],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _study(out: Path, storage: str | None = None) -> optuna.Study:
+    url = storage or f"sqlite:///{out.resolve() / 'optuna.db'}"
+    return optuna.load_study(study_name=out.name, storage=open_storage(url))
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _val_acc(run_dir: Path) -> list[tuple[int, float]]:
+    with open(run_dir / "metrics.csv") as f:
+        return [(int(r["step"]), float(r["val/acc"])) for r in csv.DictReader(f) if r["val/acc"]]
+
+
+def test_space_files_grid_and_distributions(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(
-        "model.backbone.init_args.hidden: [[8], [16, 8]]\nmodel.lr: [0.1, 0.01, 0.001]\n"
+        f"{HIDDEN}: [[8], [16, 8]]\nmodel.backbone.init_args.dropout: [0.0, 0.1, 0.2]\n"
     )
-    combos = expand(load_grid(grid), tmp_path)
-    assert len(combos) == 6
-    assert combos[1].values == {"model.backbone.init_args.hidden": [8], "model.lr": 0.01}
-    assert combos[1].overrides() == [
-        "--model.backbone.init_args.hidden",
-        "[8]",
-        "--model.lr",
-        "0.01",
-    ]
-    assert combos[3].run_dir.name == "003-hidden=16-8,lr=0.1"
-    assert len({c.run_dir for c in combos}) == 6
-    grid.write_text("model.lr: 0.1\n")
-    with pytest.raises(ValueError, match="'model.lr' must map to a non-empty list"):
-        load_grid(grid)
+    space = load_space(grid)
+    assert space.is_grid and space.grid_size() == 6
+    assert space.grid() == {
+        HIDDEN: ["[8]", "[16, 8]"],
+        "model.backbone.init_args.dropout": [0.0, 0.1, 0.2],
+    }  # lists are kept as their command-line text
+    point = {HIDDEN: "[16, 8]", "model.backbone.init_args.dropout": 0.1}
+    assert space.grid_position(point) == (1, 1)
+    assert slug({HIDDEN: "[16, 8]", "model.optimizer.lr": 0.00123456}) == "hidden=16-8,lr=0.001235"
+
+    dists = tmp_path / "space.yaml"
+    dists.write_text(
+        "model.optimizer.lr: {low: 1.0e-4, high: 0.1, log: true}\n"
+        "model.backbone.init_args.dropout: {low: 0.0, high: 0.5, step: 0.1}\n"
+        "data.batch_size: {low: 32, high: 256, log: true}\n"
+        f"{HIDDEN}: {{choices: [[64], [256, 128]]}}\n"
+    )
+    space = load_space(dists)
+    assert not space.is_grid
+    d = {p.key: p.distribution for p in space.params}
+    assert d["model.optimizer.lr"] == FloatDistribution(1e-4, 0.1, log=True)
+    assert d["model.backbone.init_args.dropout"] == FloatDistribution(0.0, 0.5, step=0.1)
+    assert d["data.batch_size"] == IntDistribution(32, 256, log=True)
+    assert d[HIDDEN] == CategoricalDistribution(["[64]", "[256, 128]"])
+
+    bad = {
+        f"{HIDDEN}: 8\n": f"key '{HIDDEN}': expected a list of values, {{choices",
+        f"{HIDDEN}: []\n": "must map to a non-empty list of values",
+        "a.b: {low: 1, high: 1}\n": "key 'a.b': low must be below high",
+        "a.b: {low: 0.0, high: 1.0, log: true}\n": "a log range needs low > 0",
+        "a.b: {low: 0, hi: 1}\n": "expected a list of values",
+        "- 1\n": "expected a mapping of dotted keys",
+        "a b: [1]\n": "key 'a b' is not a dotted command-line key",
+        "a.b: [1, 1]\n": "lists a value twice",
+    }
+    for text, message in bad.items():
+        grid.write_text(text)
+        with pytest.raises(UserInputError, match=str(grid).replace(".", r"\.")) as error:
+            load_space(grid)
+        assert message in str(error.value), text
+    with pytest.raises(InputFileNotFoundError, match="--space .*nope.yaml: no such file"):
+        load_space(tmp_path / "nope.yaml")
 
 
-def test_sweep_runs_skips_finished_and_resumes_unfinished(tmp_path, capsys):
+def test_results_columns_follow_run_summary():
+    from lightning_dl.run.summary import REPORTED_METRICS
+    from lightning_dl.sweep.results import METRICS
+
+    assert METRICS == REPORTED_METRICS
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--space", "SPACE", "--sampler", "grid"], "--sampler grid needs a list of values for "
+         "every key; model.optimizer.lr given as a distribution"),
+        (["--space", "SPACE"], "--n-trials is needed with --sampler tpe"),
+        (["--space", "SPACE", "--n-trials", "2", "--storage", "nowhere"],
+         "--storage nowhere: expected a URL"),
+        (["--space", "SPACE", "--n-trials", "2", "--storage", "journal:/no/such/dir/j.log"],
+         "--storage journal:/no/such/dir/j.log: folder /no/such/dir does not exist"),
+        (["--space", "SPACE", "--n-trials", "2", "--metric", "wall_time_s"],
+         "--pruner median: pruning watches a metric logged at validation"),
+        (["--space", "nope.yaml"], "--space nope.yaml: no such file"),
+    ],
+)  # fmt: skip
+def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    space = tmp_path / "space.yaml"
+    space.write_text("model.optimizer.lr: {low: 1.0e-4, high: 0.1, log: true}\n")
+    args = ["--config", QUICK, "--out", str(tmp_path / "out"),
+            *(str(space) if a == "SPACE" else a for a in extra)]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main(args))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_a_sweep_folder_keeps_its_space_metric_and_direction(tmp_path):
+    """Optuna keeps one search space per study; values of another metric would not compare."""
+    first, other = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(f"{HIDDEN}: [[8], [16]]\n")
+    other.write_text(f"{HIDDEN}: [[8], [32]]\n")
+
+    def open_sweep(*args: str):
+        given = ["--config", QUICK, "--out", str(tmp_path / "out"), *args]
+        return build(parser().parse_args(given), []).open()
+
+    sweep = open_sweep("--space", str(first))
+    assert sweep.n_trials == 2 and sweep.pruner == "none" and sweep.direction == "maximize"
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["sampler"] == "_Grid"
+    with pytest.raises(UserInputError, match="was started with another space"):
+        open_sweep("--space", str(other))
+    with pytest.raises(UserInputError, match="--metric val/loss: study 'out' .* optimises "
+                       "'best_val/acc'"):  # fmt: skip
+        open_sweep("--space", str(first), "--metric", "val/loss")
+    with pytest.raises(UserInputError, match="--direction minimize: .* is to maximize"):
+        open_sweep("--space", str(first), "--direction", "minimize")
+    assert not (tmp_path / "out" / "runs").exists()  # nothing was trained
+
+
+def test_two_worker_processes_share_one_storage_and_run_each_trial_once(tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text("model.lr: [0.0001, 0.01]\nmodel.backbone.init_args.hidden: [[8]]\n")
+    grid.write_text(f"{HIDDEN}: [[8], [16], [4, 4]]\n")
     out = tmp_path / "sweep"
-    args = ["--config", QUICK, "--grid", str(grid), "--out", str(out), "--workers", "2",
-            "--metric", "val/acc", "--", *TINY]  # fmt: skip
-    assert main(args) == 0
+    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    workers = [_sweep_process(args), _sweep_process(args)]  # the default SQLite storage
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
 
-    runs = sorted(d for d in (out / "runs").iterdir() if not d.is_symlink())  # not runs/latest
-    assert len(runs) == 2
-    for run_dir in runs:
+    trials = _study(out).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # nothing asked twice
+    assert sorted(t.params[HIDDEN] for t in trials) == ["[16]", "[4, 4]", "[8]"]
+    assert len({t.user_attrs["worker"] for t in trials}) == 2, outputs  # both workers trained
+    started = [line for o in outputs for line in o.splitlines() if line.endswith(": starting")]
+    assert len(started) == 3
+    run_dirs = sorted(d for d in (out / "runs").iterdir() if not d.is_symlink())
+    assert [d.name[:4] for d in run_dirs] == ["000-", "001-", "002-"]  # NNN: trial number
+    assert sorted(d.name[4:] for d in run_dirs) == ["hidden=16", "hidden=4-4", "hidden=8"]
+    for run_dir in run_dirs:
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "completed" and summary["global_step"] == 6
-        assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    with open(out / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [r["model.lr"] for r in rows] == ["0.0001", "0.01"]
-    assert [r["model.backbone.init_args.hidden"] for r in rows] == ["[8]", "[8]"]
-    table = (out / "results.md").read_text().splitlines()[4:]
-    accs = [float(line.split("|")[4]) for line in table]  # lr, hidden, best_val/acc, val/acc
-    assert accs == sorted(accs, reverse=True) and len(accs) == 2
-    assert accs[0] > accs[1]  # lr 0.01 learns in 6 steps, lr 1e-4 barely moves: order is real
+        log = (out / "logs" / f"{run_dir.name}.log").read_text()
+        assert log.count("-m lightning_dl.fit") == 1  # trained once, by one worker
+        # The value Optuna holds is the run's own figure, and val/acc reached it as logged.
+        trial = next(t for t in trials if t.user_attrs["run_dir"] == f"runs/{run_dir.name}")
+        assert trial.value == summary["best_val/acc"]
+        reported = sorted(trial.intermediate_values.items())
+        assert [(s + 1, v) for s, v in _val_acc(run_dir)] == reported
 
-    # Simulate a crash of one run after its last checkpoint: only that one runs again.
-    crashed = runs[1]
-    (crashed / "summary.json").write_text('{"status": "running"}')
-    untouched = {r: (r / "summary.json").stat().st_mtime_ns for r in runs if r != crashed}
+    rows = _rows(out)
+    assert [r[HIDDEN] for r in rows] == ["[8]", "[16]", "[4, 4]"]  # the grid file's order
+    assert {r["state"] for r in rows} == {"complete"}
+    table = (out / "results.md").read_text().splitlines()
+    accs = [float(line.split("|")[3]) for line in table[4:]]
+    assert len(accs) == 3 and accs == sorted(accs, reverse=True)
+    for name in ("optimization_history.png", "parallel_coordinate.png", "param_importances.png",
+                 "compare.png"):  # fmt: skip
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    assert (out / "compare.md").read_text().count("| hidden=") == 3
+
+
+def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"{HIDDEN}: [[8]]\n")
+    out = tmp_path / "sweep"
+    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    kill = {"class_path": "tests.test_sweep.KillSweepAtStep",
+            "init_args": {"step": 4, "once_file": str(tmp_path / "killed")}}  # fmt: skip
+    killed = _sweep_process([*args, f"--trainer.callbacks+={json.dumps(kill)}"])
+    output = killed.communicate(timeout=300)[0]
+    assert killed.returncode == -signal.SIGKILL, output
+    (cut,) = _study(out).get_trials()  # the first trial, left RUNNING by the dead worker
+    assert cut.state == TrialState.RUNNING
+    run_dir = out / cut.user_attrs["run_dir"]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # written at step 3
+
     capsys.readouterr()
-    assert main(args) == 0
+    assert main(args) == 0  # the same command again
     printed = capsys.readouterr().out
-    assert printed.count("finished, skipped") == 1 and f"{crashed.name}: resuming" in printed
-    assert json.loads((crashed / "summary.json").read_text())["status"] == "completed"
-    assert all((r / "summary.json").stat().st_mtime_ns == t for r, t in untouched.items())
+    assert f"trial 0 ({cut.user_attrs['run_dir']}): retrying it" in printed
+    assert f"trial 1 ({cut.user_attrs['run_dir']}): resuming" in printed  # enqueued as trial 1
+    trials = _study(out).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs["resumes_trial"] == 0 and trials[1].params == cut.params
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["global_step"] == 6
+    log = (out / "logs" / f"{run_dir.name}.log").read_text()
+    assert log.count("-m lightning_dl.fit") == 2
+    assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log
+    assert [r["trial"] for r in _rows(out)] == ["1"]  # trial 0 is replaced by 1
+
+    assert main(args) == 0  # finished: nothing runs again
+    assert "starting" not in capsys.readouterr().out and len(_study(out).get_trials()) == 2
+
+
+def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"{HIDDEN}: [[8]]\n")
+    out = tmp_path / "sweep"
+    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    fail = {"class_path": "tests.test_sweep.RaiseOnceAtStep",
+            "init_args": {"step": 4, "once_file": str(tmp_path / "failed")}}  # fmt: skip
+    assert main([*args, f"--trainer.callbacks+={json.dumps(fail)}"]) == 1
+    assert "failed: RuntimeError: injected failure at step 4" in capsys.readouterr().out
+    (failed,) = _study(out).get_trials()
+    assert failed.state == TrialState.FAIL and "injected failure" in failed.user_attrs["error"]
+    assert _rows(out)[0]["state"] == "fail"
+
+    assert main(args) == 0
+    assert "trial 0 (runs/000-hidden=8): retrying it" in capsys.readouterr().out
+    retried = _study(out).get_trials()[1]
+    assert retried.state == TrialState.COMPLETE and retried.user_attrs["resumes_trial"] == 0
+    run_dir = out / failed.user_attrs["run_dir"]
+    assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 6
+    log = (out / "logs" / f"{run_dir.name}.log").read_text()
+    assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log
+
+
+def test_a_trial_that_falls_behind_is_pruned_through_a_journal_storage(tmp_path, capsys):
+    """Trial 0 learns; trial 1 (all-zero weights: chance accuracy) is pruned at its first report
+    by the median pruner, from inside its fit process, through the journal file. The two points
+    are enqueued first (Optuna's way to try given points), so their order is known."""
+    out = tmp_path / "sweep"
+    storage = f"journal:{tmp_path / 'journal.log'}"
+    study = optuna.create_study(study_name="sweep", storage=open_storage(storage),
+                                direction="maximize")  # fmt: skip
+    study.enqueue_trial({INIT_STD: 0.05})
+    study.enqueue_trial({INIT_STD: 0.0})
+    space = tmp_path / "space.yaml"
+    space.write_text(f"{INIT_STD}: {{choices: [0.05, 0.0]}}\n")
+    steps = ["--trainer.max_steps", "8", "--trainer.val_check_interval", "4",
+             "--trainer.log_every_n_steps", "4", "--data.num_val", "256"]  # fmt: skip
+    assert main(["--config", QUICK, "--space", str(space), "--out", str(out), "--storage", storage,
+                 "--sampler", "random", "--n-trials", "2", "--pruner", "median",
+                 "--pruner-startup-trials", "1", "--", *TINY, *steps]) == 0  # fmt: skip
+    assert "trial 1 (runs/001-init_std=0): pruned at step 4" in capsys.readouterr().out
+    good, pruned = _study(out, storage).get_trials()
+    assert good.state == TrialState.COMPLETE and pruned.state == TrialState.PRUNED
+    assert pruned.user_attrs["pruned_at_step"] == 4
+    for trial in (good, pruned):  # the intermediate values are val/acc as it was logged
+        logged = _val_acc(out / trial.user_attrs["run_dir"])
+        assert [(s + 1, v) for s, v in logged] == sorted(trial.intermediate_values.items())
+    assert pruned.intermediate_values[4] < good.intermediate_values[4]
+    summary = json.loads((out / pruned.user_attrs["run_dir"] / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["global_step"] == 4  # stopped, tested
+    assert "test/acc" in summary
+    rows = {r["trial"]: r for r in _rows(out)}
+    assert rows["1"]["state"] == "pruned" and rows["1"]["global_step"] == "4"
+    assert rows["0"]["state"] == "complete" and rows["0"]["global_step"] == "8"

@@ -8,15 +8,21 @@ callback warms the decay up with the number of updates t, ``min(decay, 1 - (1 + 
 so early averages follow the recent weights and later ones reach the configured decay (0.998
 after about 4,000 updates with power 3/4). Integer buffers such as BatchNorm's
 ``num_batches_tracked`` are counters: they are copied, not averaged. The decay is computed on
-the device, so the update never waits for the GPU.
+the device, and the update never reads a device tensor back (torch's ``AveragedModel`` tests
+its device-side counter with ``if`` twice a step, which on a GPU waits for the device).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import WeightAveraging
+from torch.optim.swa_utils import AveragedModel
 
 MultiAvgFn = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]
 
@@ -41,6 +47,38 @@ def warmup_ema(decay: float, power: float) -> MultiAvgFn:
     return update
 
 
+class HostCountedAveragedModel(AveragedModel):
+    """``AveragedModel`` whose update keeps a host copy of the update count, so it never waits.
+
+    Same arithmetic as torch's (copy on the first update, ``multi_avg_fn`` per device and dtype
+    afterwards, with the count passed as the device tensor ``n_averaged``).
+    """
+
+    host_updates: int | None = None  # set at setup (0) and when a checkpoint is loaded
+
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        if self.host_updates is None:
+            self.host_updates = int(self.n_averaged.item())
+        buffers = self.use_buffers
+        mine = itertools.chain(self.module.parameters(), self.module.buffers() if buffers else ())
+        theirs = itertools.chain(model.parameters(), model.buffers() if buffers else ())
+        groups: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
+        for averaged, current in zip(mine, theirs, strict=True):
+            group = groups[(averaged.device, averaged.dtype)]
+            group[0].append(averaged.detach())
+            group[1].append(current.detach().to(averaged.device))
+        for averaged, current in groups.values():
+            if self.host_updates == 0:
+                torch._foreach_copy_(averaged, current)
+            else:
+                self.multi_avg_fn(averaged, current, self.n_averaged.to(averaged[0].device))
+        if not buffers:  # buffers follow the model
+            for mine_b, theirs_b in zip(self.module.buffers(), model.buffers(), strict=True):
+                mine_b.detach().copy_(theirs_b.detach().to(mine_b.device))
+        self.n_averaged += 1
+        self.host_updates += 1
+
+
 class WarmupEMA(WeightAveraging):
     """EMA of the weights (and float buffers) with the decay warm-up above; updated every step."""
 
@@ -59,3 +97,16 @@ class WarmupEMA(WeightAveraging):
             device=device, use_buffers=use_buffers, multi_avg_fn=warmup_ema(decay, power)
         )
         self.decay, self.power = decay, power
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self._average_model is not None:  # the same module, updated without device reads
+            self._average_model.__class__ = HostCountedAveragedModel
+            self._average_model.host_updates = 0
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        if isinstance(self._average_model, HostCountedAveragedModel):  # read once, not per step
+            self._average_model.host_updates = int(self._average_model.n_averaged.item())

@@ -32,6 +32,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
+from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
 from lightning_dl.atomic import write_text_atomic
@@ -51,6 +52,24 @@ def _moved(value: Any, device: torch.device) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(device)
     return [_moved(v, device) for v in value] if isinstance(value, list) else value
+
+
+def _with_own_generator(loaders: Any) -> Any:
+    """Evaluation loaders that draw their iterator seed from a generator of their own.
+
+    A DataLoader without one draws from the global RNG whenever it is iterated; Lightning
+    iterates the validation loader when it resumes from a checkpoint written at a validation
+    step (to skip that validation), which would shift the next training batch's randomness.
+    """
+    if isinstance(loaders, DataLoader):
+        if loaders.generator is None:
+            loaders.generator = torch.Generator().manual_seed(0)
+        return loaders
+    if isinstance(loaders, list | tuple):
+        return type(loaders)(_with_own_generator(loader) for loader in loaders)
+    if isinstance(loaders, dict):
+        return {key: _with_own_generator(loader) for key, loader in loaders.items()}
+    return loaders
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -85,6 +104,7 @@ class ExactResume(Callback):
         self.position = (0, 0)  # (epoch, index of the next training batch in that epoch)
         self._originals: dict[str, Any] = {}
         self._flush_pending = False
+        self._counts_before_evaluation: dict[str, int] = {}
 
     # -- data --------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -109,16 +129,16 @@ class ExactResume(Callback):
             )
 
         datamodule.train_dataloader = train_dataloader
-        if distributed:
-            for name in _EVAL_HOOKS:
-                original = self._originals[name]
-                setattr(
-                    datamodule,
-                    name,
-                    lambda original=original: make_sharded(
-                        original(), num_replicas=world, rank=rank
-                    ),
-                )
+        for name in _EVAL_HOOKS:
+            original = self._originals[name]
+
+            def evaluation_dataloader(original: Any = original) -> Any:
+                loaders = original()
+                if distributed:
+                    loaders = make_sharded(loaders, num_replicas=world, rank=rank)
+                return _with_own_generator(loaders)
+
+            setattr(datamodule, name, evaluation_dataloader)
 
     # -- randomness --------------------------------------------------------------------------
     def _reseed(self, trainer: pl.Trainer) -> None:
@@ -152,10 +172,19 @@ class ExactResume(Callback):
             self._reseed(trainer)
 
     # -- checkpoints and metrics.csv ---------------------------------------------------------
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._counts_before_evaluation = {
+            name: m._update_count for name, m in pl_module.named_modules() if isinstance(m, Metric)
+        }
+
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
         self._flush_pending = True  # rows of this step are logged after the checkpoint
+        # A checkpoint written at the end of a validation (ModelCheckpoint) would otherwise carry
+        # that validation's accumulators, which Lightning resets right after; a resumed run
+        # would add its next validation onto them. Training accumulators are what must carry.
+        before = self._counts_before_evaluation if trainer.validating else None
         checkpoint[METRIC_STATES] = {
             name: {
                 "update_count": metric._update_count,
@@ -163,6 +192,7 @@ class ExactResume(Callback):
             }
             for name, metric in pl_module.named_modules()
             if isinstance(metric, Metric)
+            and (before is None or before.get(name) == metric._update_count)
         }
 
     def on_train_batch_start(

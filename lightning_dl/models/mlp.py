@@ -1,4 +1,10 @@
-"""Multi-layer perceptron backbone: [Linear -> Norm -> Activation -> Dropout] x N -> Linear."""
+"""Multi-layer perceptron backbone: [Linear -> Norm -> Activation -> Dropout] x N -> Linear.
+
+Norm and dropout go after every hidden Linear by default; ``norm_layers`` / ``dropout_layers``
+name the hidden layers (0-based) that get them, e.g. ``norm_layers: [0]`` for BatchNorm after
+the first Linear only. ``norm_affine: false`` drops the norm's learnable scale and shift. At
+their defaults the module list, and so the ``state_dict`` keys, are what they always were.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lightning_dl.errors import UserInputError
 from lightning_dl.layers import CustomBatchNormManualModule, CustomLayerNormManualModule
 
 Activation = Literal["relu", "elu", "leaky_relu", "tanh", "sigmoid", "gelu"]
@@ -30,11 +37,30 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
     "custom_layernorm": CustomLayerNormManualModule,
 }
 
+# The same norms without learnable affine parameters (the hand-written ones always have them).
+NORMS_WITHOUT_AFFINE: dict[str, Callable[[int], nn.Module]] = {
+    "batchnorm": lambda units: nn.BatchNorm1d(units, affine=False),
+    "layernorm": lambda units: nn.LayerNorm(units, elementwise_affine=False),
+}
+
 
 def _choice(table: dict, name: str, what: str):
     if name not in table:
         raise ValueError(f"unknown {what} '{name}'; expected one of {sorted(table)}")
     return table[name]
+
+
+def _chosen_layers(option: str, layers: list[int] | None, count: int) -> set[int]:
+    """The hidden-layer indices ``option`` names (all when None), each checked to exist."""
+    if layers is None:
+        return set(range(count))
+    for index in layers:
+        if not 0 <= index < count:
+            raise UserInputError(
+                f"MLP {option}: layer index {index} does not exist; the MLP has {count} hidden "
+                f"layer(s), numbered 0..{count - 1}"
+            )
+    return set(layers)
 
 
 class MLP(nn.Module):
@@ -49,16 +75,30 @@ class MLP(nn.Module):
         norm: Norm = "none",
         dropout: float = 0.0,
         init_std: float | None = None,
+        norm_affine: bool = True,
+        norm_layers: list[int] | None = None,
+        dropout_layers: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if norm != "none":
+            make_norm = _choice(NORMS, norm, "norm")
+            if not norm_affine:
+                if norm not in NORMS_WITHOUT_AFFINE:
+                    raise UserInputError(
+                        f"MLP norm_affine: false is available for {sorted(NORMS_WITHOUT_AFFINE)}"
+                        f", not for '{norm}'"
+                    )
+                make_norm = NORMS_WITHOUT_AFFINE[norm]
+        with_norm = _chosen_layers("norm_layers", norm_layers, len(hidden))
+        with_dropout = _chosen_layers("dropout_layers", dropout_layers, len(hidden))
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
-        for units in hidden:
+        for i, units in enumerate(hidden):
             layers.append(nn.Linear(width, units))
-            if norm != "none":
-                layers.append(_choice(NORMS, norm, "norm")(units))
+            if norm != "none" and i in with_norm:
+                layers.append(make_norm(units))
             layers.append(_choice(ACTIVATIONS, activation, "activation")())
-            if dropout > 0:
+            if dropout > 0 and i in with_dropout:
                 layers.append(nn.Dropout(dropout))
             width = units
         layers.append(nn.Linear(width, num_classes))

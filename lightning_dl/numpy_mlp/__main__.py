@@ -1,7 +1,7 @@
 """Train the NumPy MLP on MNIST or CIFAR-10, print test accuracy, write curves and metrics.
 
     python -m lightning_dl.numpy_mlp --dataset cifar10 --data-dir DIR --hidden 100 --lr 2e-3 \\
-        --batch-size 200 --steps 1500 --momentum 0
+        --batch-size 200 --steps 1500 --momentum 0 [--optimizer adam] [--activation gelu]
 
 The validation error is measured every --eval-every steps (100, the UvA practical's evaluation
 frequency); by default the test set then scores the weights with the lowest one (--select best),
@@ -17,105 +17,67 @@ from pathlib import Path
 import numpy as np
 
 from lightning_dl.atomic import write_json_atomic
-from lightning_dl.numpy_mlp.activations import ACTIVATIONS
-from lightning_dl.numpy_mlp.data import DATASETS, PREPROCESSINGS, load_arrays
+from lightning_dl.errors import InputFileNotFoundError, ReportedError, UserInputError, run_main
+from lightning_dl.numpy_mlp.cli import parse_args
+from lightning_dl.numpy_mlp.data import Arrays, load_arrays
 from lightning_dl.numpy_mlp.mlp import MLP
+from lightning_dl.numpy_mlp.optim import Adam
 from lightning_dl.numpy_mlp.plots import save_curves
 from lightning_dl.numpy_mlp.training import evaluate, get_training_stats
 
 OUTPUTS = ("loss_curve.png", "accuracy_curve.png", "metrics.json")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m lightning_dl.numpy_mlp",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--dataset", choices=DATASETS, required=True)
-    p.add_argument("--data-dir", required=True, help="folder the data_modules reader expects")
-    p.add_argument("--hidden", type=int, nargs="*", default=[100], help="hidden layer sizes")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="SGD steps, may stop mid-epoch (default 1500 unless --epochs is given)",
-    )
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (or cap on them)")
-    p.add_argument("--num-bn-layers", type=int, default=0)
-    p.add_argument("--init-std", type=float, default=1e-4, help="std of the normal weight init")
-    p.add_argument(
-        "--preprocess",
-        choices=PREPROCESSINGS,
-        default="center",
-        help="standardize: [0,1] then per-channel z-score; center: 0..255 minus mean "
-        "image (UvA recipe the seed protocol needs)",
-    )
-    p.add_argument("--val-fraction", type=float, default=0.1, help="hold-out from training set")
-    p.add_argument(
-        "--eval-every", type=int, default=100, help="steps between validation measurements"
-    )
-    p.add_argument(
-        "--select",
-        choices=("best", "last"),
-        default="best",
-        help="weights the test accuracy is reported for: lowest validation error, or last step",
-    )
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--out-dir",
-        type=Path,
-        default=None,
-        help="curves + metrics.json go here (default runs/numpy_mlp/<dataset>-<time>)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
-    args = p.parse_args(argv)
-    if args.eval_every < 1:
-        p.error(f"--eval-every must be >= 1, got {args.eval_every}")
-    if args.steps is None and args.epochs is None:
-        args.steps = 1500
-    return args
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = args.out_dir or Path("runs/numpy_mlp") / f"{args.dataset}-{stamp}"
-    existing = [name for name in OUTPUTS if (out_dir / name).exists()]
-    if existing and not args.overwrite:
-        raise SystemExit(f"{out_dir} already holds {existing}; pass --overwrite to replace them")
-
-    start = time.perf_counter()
-    dtype = np.dtype(args.dtype)
+def read_data(args: argparse.Namespace) -> Arrays:
+    """The splits; a bad or missing data file is the user's to fix (one line, exit status 2)."""
     try:
-        data = load_arrays(
+        return load_arrays(
             args.dataset,
             args.data_dir,
             preprocess=args.preprocess,
             val_fraction=args.val_fraction,
             seed=args.seed,
-            dtype=dtype,
+            dtype=np.dtype(args.dtype),
         )
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from err
-    num_classes = int(data.train[1].max()) + 1
+    except ReportedError:
+        raise
+    except FileNotFoundError as err:  # the readers' messages name the file
+        raise InputFileNotFoundError(str(err)) from err
+    except ValueError as err:
+        raise UserInputError(str(err)) from err
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv, __doc__)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = args.out_dir or Path("runs/numpy_mlp") / f"{args.dataset}-{stamp}"
+    existing = [name for name in OUTPUTS if (out_dir / name).exists()]
+    if existing and not args.overwrite:
+        raise UserInputError(
+            f"{out_dir} already holds {existing}; pass --overwrite to replace them"
+        )
+
+    start = time.perf_counter()
+    data = read_data(args)
+    if args.batch_size > len(data.train[1]):
+        raise UserInputError(
+            f"--batch-size {args.batch_size} exceeds the {len(data.train[1])} training samples"
+        )
     mlp = MLP(
         data.train[0].shape[1],
-        num_classes,
+        data.num_classes,
         args.hidden,
         args.activation,
         lr=args.lr,
         momentum=args.momentum,
         num_bn_layers=args.num_bn_layers,
+        unbiased_running_var=args.bn_running_var == "unbiased",
         init_std=args.init_std,
         seed=args.seed,
-        dtype=dtype,
+        dtype=np.dtype(args.dtype),
     )
+    # SGD is the MLP's own (lr and --momentum given above); Adam replaces it
+    optimizer = mlp.optimizer if args.optimizer == "sgd" else Adam(mlp, lr=args.lr)
     loaded = time.perf_counter()
     stats = get_training_stats(
         mlp,
@@ -127,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
         eval_every=args.eval_every,
         track_best=args.select == "best",
+        optimizer=optimizer,
     )
     trained = time.perf_counter()
     last_test_loss, last_test_error = evaluate(mlp, data.test)
@@ -179,4 +142,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

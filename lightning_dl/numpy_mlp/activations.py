@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from lightning_dl.numpy_mlp.modules import Module
+from lightning_dl.numpy_mlp.special import erf
 
 
 class Identity(Module):
@@ -73,11 +78,43 @@ class Tanh(Module):
         return dout * (1.0 - self.out * self.out)
 
 
-ACTIVATIONS: dict[str, type[Module]] = {
+class GELU(Module):
+    """x * Phi(x), Phi the standard normal CDF (``nn.GELU()``); ``approximate="tanh"`` uses
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) instead (``nn.GELU(approximate="tanh")``).
+
+    Derivatives: Phi(x) + x phi(x) exactly; for the tanh form, that of its own formula.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.x = x
+        if self.approximate == "tanh":
+            self.t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+            return 0.5 * x * (1.0 + self.t)
+        self.cdf = 0.5 * (1.0 + erf(x * (1 / math.sqrt(2))))
+        return x * self.cdf
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x = self.x
+        if self.approximate == "tanh":
+            slope = math.sqrt(2 / math.pi) * (1.0 + 3 * 0.044715 * x * x)
+            return dout * (0.5 * (1.0 + self.t) + 0.5 * x * (1.0 - self.t * self.t) * slope)
+        pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return dout * (self.cdf + x * pdf)
+
+
+ACTIVATIONS: dict[str, Callable[[], Module]] = {
     "identity": Identity,
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "elu": ELU,
     "sigmoid": Sigmoid,
     "tanh": Tanh,
+    "gelu": GELU,
+    "gelu_tanh": partial(GELU, approximate="tanh"),
 }

@@ -17,7 +17,8 @@ import numpy as np
 
 from lightning_dl.numpy_mlp.training import Split
 
-DATASETS = ("mnist", "cifar10")
+NUM_CLASSES = {"mnist": 10, "cifar10": 10}  # a property of the dataset, not of one split
+DATASETS = tuple(NUM_CLASSES)
 PREPROCESSINGS = ("standardize", "center")
 
 
@@ -26,6 +27,7 @@ class Arrays:
     train: Split
     val: Split
     test: Split
+    num_classes: int
 
 
 def read_images(dataset: str, data_dir: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -83,4 +85,5 @@ def load_arrays(
         train=(prepare(train_images[train_idx]), train_labels[train_idx]),
         val=(prepare(train_images[val_idx]), train_labels[val_idx]),
         test=(prepare(test_images), test_labels),
+        num_classes=NUM_CLASSES[dataset],
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lightning_dl.numpy_mlp.mlp import MLP
+from lightning_dl.numpy_mlp.optim import Optimizer
 
 Split = tuple[np.ndarray, np.ndarray]  # (features (N, D) float, labels (N,) int)
 
@@ -37,9 +38,9 @@ def evaluate(mlp: MLP, split: Split, batch_size: int = 1000) -> tuple[float, flo
     loss_sum, wrong = 0.0, 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        logits = mlp.forward(xb)
-        loss_sum += mlp.criterion.forward(logits, yb) * len(yb)
-        wrong += int((logits.argmax(axis=1) != yb).sum())
+        scores = mlp.forward(xb)
+        loss_sum += mlp.criterion.forward(scores, yb) * len(yb)
+        wrong += int((scores.argmax(axis=1) != yb).sum())
     mlp.train()
     return loss_sum / len(x), wrong / len(x)
 
@@ -55,6 +56,7 @@ def get_training_stats(
     seed: int = 0,
     eval_every: int | None = None,
     track_best: bool = False,
+    optimizer: Optimizer | None = None,
 ) -> TrainingStats:
     """Train with a fresh shuffle each epoch; stop after ``epochs`` or ``max_steps`` (first hit).
 
@@ -67,6 +69,8 @@ def get_training_stats(
     in ``stats.best_state`` for ``mlp.load_state_dict``: model selection on held-out data, the
     "save best" of any training script. At a large effective step size the accuracy swings by
     several points from one evaluation to the next, so the last step's alone is mostly luck.
+
+    ``optimizer`` (an ``optim.SGD`` or ``optim.Adam`` over ``mlp``) replaces ``mlp.step``.
     """
     if epochs is None and max_steps is None:
         raise ValueError("give epochs, max_steps or both")
@@ -79,6 +83,7 @@ def get_training_stats(
     if batches_per_epoch == 0:
         raise ValueError(f"batch_size={batch_size} exceeds the {len(x)} training samples")
     rng = np.random.default_rng(seed)
+    step = mlp.step if optimizer is None else optimizer.step
     stats = TrainingStats()
 
     def measure() -> None:
@@ -99,12 +104,11 @@ def get_training_stats(
                 break
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[idx], y[idx]
-            mlp.zero_grads()
-            logits = mlp.forward(xb)
-            loss_sum += mlp.backward(yb) * len(yb)
-            wrong += int((logits.argmax(axis=1) != yb).sum())
+            scores = mlp.forward(xb)  # backward sets the gradients: no zero_grads needed
+            loss_sum += mlp.backward_loss(yb) * len(yb)
+            wrong += int((scores.argmax(axis=1) != yb).sum())
             seen += len(yb)
-            mlp.step()
+            step()
             stats.steps += 1
             if eval_every and stats.steps % eval_every == 0:
                 measure()

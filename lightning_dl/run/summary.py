@@ -1,9 +1,10 @@
 """Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
 
-``summary.json`` always says where a run stands: ``{"status": "running"}`` while it trains,
-``"completed"`` with the final metrics, or ``"failed"`` with the error, the step it happened at
-and the last checkpoint left on disk. A run killed outright (SIGKILL, power loss) stays
-``"running"``; ``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
+``summary.json`` always says where a run stands (STATUSES): ``"running"`` while it trains,
+``"completed"`` with the final metrics, ``"failed"`` with the error, the step it happened at
+and the last checkpoint left on disk, or ``"interrupted"`` (SIGTERM, Ctrl-C) with the same
+details. A run killed outright (SIGKILL, power loss) stays ``"running"``;
+``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 import pytorch_lightning as pl
 
 from lightning_dl.atomic import write_json_atomic
-from lightning_dl.curves import plot_curves
+from lightning_dl.run.curves import plot_curves
 
+STATUSES = ("running", "completed", "failed", "interrupted")
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
 REPORTED_METRICS = (
     "best_val/acc",
@@ -47,6 +49,7 @@ def collect_summary(
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall_time_s, 2),
+        "precision": str(trainer.precision),  # what ran, "auto" resolved
     }
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
         summary["best_val/acc"] = _number(checkpoint.best_model_score)
@@ -109,6 +112,9 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
             lines.append(
                 f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
             )
+    lines.append(f"precision: {summary.get('precision')}")
+    if summary.get("tested_checkpoint"):
+        lines.append(f"tested: {summary['tested_checkpoint']}")
     lines.append(f"run directory: {run_dir}")
     for wandb_dir in wandb_dirs:
         lines.append(f"wandb (offline): sync with `wandb sync {wandb_dir}`")

@@ -1,0 +1,182 @@
+"""Progress as a few plain lines, for output that is not a terminal (CI, ``> log``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks.progress import ProgressBar
+
+TRAIN_NAMES = {"train/loss": "loss", "train/acc": "acc"}  # progress_values keys, as shown
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    return str(timedelta(seconds=int(seconds))) if math.isfinite(seconds) else "?"
+
+
+def train_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """What the bars show: the module's progress_values (host floats) and other bar metrics.
+
+    ``trainer.progress_bar_metrics`` holds values Lightning has already read back (the
+    ``prog_bar=True`` ones of other modules); the Classifier logs none.
+    """
+    metrics: dict[str, Any] = dict(trainer.progress_bar_metrics)
+    values = getattr(pl_module, "progress_values", None) or {}
+    metrics.update({TRAIN_NAMES.get(key, key): value for key, value in values.items()})
+    return metrics
+
+
+def _steps(step: int, total: float) -> str:
+    return f"step {step}/{int(total)}" if math.isfinite(total) else f"step {step}"
+
+
+@dataclass
+class ValidationLine:
+    """One line per validation: its ``val/*`` metrics and the best monitored value so far."""
+
+    best: float | None = None
+
+    def __call__(self, trainer: pl.Trainer, total: float) -> str:
+        metrics = {
+            key: float(value)  # epoch-level values: one read per validation
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        parts = [f"val   {_steps(trainer.global_step, total)}"]
+        parts += [f"{key.removeprefix('val/')} {value:.4f}" for key, value in metrics.items()]
+        checkpoint = trainer.checkpoint_callback
+        monitor, mode = "val/acc", "max"
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor:
+            monitor, mode = checkpoint.monitor, checkpoint.mode
+        if monitor in metrics:
+            pick = max if mode == "max" else min
+            candidates = [metrics[monitor]] + ([self.best] if self.best is not None else [])
+            saved = getattr(checkpoint, "best_model_score", None)  # a resumed run's best
+            if saved is not None:
+                candidates.append(float(saved))
+            self.best = pick(candidates)
+            parts.append(f"(best {monitor.removeprefix('val/')} {self.best:.4f})")
+        return "  ".join(parts)
+
+
+@dataclass
+class LineSchedule:
+    """When a plain log line is due: every ``every_fraction`` of the run (every
+    ``min_interval_s`` when its length is unknown), but no more often than every
+    ``min_interval_s``; at least every ``max_interval_s`` (a heartbeat), and at the last step."""
+
+    total: float  # optimizer steps of the run; inf when unknown
+    every_fraction: float = 0.1
+    min_interval_s: float = 30.0
+    max_interval_s: float = 300.0
+    last_step: int = 0
+    last_time: float = field(default_factory=time.monotonic)
+
+    def due(self, step: int, now: float) -> bool:
+        if step >= self.total:
+            return step > self.last_step
+        elapsed = now - self.last_time
+        if elapsed >= self.max_interval_s:
+            return True
+        if elapsed < self.min_interval_s:
+            return False
+        if not math.isfinite(self.total):
+            return True  # unknown length: every min_interval_s
+        return step - self.last_step >= self.every_fraction * self.total
+
+    def mark(self, step: int, now: float) -> None:
+        self.last_step, self.last_time = step, now
+
+
+class LogProgressBar(ProgressBar):
+    """Plain lines for logs: no carriage returns, nothing per batch (see the module docstring)."""
+
+    def __init__(self, every_fraction: float = 0.1, min_interval_s: float = 30.0) -> None:
+        super().__init__()
+        self._enabled = True
+        self._every_fraction, self._min_interval_s = every_fraction, min_interval_s
+        self._schedule = LineSchedule(math.inf)
+        self._validation_line = ValidationLine()
+        self._started = time.monotonic()
+        self._start_step = 0
+        self._validating_since: float | None = None
+        self._validation_s = 0.0  # spent validating since the last line (left out of it/s)
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def is_disabled(self) -> bool:
+        return not self._enabled
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        print(*args, **kwargs, flush=True)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        now = time.monotonic()
+        self._started, self._start_step = now, trainer.global_step
+        self._validation_s = 0.0  # the sanity check is not training time either
+        self._schedule = LineSchedule(
+            float(trainer.estimated_stepping_batches),
+            self._every_fraction,
+            self._min_interval_s,
+            last_step=trainer.global_step,
+            last_time=now,
+        )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        now = time.monotonic()
+        if self._enabled and self._schedule.due(trainer.global_step, now):
+            self._print_train_line(trainer, pl_module, now)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._enabled and trainer.global_step > self._schedule.last_step:  # stopped early
+            self._print_train_line(trainer, pl_module, time.monotonic())
+
+    def _print_train_line(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, now: float
+    ) -> None:
+        schedule, step = self._schedule, trainer.global_step
+        busy = now - schedule.last_time - self._validation_s
+        speed = (step - schedule.last_step) / busy if busy > 0 else math.nan
+        overall = (step - self._start_step) / max(now - self._started, 1e-9)
+        remaining = (schedule.total - step) / overall if overall > 0 else math.inf
+        parts = [f"train {_steps(step, schedule.total)}"]
+        metrics = train_metrics(trainer, pl_module)
+        parts += [f"{key} {_number(value)}" for key, value in metrics.items()]
+        parts.append(f"{speed:.1f} it/s")
+        if step < schedule.total and math.isfinite(schedule.total):
+            parts.append(f"ETA {_duration(remaining)}")
+        elif step >= schedule.total:
+            parts.append(f"done in {_duration(now - self._started)}")
+        self.print("  ".join(parts))
+        schedule.mark(step, now)
+        self._validation_s = 0.0
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validating_since = time.monotonic()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._validating_since is not None:
+            self._validation_s += time.monotonic() - self._validating_since
+            self._validating_since = None
+        if self._enabled and not trainer.sanity_checking:
+            self.print(self._validation_line(trainer, self._schedule.total))

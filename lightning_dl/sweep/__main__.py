@@ -1,0 +1,5 @@
+from lightning_dl.errors import run_main
+from lightning_dl.sweep.command import main
+
+if __name__ == "__main__":
+    run_main(main)

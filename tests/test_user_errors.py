@@ -1,0 +1,127 @@
+"""First contact: bad input gives one `error:` line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_dl.errors import DiskFullError, run_main
+from lightning_dl.fit import main
+from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+from tests.datafiles import write_cifar10, write_idx, write_mnist
+from tests.tiny_runs import QUICK, ROOT, tiny_args
+from tests.wsj_corpus import write_corpus
+
+MNIST = str(ROOT / "configs" / "mnist_mlp.yaml")
+CIFAR = str(ROOT / "configs" / "cifar10_mlp.yaml")
+WSJ = str(ROOT / "configs" / "wsj_mlp.yaml")
+QUIET = ("--trainer.logger", "false", "--trainer.enable_progress_bar", "false")
+
+
+def _exit(capsys, args: list[str]) -> tuple[int, str]:
+    """Run fit as the command line does (run_main); return (exit status, stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: main(args))
+    return stopped.value.code, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_config_mistakes_name_the_key_value_and_choices(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  init_args:\n    optimizer: {class_path: torch.optim.SGD\n")
+    code, err = _exit(capsys, ["--config", QUICK, "--config", str(broken)])
+    assert code == 2 and f"error: {broken}:4:1: YAML syntax error" in _one_error_line(err)
+
+    code, err = _exit(capsys, ["--config", QUICK, "--model.backbone.init_args.activation", "swish"])
+    line = _one_error_line(err)
+    assert code == 2 and "--model.backbone.init_args.activation 'swish'" in line
+    assert "expected one of relu, elu, leaky_relu, tanh, sigmoid, gelu" in line
+    assert len(err.splitlines()) == 1  # not the usage text, not the nested Union report
+
+    code, err = _exit(capsys, ["--config", QUICK, "--model.optimizer", "torch.optim.Adamm"])
+    assert code == 2 and "no 'Adamm' in module 'torch.optim'" in _one_error_line(err)
+
+
+def test_a_run_directory_with_foreign_files_and_a_truncated_checkpoint(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    code, err = _exit(capsys, tiny_args(*QUIET, "--run.dir", str(tmp_path / "mine")))
+    assert code == 2 and "holds files (notes.txt) but no run to resume" in _one_error_line(err)
+
+    truncated = tmp_path / "half.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])
+    code, err = _exit(
+        capsys, tiny_args(*QUIET, "--run.dir", str(tmp_path / "r"), "--ckpt_path", str(truncated))
+    )
+    assert code == 2 and f"error: {truncated}: truncated or not a PyTorch checkpoint" in (
+        _one_error_line(err)
+    )
+
+
+def test_data_file_mistakes(tmp_path, capsys):
+    mnist = write_mnist(tmp_path / "mnist", n_train=64, n_test=32)
+    write_idx(mnist / "t10k-labels-idx1-ubyte.gz", np.full(32, 10, np.uint8))  # a label 10
+    args = ["--config", MNIST, "--data.data_dir", str(mnist), "--data.val_split", "8"]
+    code, err = _exit(capsys, [*args, *QUIET, "--run.dir", str(tmp_path / "m")])
+    assert code == 2 and "t10k-labels-idx1-ubyte.gz" in _one_error_line(err)
+
+    cifar = write_cifar10(tmp_path / "cifar")
+    batch = cifar / "cifar-10-batches-py" / "data_batch_2"
+    entry = pickle.loads(batch.read_bytes(), encoding="latin1")
+    entry["labels"] = entry["labels"][:-1]  # 19 labels for 20 images
+    batch.write_bytes(pickle.dumps(entry, protocol=2))
+    args = ["--config", CIFAR, "--data.data_dir", str(cifar), "--data.val_split", "10"]
+    code, err = _exit(capsys, [*args, *QUIET, "--run.dir", str(tmp_path / "c")])
+    assert code == 2 and "data_batch_2" in _one_error_line(err)
+
+    wsj = tmp_path / "wsj"
+    write_corpus(wsj)
+    (wsj / "dev_labels.npy").unlink()
+    code, err = _exit(capsys, ["--config", WSJ, "--data.data_dir", str(wsj), *QUIET,
+                               "--data.source", "kaggle", "--data.num_workers", "0",
+                               "--run.dir", str(tmp_path / "w")])  # fmt: skip
+    assert code == 2 and "dev_labels.npy" in _one_error_line(err)
+
+
+def test_the_process_prints_one_line_and_the_traceback_only_when_asked(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")  # refused: a directory that is no run
+    args = [sys.executable, "-m", "lightning_dl.fit", "--config", QUICK, *QUIET,
+            "--run.dir", str(tmp_path / "mine")]  # fmt: skip
+    env = {"PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "PATH": "/usr/bin:/bin"}
+    plain = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert plain.returncode == 2 and "no run to resume" in _one_error_line(plain.stderr)
+    debug = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=120,
+                           env={**env, "LIGHTNING_DL_DEBUG": "1"})  # fmt: skip
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_full_disk_is_named_and_the_old_checkpoint_kept(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    monkeypatch.setattr(
+        "lightning_dl.errors.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0)
+    )
+    with pytest.raises(DiskFullError, match=f"{path}: the disk is full"):
+        io.save_checkpoint({"step": 2}, path)
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left
