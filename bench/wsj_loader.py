@@ -107,14 +107,21 @@ def _epoch(dm) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
+def _imported() -> int:
+    """RSS (kB) once the loader's modules (torch) are imported: the base a loader adds to."""
+    import data_modules.wsj  # noqa: F401
+
+    return _status_kb("VmRSS")
+
+
 def run_memmap(args: argparse.Namespace) -> dict:
-    base = _status_kb("VmRSS")
+    base = _imported()
     n, seconds = _epoch(_datamodule(args, resident=False))
     return {"frames_per_s": n / seconds, "frames": n, "base_kb": base}
 
 
 def run_resident(args: argparse.Namespace) -> dict:
-    base = _status_kb("VmRSS")
+    base = _imported()
     dm = _datamodule(args, resident=True)
     assert dm.resident
     n, seconds = _epoch(dm)
@@ -178,7 +185,7 @@ def run_model(args: argparse.Namespace) -> dict:
     module, name = spec["class_path"].rsplit(".", 1)
     backbone_cls = getattr(importlib.import_module(module), name)
     model = backbone_cls(((2 * args.k + 1) * 40,), 138, **spec.get("init_args", {})).train()
-    hp = _config()["model"]["init_args"]
+    hp = _config()["model"]["init_args"]["optimizer"]["init_args"]
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     x = torch.randn(args.batch_size, (2 * args.k + 1) * 40)
     y = torch.randint(0, 138, (args.batch_size,))
