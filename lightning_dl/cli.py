@@ -161,8 +161,19 @@ class LightningDLCLI(LightningCLI):
                 args.resume = "allow"
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """The configured Trainer plus our callbacks and atomic checkpoint writes."""
-        trainer = super().instantiate_trainer(**kwargs)
+        """The configured Trainer plus our callbacks and atomic checkpoint writes.
+
+        ``--trainer.enable_checkpointing false`` drops our ModelCheckpoint (``checkpoint.*``),
+        which Lightning would otherwise refuse as a contradiction.
+        """
+        parser = self._parser(self.subcommand)
+        keys = parser.callback_keys
+        if self.config_init.trainer.get("enable_checkpointing") is False:
+            parser.callback_keys = [key for key in keys if key != "checkpoint"]
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        finally:
+            parser.callback_keys = keys
         console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
         run = self.config.run
         ours: list[pl.Callback] = []

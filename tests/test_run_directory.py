@@ -68,3 +68,19 @@ def test_latest_link_only_for_directories_we_named(tmp_path):
     main(tiny_args(*QUICK_RUN, "--run.root", str(tmp_path / "runs"), "--run.name", "exp"))
     (made,) = [d for d in (tmp_path / "runs" / "exp").iterdir() if not d.is_symlink()]
     assert (tmp_path / "runs" / "exp" / "latest").resolve() == made.resolve()
+
+
+def test_a_run_shorter_than_its_first_validation_still_has_a_best_checkpoint(tmp_path):
+    run_dir = tmp_path / "short"
+    summary = main(tiny_args(*QUICK_RUN, "--trainer.val_check_interval", "1000",
+                             "--run.dir", str(run_dir)))  # fmt: skip
+    best = run_dir / "checkpoints" / "best.ckpt"
+    assert best.is_file() and summary["tested_checkpoint"] == str(best)
+    assert torch.load(best, weights_only=True)["global_step"] == 10  # validated at the end
+
+
+def test_checkpointing_off_is_honoured(tmp_path):
+    summary = main(tiny_args(*QUICK_RUN, "--trainer.enable_checkpointing", "false",
+                             "--run.dir", str(tmp_path / "r")))  # fmt: skip
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    assert summary["tested_checkpoint"].startswith("the final weights")

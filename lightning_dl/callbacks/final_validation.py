@@ -26,10 +26,20 @@ def _is_last_step(trainer: pl.Trainer, batch_idx: int) -> bool:
 class ValidateAtEnd(Callback):
     """Make the last training step validate when no best checkpoint exists yet."""
 
+    def __init__(self) -> None:
+        self._active = False  # decided once a fit starts; a validation ends it
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        checkpoint = trainer.checkpoint_callback
+        no_best = checkpoint is None or not getattr(checkpoint, "best_model_path", "")
+        self._active = no_best and trainer.enable_validation
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._active = False
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
-        checkpoint = trainer.checkpoint_callback
-        no_best = checkpoint is None or not getattr(checkpoint, "best_model_path", "")
-        if no_best and trainer.enable_validation and _is_last_step(trainer, args[-1]):
+        if self._active and _is_last_step(trainer, args[-1]):
             trainer.should_stop = True  # the fit loop validates before it stops

@@ -34,6 +34,20 @@ from lightning_dl.errors import ReportedError
 _FLAGS = 64  # flag slots preallocated on the device; more are added when a check is far apart
 
 
+def _gradient_sum(grads: list[torch.Tensor]) -> torch.Tensor | float:
+    """A number that is NaN or inf when any gradient is: one pass over the gradients.
+
+    On CUDA the largest |gradient| (one fused multi-tensor kernel); on CPU, where that norm runs
+    tensor by tensor (3 ms a step for the 1.5 M-parameter CIFAR MLP), the sum of all gradients
+    (0.25 ms; it overflows to inf only for gradients near 1e38, a false alarm nobody trains with).
+    """
+    if not grads:
+        return 0.0
+    if grads[0].is_cuda:
+        return torch.nn.utils.get_total_norm(grads, norm_type=math.inf, foreach=True)
+    return torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum()
+
+
 class NonFiniteLossError(ReportedError, FloatingPointError):
     """The training loss or a gradient was NaN or infinite; the message names the step."""
 
@@ -104,10 +118,8 @@ class NonFiniteLossGuard(Callback):
         if not self._on_device or self._loss is None:
             return
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        total = self._loss.float().sum()
-        if grads:  # the largest |gradient|: NaN if any is NaN, inf if any is inf
-            total = total + torch.nn.utils.get_total_norm(grads, norm_type=math.inf)
-        found = torch.isfinite(total).logical_not().float()
+        found = torch.isfinite(self._loss.float().sum() + _gradient_sum(grads)).logical_not()
+        found = found.float()
         optimizer.found_inf = found  # read by the fused kernel: no update when it is 1
         slot = len(self._steps)
         if self._flags is None or slot >= len(self._flags):
