@@ -3,8 +3,9 @@
     python bench/gpu_check.py --out $OUT --data .gpu_data          # on the GPU machine
     python bench/gpu_check.py --out /tmp/gpu_dry --dry-run         # here, on CPU: every path
 
-Sections, each in its own process with its own time limit, the tables rewritten after each so a
-cut-off run still reports what finished:
+Sections, each in its own process with its own time limit, the tables (``gpu_check.md``,
+``gpu_check.json``) and every log and probe (``logs.tar.gz``) rewritten into ``--out`` after each,
+so a cut-off run still reports what finished:
 
 1. the machine: GPU, torch, bf16 support, what ``precision: auto`` resolves to;
 2. the CUDA-only tests (``pytest -m cuda``);
@@ -17,7 +18,12 @@ cut-off run still reports what finished:
    ``../shared/tools/cifar10_from_jpeg.py`` there and ``carry`` it): test accuracy, seconds.
 
 The machine has no jsonargparse: carry its wheels (``.whl``, see the device README) and install
-them first; wandb is not needed (every run here logs to no tracker).
+them first; wandb is not needed (every run here logs to no tracker). The device command, with
+``carry: [".whl", ".gpu_data"]``::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \
+        PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT --data .gpu_data
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +48,8 @@ QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
 
 def _run(command: list[str], timeout: float, log: Path) -> tuple[int, str]:
     """Run ``command`` in the repo with PYTHONPATH set; (exit status, output), output to ``log``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "disabled"}
     try:
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
@@ -181,10 +190,17 @@ def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, 
     if not (archive.is_file() and tool.is_file()):
         return {"skipped": f"no {archive.name} and {tool.name} in {data}"}
     work = Path(tempfile.mkdtemp(prefix="gpu_check_cifar_"))
+    # the converter reads ../data/cifar10-jpeg/ beside its own folder, as in ../shared
+    (work / "tools").mkdir()
+    (work / "data" / "cifar10-jpeg").mkdir(parents=True)
+    shutil.copy(tool, work / "tools" / tool.name)
+    (work / "data" / "cifar10-jpeg" / archive.name).symlink_to(archive.resolve())
+    tool = work / "tools" / tool.name
     started = time.perf_counter()
     status, _ = _run(
         [sys.executable, str(tool), str(work / "cifar10")], timeout / 3, out / "cifar_convert.log"
     )
+    converted = time.perf_counter()
     if status:
         return {"exit": status, "error": "conversion failed, see cifar_convert.log"}
     probe, run_dir = out / "cifar_probe.json", work / "run"
@@ -227,7 +243,7 @@ def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, 
     probe_data = json.loads(probe.read_text()) if probe.is_file() else {}
     return {
         "exit": status,
-        "convert_s": round(time.perf_counter() - started, 1),
+        "convert_s": round(converted - started, 1),
         "test_acc": summary.get("test/acc"),
         "precision": summary.get("precision"),
         "train_s": probe_data.get("train_s"),
@@ -278,6 +294,13 @@ def write_tables(out: Path, results: dict[str, Any]) -> None:
     (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 
 
+def bundle_logs(work: Path, out: Path) -> None:
+    """Every log and probe in one archive: the device returns at most 8 files from $OUT."""
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as archive:
+        for path in sorted(work.iterdir()):
+            archive.add(path, arcname=path.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
@@ -286,6 +309,7 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: check the paths")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_logs_"))  # logs and probes; bundled into out
     dry = args.dry_run
     frames = 60_000 if dry else args.frames
     steps = (
@@ -294,10 +318,10 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine()}
     write_tables(args.out, results)
     sections = [
-        ("cuda_tests", lambda: cuda_tests(args.out, 150)),
-        ("wsj", lambda: wsj(args.out, frames, steps, 150, dry)),
-        ("vision", lambda: vision(args.out, 90, dry)),
-        ("cifar10_fast", lambda: cifar10_fast(args.out, args.data, 200, dry)),
+        ("cuda_tests", lambda: cuda_tests(work, 150)),
+        ("wsj", lambda: wsj(work, frames, steps, 150, dry)),
+        ("vision", lambda: vision(work, 90, dry)),
+        ("cifar10_fast", lambda: cifar10_fast(work, args.data, 200, dry)),
     ]
     for name, section in sections:
         started = time.perf_counter()
@@ -307,6 +331,7 @@ def main() -> None:
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results[name]["section_s"] = round(time.perf_counter() - started, 1)
         write_tables(args.out, results)
+        bundle_logs(work, args.out)
         print(f"[gpu_check] {name}: {results[name]}", flush=True)
     print((args.out / "gpu_check.md").read_text())
 

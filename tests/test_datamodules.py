@@ -14,6 +14,7 @@ from data_modules.image_datamodule import split_sizes
 from data_modules.mnist import MNISTDataModule
 from data_modules.synthetic import SyntheticClustersDataModule
 from lightning_dl.errors import ReportedError, UserInputError
+from tests.cuda import needs_cuda
 
 
 def test_split_sizes_count_and_fraction():
@@ -118,7 +119,7 @@ def test_batched_gather_returns_the_indexed_rows_in_order():
     assert got_x.dtype == torch.uint8 and got_y.dtype == labels.dtype
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_gpu_resident_batches_match_the_cpu_ones():
     """Index batches reach a GPU-resident dataset through pinned memory, without blocking."""
     x = torch.arange(600, dtype=torch.uint8).reshape(200, 3)

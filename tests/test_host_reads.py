@@ -13,6 +13,7 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from lightning_dl.cli import LightningDLCLI
+from tests.cuda import needs_cuda
 from tests.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.tiny_runs import tiny_args
 
@@ -56,7 +57,7 @@ def test_optimizers_without_a_device_skip_keep_the_per_step_check(tmp_path):
     assert all(recorder.per_step[s]["item"] == 1 for s in recorder.quiet)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_quiet_cuda_steps_never_synchronize(tmp_path):
     """CUDA's own sync detector, armed on quiet steps only, raises on any synchronization."""
     from pytorch_lightning.callbacks import Callback

@@ -7,6 +7,7 @@ import torch
 
 from lightning_dl import precision
 from lightning_dl.precision import Trainer, cpu_has_native_bf16, resolve_precision
+from tests.cuda import needs_cuda
 
 X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
 
@@ -37,7 +38,7 @@ def test_auto_follows_the_cpu_and_explicit_choices_are_kept(monkeypatch):
         assert resolve_precision(explicit, "cpu") == explicit
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_auto_on_cuda_is_bf16_where_the_gpu_has_it():
     expected = (
         "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "32-true"

@@ -17,6 +17,7 @@ from data_modules.resident_frames import (
 )
 from data_modules.wsj import ContextWindowDataset, WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
+from tests.cuda import needs_cuda
 from tests.wsj_corpus import naive_windows, save_split, write_corpus, write_run_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def test_gather_never_reads_a_tensor_back_to_the_host(tmp_path, monkeypatch, nor
     assert calls == []
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cuda_gather_is_sync_free(tmp_path):
     write_corpus(tmp_path)
     memmap = WSJFramesDataModule(str(tmp_path), context=4, resident=False, normalize="global")
