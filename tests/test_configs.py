@@ -63,3 +63,23 @@ def test_config_runs_fast_dev_run(config: Path, tmp_path: Path):
     summary = main(args)
     assert summary["global_step"] == 2
     assert 0.0 <= summary["test/acc"] <= 1.0
+
+
+GPU_OVERRIDES = sorted((Path(__file__).parent.parent / "configs" / "gpu").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("override", GPU_OVERRIDES, ids=lambda p: p.name)
+def test_gpu_overrides_merge_onto_their_base_config(override: Path, tmp_path: Path, capsys):
+    base = override.parent.parent / override.name
+    data_class = yaml.safe_load(base.read_text())["data"]["class_path"]
+    args = ["--config", str(base), "--config", str(override), *TINY_DATA[data_class](tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*args, "--print_config"])
+    merged = yaml.safe_load(capsys.readouterr().out)
+    wanted = yaml.safe_load(override.read_text())
+    assert merged["data"]["init_args"]["batch_size"] == wanted["data"]["init_args"]["batch_size"]
+    lr = wanted["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+    assert merged["model"]["init_args"]["optimizer"]["init_args"]["lr"] == lr
+    assert merged["model"]["init_args"]["lr_scheduler"]["init_args"]["max_lr"] == lr
+    base_optimizer = yaml.safe_load(base.read_text())["model"]["init_args"]["optimizer"]
+    assert merged["model"]["init_args"]["optimizer"]["class_path"] == base_optimizer["class_path"]
