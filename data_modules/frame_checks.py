@@ -11,8 +11,9 @@ utterance or frame) and what was expected, as one :class:`~lightning_dl.errors.U
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,3 +144,19 @@ def inventory_width(inventory: Inventory | None) -> tuple[int | None, str]:
 
 def largest_class(labels: Sequence[np.ndarray]) -> int:
     return max((int(lab.max()) for lab in labels if len(lab)), default=-1)
+
+
+def read_frame_files(
+    paths: Sequence[Path], read: Callable[[Path], np.ndarray], inventory: Inventory | None
+) -> tuple[list[np.ndarray], int | None]:
+    """Each file's ``(T, D)`` frames, read with ``read``, all of one width D: the inventory's
+    (prediction, dev) or else the first file's (training); a file that differs is named."""
+    width, width_from = inventory_width(inventory)
+    frames = []
+    for path in paths:
+        utt = read(path)
+        if width is None:
+            width, width_from = frame_width(str(path), utt), f"{path.name}, the first file"
+        check_frames(str(path), utt, width, width_from)
+        frames.append(utt)
+    return frames, width

@@ -25,10 +25,8 @@ import torch
 from data_modules.frame_checks import (
     Inventory,
     SplitData,
-    check_frames,
     check_labels,
-    frame_width,
-    inventory_width,
+    read_frame_files,
 )
 from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
@@ -170,14 +168,7 @@ def read_split(
 ) -> SplitData:
     """Read and validate the utterances ``ids``; classes are checked against the inventory
     (reading the training data, against 1 + the largest class in its label file)."""
-    width, width_from = inventory_width(inventory)
-    frames = []
-    for path in paths:
-        utt = read_features(path)
-        if width is None:
-            width, width_from = frame_width(str(path), utt), f"{path.name}, the first file"
-        check_frames(str(path), utt, width, width_from)
-        frames.append(utt)
+    frames, width = read_frame_files(paths, read_features, inventory)
     if labels_path is None:
         return SplitData(frames, None, width)
     by_id = read_label_lines(labels_path)

@@ -23,9 +23,7 @@ import numpy as np
 from data_modules.frame_checks import (
     Inventory,
     SplitData,
-    check_frames,
-    frame_width,
-    inventory_width,
+    read_frame_files,
     symbols_to_classes,
 )
 from data_modules.wsj_files import read_array
@@ -108,14 +106,7 @@ def read_split(
 ) -> SplitData:
     """Read and validate one partition; labels are class indices of ``inventory``'s symbols
     (or, for the training partition without one, of the sorted symbols found)."""
-    width, width_from = inventory_width(inventory)
-    frames = []
-    for path in mfcc:
-        utt = read_array(path)
-        if width is None:
-            width, width_from = frame_width(str(path), utt), f"{path.name}, the first file"
-        check_frames(str(path), utt, width, width_from)
-        frames.append(utt)
+    frames, width = read_frame_files(mfcc, read_array, inventory)
     if transcripts is None:
         return SplitData(frames, None, width)
     per_frame = [
