@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from data_modules.frame_formats import SUBMISSION_HEADER
 from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.atomic import atomic_path
 from lightning_dl.classifier import Classifier
+from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.predict import predict_in_order
 
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> float | Path:
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
     )
     preds = predict(trainer, model, dm)
     n_frames = dm.datasets[f"{args.split}-unlabelled"].entry.meta["n_frames"]
@@ -225,4 +228,5 @@ def main(argv: list[str] | None = None) -> float | Path:
 
 
 if __name__ == "__main__":
+    silence_harmless_notices()
     run_main(main)
