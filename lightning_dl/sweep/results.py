@@ -27,8 +27,8 @@ from lightning_dl.sweep.pruners import monitor_for
 from lightning_dl.sweep.space import Space, cli_value
 from lightning_dl.sweep.trial_attrs import counted, run_dir_of
 
-# The summary.json figures tabulated for each trial: lightning_dl.run.summary.REPORTED_METRICS, repeated here
-# so that the sweep does not import Lightning (tests/test_sweep.py checks they agree).
+# The summary.json figures tabulated for each trial: lightning_dl.run.summary.REPORTED_METRICS,
+# repeated here so that the sweep does not import Lightning (tests/test_sweep.py checks they agree).
 METRICS = ("best_val/acc", "val/acc", "val/loss", "test/acc", "test/loss", "global_step",
            "wall_time_s")  # fmt: skip
 
