@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_modules.wsj_cache import CacheEntry
+from data_modules.batched import index_batch
+from data_modules.wsj_cache import CacheEntry, inverse_std
 from lightning_dl.errors import UserInputError
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)
-_EPS = 1e-6
 
 
 def padded_rows(n_frames: int, n_utterances: int, context: int, pad: str) -> int:
@@ -116,7 +116,7 @@ class ResidentWindowDataset(Dataset):
     """A cache entry's frames on ``device``; ``__getitems__`` gathers a batch of windows there.
 
     Batches are ``(x,)`` or ``(x, y)`` with ``x`` float32 ``(B, 2k+1, D)`` and ``y`` int64, on
-    ``device``; the same values as :class:`data_modules.wsj.ContextWindowDataset`.
+    ``device``; the same values as :class:`data_modules.memmap_frames.ContextWindowDataset`.
     """
 
     def __init__(
@@ -164,19 +164,12 @@ class ResidentWindowDataset(Dataset):
         self.mean, self.inv_std = (None, None)
         if stats is not None:
             mean = np.asarray(stats[0], np.float32)
-            inv_std = (1.0 / np.sqrt(np.asarray(stats[1], np.float64) + _EPS)).astype(np.float32)
+            inv_std = inverse_std(stats[1])
             self.mean = torch.from_numpy(mean).to(self.device)
             self.inv_std = torch.from_numpy(inv_std).to(self.device)
 
     def __len__(self) -> int:
         return self.n_frames
-
-    def _indices(self, indices: Sequence[int]) -> torch.Tensor:
-        ids = torch.from_numpy(np.fromiter(indices, dtype=np.int64, count=len(indices)))
-        if self.device.type == "cuda":
-            # From pinned memory the copy is queued, not waited for (see data_modules/batched.py).
-            return ids.pin_memory().to(self.device, non_blocking=True)
-        return ids if self.device.type == "cpu" else ids.to(self.device)
 
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """Windows ``(B, 2k+1, D)`` float32 of the frames ``ids`` (a tensor on the device)."""
@@ -189,7 +182,7 @@ class ResidentWindowDataset(Dataset):
         return x
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        ids = self._indices(indices)
+        ids = index_batch(indices, self.device)
         x = self.gather(ids)
         if self.labels is None:
             return (x,)

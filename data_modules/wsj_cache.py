@@ -95,6 +95,11 @@ def _fingerprint(path: Path) -> dict:
     return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha": h.hexdigest()}
 
 
+def inverse_std(var: np.ndarray | list[float]) -> np.ndarray:
+    """``1 / sqrt(var + eps)`` as float32: the scale of every normalisation of the frames."""
+    return (1.0 / np.sqrt(np.asarray(var, np.float64) + _EPS)).astype(np.float32)
+
+
 def _utterance_normalize(u: np.ndarray) -> np.ndarray:
     u = u.astype(np.float64)
     return (u - u.mean(axis=0)) / np.sqrt(u.var(axis=0) + _EPS)
