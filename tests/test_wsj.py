@@ -9,7 +9,8 @@ import pytest
 import torch
 from pytorch_lightning.utilities.data import _is_dataloader_shuffled
 
-from data_modules.wsj import ChunkedRandomSampler, WSJFramesDataModule
+from data_modules.memmap_frames import ChunkedRandomSampler
+from data_modules.wsj import WSJFramesDataModule
 from data_modules.wsj_cache import build_or_load
 from tests.wsj_corpus import naive_windows, save_split, write_corpus
 
