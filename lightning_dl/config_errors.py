@@ -60,18 +60,15 @@ def one_line(message: str) -> str:
     key = keys[0] if keys else ""
     if given:
         key = f"{key}.{given['key']}" if key else given["key"]
-    value = f" {given['val']!r}" if given else ""
+    value = repr(given["val"]) if given else ""
     reason = _reason(message)
     if reason is None:  # the deepest line that says something
         useful = [
             line for line in lines if not line.startswith(_NOISE) and "Parser key" not in line
         ]
         reason = useful[-1] if useful else lines[-1]
-        reason = f"{value.strip()}: {reason}" if value else reason
-    elif value and reason.startswith(repr(given["val"])):
-        pass  # the reason already shows the value
-    elif value:
-        reason = f"{value.strip()}: {reason}"
+    if value and not reason.startswith(value):  # show the value once
+        reason = f"{value}: {reason}"
     return f"--{key} {reason}" if key else reason
 
 
