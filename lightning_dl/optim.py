@@ -83,10 +83,9 @@ def build_scheduler(
         scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
         if not isinstance(peak, list | tuple) and any(s != 1.0 for s in scales):
             extra["max_lr"] = [peak * s for s in scales]
-    if "pct_start" in given and extra.get("total_steps", given.get("total_steps")):
-        steps = extra.get("total_steps", given.get("total_steps"))
-        if given["pct_start"] * steps == 1:  # OneCycleLR divides by zero on a 1-step warm-up
-            extra["pct_start"] = 1.001 / steps
+    steps = extra.get("total_steps", given.get("total_steps"))
+    if "pct_start" in given and steps and given["pct_start"] * steps == 1:
+        extra["pct_start"] = 1.001 / steps  # OneCycleLR divides by zero on a 1-step warm-up
     scheduler = factory(optimizer, **extra)
     if isinstance(scheduler, ReduceLROnPlateau):
         # strict=False: no val/loss exists before the first validation
