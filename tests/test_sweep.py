@@ -235,11 +235,16 @@ def test_two_worker_processes_share_one_storage_and_run_each_trial_once(tmp_path
     assert (out / "compare.md").read_text().count("| hidden=") == 3
 
 
-def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, capsys):
+def _one_trial_sweep(tmp_path: Path) -> tuple[Path, list[str]]:
+    """(sweep folder, command line) of a one-point grid on tiny synthetic runs."""
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"{HIDDEN}: [[8]]\n")
     out = tmp_path / "sweep"
-    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    return out, ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+
+
+def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, capsys):
+    out, args = _one_trial_sweep(tmp_path)
     kill = {"class_path": "tests.test_sweep.KillSweepAtStep",
             "init_args": {"step": 4, "once_file": str(tmp_path / "killed")}}  # fmt: skip
     killed = _sweep_process([*args, f"--trainer.callbacks+={json.dumps(kill)}"])
@@ -271,10 +276,7 @@ def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, ca
 
 
 def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(f"{HIDDEN}: [[8]]\n")
-    out = tmp_path / "sweep"
-    args = ["--config", QUICK, "--space", str(grid), "--out", str(out), "--", *TINY]
+    out, args = _one_trial_sweep(tmp_path)
     fail = {"class_path": "tests.test_sweep.RaiseOnceAtStep",
             "init_args": {"step": 4, "once_file": str(tmp_path / "failed")}}  # fmt: skip
     assert main([*args, f"--trainer.callbacks+={json.dumps(fail)}"]) == 1
