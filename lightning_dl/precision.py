@@ -7,10 +7,15 @@ an AVX2 AMD EPYC takes about 10x longer under bf16 autocast (``bench/vision_thro
 So ``auto`` is ``bf16-mixed`` there and ``32-true`` everywhere else; the precision that ran is
 recorded in summary.json and printed at the end. 16-bit float (``16-mixed``) is left to an
 explicit choice: it needs loss scaling, and its skipped steps are not "safe" by default.
+
+``LIGHTNING_DL_AUTO_PRECISION=32-true`` (or ``bf16-mixed``) makes ``auto`` resolve as it would on
+a host of the other kind: to reproduce a result from another machine, or to run the whole test
+suite as a host without (or with) native bf16 would.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -20,8 +25,11 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.connector import _PRECISION_INPUT
 
+from lightning_dl.errors import UserInputError
+
 AUTO = "auto"
 BF16, FP32 = "bf16-mixed", "32-true"
+FORCE_ENV = "LIGHTNING_DL_AUTO_PRECISION"
 _NATIVE_BF16_FLAGS = {"amx_bf16", "avx512_bf16"}  # x86 (/proc/cpuinfo "flags")
 _ARM_BF16_FEATURE = "bf16"  # aarch64 (/proc/cpuinfo "Features"): BFDOT, BFMMLA
 
@@ -56,6 +64,10 @@ def resolve_precision(precision: Any, accelerator: Any = "auto") -> Any:
     """``precision`` unchanged, or for ``"auto"`` the fastest safe one on ``accelerator``."""
     if precision != AUTO:
         return precision
+    if forced := os.environ.get(FORCE_ENV):
+        if forced not in (BF16, FP32):
+            raise UserInputError(f"{FORCE_ENV}={forced!r}: expected {FP32!r} or {BF16!r}")
+        return forced
     device = _device_type(accelerator)
     if device == "cuda" and torch.cuda.is_available():
         return BF16 if torch.cuda.is_bf16_supported(including_emulation=False) else FP32

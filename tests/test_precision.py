@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lightning_dl import precision
+from lightning_dl.errors import UserInputError
 from lightning_dl.precision import Trainer, cpu_has_native_bf16, resolve_precision
 from tests.cuda import needs_cuda
 
@@ -38,6 +39,19 @@ def test_auto_follows_the_cpu_and_explicit_choices_are_kept(monkeypatch):
         assert resolve_precision(explicit, "cpu") == explicit
 
 
+def test_auto_can_be_forced_to_either_kind_of_host(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv(precision.FORCE_ENV, "32-true")
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # explicit choices still win
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv(precision.FORCE_ENV, "bf16-mixed")
+    assert resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setenv(precision.FORCE_ENV, "fp16")
+    with pytest.raises(UserInputError, match="LIGHTNING_DL_AUTO_PRECISION='fp16': expected"):
+        resolve_precision("auto", "cpu")
+
+
 @needs_cuda
 def test_auto_on_cuda_is_bf16_where_the_gpu_has_it():
     expected = (
@@ -48,4 +62,4 @@ def test_auto_on_cuda_is_bf16_where_the_gpu_has_it():
 
 def test_the_trainer_runs_the_resolved_precision():
     trainer = Trainer(precision="auto", accelerator="cpu", logger=False, enable_progress_bar=False)
-    assert trainer.precision == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
+    assert trainer.precision == resolve_precision("auto", "cpu")

@@ -7,14 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
+# The bf16 leg: tests that run bf16-mixed autocast on any host (emulated, and slower, on CPUs
+# without native bf16), so that what changes under autocast is tested where CI runs.
+BF16 = pytest.mark.bf16
 QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
 
 
-def tiny_args(*extra: str, steps: int = 30) -> list[str]:
-    """512 training samples in batches of 64 (8 steps an epoch), CPU, no progress bar."""
+def tiny_args(*extra: str, steps: int = 30, precision: str = "32-true") -> list[str]:
+    """512 training samples in batches of 64 (8 steps an epoch), CPU, no progress bar.
+
+    The precision is pinned (fp32 unless asked): what ``auto`` resolves to depends on the host,
+    and a test about anything else must not. The bf16 leg asks for ``bf16-mixed`` explicitly.
+    """
     return [
-        "--config", QUICK,
+        "--config", QUICK, "--trainer.precision", precision,
         "--data.num_train", "512", "--data.num_val", "128", "--data.num_test", "128",
         "--data.batch_size", "64",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",

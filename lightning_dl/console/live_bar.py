@@ -20,7 +20,13 @@ from lightning_dl.console.notices import LIGHTNING_LOGGER_ROOTS
 
 class LiveProgressBar(RichProgressBar):
     """Rich bar for terminals: one training bar for the whole run, redrawn a few times a second;
-    evaluation bars are removed when they finish; one printed line per validation."""
+    evaluation bars are removed when they finish; one printed line per validation.
+
+    Every draw happens on the training thread, at most ``refresh_per_second`` times a second.
+    Lightning's bar draws from a background thread instead, which races with lines printed above
+    the bar: a redraw that computed the bar's height before a line was printed moves the cursor
+    up over that line and erases it (seen as a lost ``val step`` line on a loaded machine).
+    """
 
     def __init__(
         self, refresh_per_second: int = 4, console_kwargs: dict[str, Any] | None = None
@@ -39,7 +45,23 @@ class LiveProgressBar(RichProgressBar):
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
         super()._init_progress(trainer)
+        self._stop_refresh_thread()
         self._route_log_handlers()
+
+    def _stop_refresh_thread(self) -> None:
+        """No background redraws (class docstring): ``refresh`` draws on this thread instead."""
+        live = self.progress.live if self.progress is not None else None
+        thread = getattr(live, "_refresh_thread", None)
+        if live is None or thread is None:
+            return
+        live.auto_refresh = False
+        thread.stop()
+        thread.join()
+        live._refresh_thread = None
+
+    def refresh(self, hard: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.refresh()  # drawn now, on this thread; callers already throttle
 
     def _stop_progress(self) -> None:
         for handler, stream in self._rerouted:
