@@ -41,6 +41,7 @@ from lightning_dl.atomic import atomic_path
 from lightning_dl.classifier import Classifier
 from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
+from lightning_dl.precision import checkpoint_precision, resolve_precision
 from lightning_dl.predict import predict_in_order
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
@@ -165,6 +166,11 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     p.add_argument("--devices", type=int, default=1, help="processes (DDP when more than 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="32-true, bf16-mixed, auto, ...; default: the checkpoint's, as fit's test ran it",
+    )
     args = p.parse_args(argv)
 
     if args.split == "test":
@@ -206,6 +212,7 @@ def main(argv: list[str] | None = None) -> float | Path:
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
+        precision=resolve_precision(args.precision or checkpoint_precision(ckpt), args.accelerator),
     )
     preds = predict(trainer, model, dm)
     n_frames = dm.datasets[f"{args.split}-unlabelled"].entry.meta["n_frames"]

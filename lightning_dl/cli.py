@@ -29,7 +29,7 @@ from lightning_dl.callbacks.nonfinite import NonFiniteLossGuard
 from lightning_dl.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from lightning_dl.classifier import Classifier
 from lightning_dl.config_errors import OneLineErrorParser
-from lightning_dl.precision import Trainer
+from lightning_dl.precision import RecordPrecision, Trainer
 from lightning_dl.run import directory, resume
 from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
 from lightning_dl.run.signals import CheckpointOnTerminate
@@ -176,7 +176,7 @@ class LightningDLCLI(LightningCLI):
             parser.callback_keys = keys
         console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
         run = self.config.run
-        ours: list[pl.Callback] = []
+        ours: list[pl.Callback] = [RecordPrecision()]
         if run.exact_resume:
             ours.append(ExactResume())
         if run.stop_on_nonfinite:

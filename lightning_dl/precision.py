@@ -85,3 +85,21 @@ class Trainer(pl.Trainer):
         super().__init__(
             precision=resolve_precision(precision, kwargs.get("accelerator", "auto")), **kwargs
         )
+
+
+PRECISION_KEY = "lightning_dl_precision"  # checkpoint key: the precision the run trained at
+
+
+def checkpoint_precision(checkpoint: dict[str, Any]) -> str:
+    """The precision a checkpoint was trained at (fp32 for checkpoints that predate the record)."""
+    return str(checkpoint.get(PRECISION_KEY, FP32))
+
+
+class RecordPrecision(pl.Callback):
+    """Writes the run's precision into its checkpoints, so that ``kaggle/predict.py`` evaluates a
+    bf16-trained model under the same autocast as fit's test did, and gives the same labels."""
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[PRECISION_KEY] = str(trainer.precision)

@@ -1,4 +1,4 @@
-"""Input validation shared by the custom normalisation layers (clear errors, not stride crashes)."""
+"""Input validation and precision shared by the custom normalisation layers."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def check_features(x: torch.Tensor, num_features: int, layer: str) -> None:
             f"{layer} was built for {num_features} features, got input of shape "
             f"{tuple(x.shape)} ({x.shape[1]} features)"
         )
+
+
+def statistics_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the statistics are computed in: fp32 for bf16/fp16 activations (under autocast),
+    as PyTorch's own norms do; in bf16, ``x - mean`` loses the features' small deviations from a
+    large mean, and the gradients with them."""
+    return torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype

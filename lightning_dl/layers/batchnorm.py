@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lightning_dl.layers._checks import check_features
+from lightning_dl.layers._checks import check_features, statistics_dtype
 from lightning_dl.layers._kernels import kernel_forward, kernel_grads, use_kernels
 
 
@@ -124,8 +124,14 @@ class _BatchNormBase(nn.Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Statistics in fp32 when ``x`` is bf16/fp16 (``statistics_dtype``), with autocast off
+        inside; the output in x's dtype, as PyTorch's norms under autocast."""
+        check_features(x, self.num_features, type(self).__name__)
+        with torch.autocast(x.device.type, enabled=False):  # its matmuls would run in bf16
+            return self._forward(x.to(statistics_dtype(x))).to(x.dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
-        check_features(x, self.num_features, name)
         if not self.training:
             scale = self.gamma * torch.rsqrt(self.running_var + self.eps)
             return torch.addcmul(self.beta - self.running_mean * scale, x, scale)

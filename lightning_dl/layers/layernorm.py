@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lightning_dl.layers._checks import check_features
+from lightning_dl.layers._checks import check_features, statistics_dtype
 from lightning_dl.layers._kernels import kernel_forward, kernel_grads, use_kernels
 
 
@@ -86,8 +86,11 @@ class _LayerNormBase(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Statistics in fp32 when ``x`` is bf16/fp16 (``statistics_dtype``), with autocast off
+        inside; the output in x's dtype, as PyTorch's norms under autocast."""
         check_features(x, self.num_features, type(self).__name__)
-        return self._normalize(x)
+        with torch.autocast(x.device.type, enabled=False):  # its matmuls would run in bf16
+            return self._normalize(x.to(statistics_dtype(x))).to(x.dtype)
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
