@@ -15,7 +15,7 @@ import torch
 
 from lightning_dl.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from lightning_dl.fit import main
-from tests.tiny_runs import ROOT, tiny_args
+from tests.tiny_runs import BF16, ROOT, tiny_args
 
 # Plain SGD with lr 1e4 and no normalisation blows the weights up within a few steps.
 DIVERGING = (
@@ -43,16 +43,18 @@ def _first_bad_step(message: str) -> int:
     return step
 
 
-def test_diverging_run_skips_the_bad_steps_and_stops_at_the_next_check(tmp_path):
-    # fused SGD skips a non-finite step on the device; the flags are read every 5 steps
-    message, summary = _diverge(tmp_path / "run")
+@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=BF16)])
+def test_diverging_run_skips_the_bad_steps_and_stops_at_the_next_check(tmp_path, precision):
+    # fused SGD skips a non-finite step on the device; the flags are read every 5 steps. Under
+    # bf16-mixed there is no GradScaler (bf16 has fp32's range): the guard alone must do this.
+    message, summary = _diverge(tmp_path / "run", "--trainer.precision", precision)
     bad = _first_bad_step(message)
     assert 0 < bad < summary["global_step"] <= bad + 5 < 30  # the first check after it
     assert "updates were skipped and no checkpoint was written after them" in message
     assert "--ckpt_path last --model.optimizer.lr" in message  # what to do next
     # checkpoints (one every step here) stop at the first bad step: all finite
     ckpt = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == bad
+    assert ckpt["global_step"] == bad and ckpt["lightning_dl_precision"] == precision
     assert all(torch.isfinite(w).all() for w in ckpt["state_dict"].values())
 
 
@@ -117,7 +119,8 @@ def test_new_settings_after_a_resume_keep_state_and_schedule_shape():
     assert apply_new_settings(optimizer, [schedule], configured, configured) == []
 
 
-def test_a_nan_step_leaves_weights_and_optimizer_state_as_they_were(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=BF16)])
+def test_a_nan_step_leaves_weights_and_optimizer_state_as_they_were(tmp_path, precision):
     """The deferred check's promise: the update from a non-finite step never happens."""
     from data_modules.synthetic import SyntheticClustersDataModule
     from lightning_dl.classifier import Classifier
@@ -146,6 +149,7 @@ def test_a_nan_step_leaves_weights_and_optimizer_state_as_they_were(tmp_path):
         max_steps=30, log_every_n_steps=10, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
         callbacks=[NonFiniteLossGuard(), NanInputOnRank(rank=0, step=3), snapshots],
+        precision=precision,
     )  # fmt: skip
     data = SyntheticClustersDataModule(
         num_train=256, num_val=64, num_test=64, num_features=8, num_classes=4, batch_size=32

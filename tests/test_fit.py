@@ -14,7 +14,7 @@ from lightning_dl.classifier import Classifier
 from lightning_dl.fit import main
 from lightning_dl.precision import resolve_precision
 from lightning_dl.tracking.wandb_offline import read_offline_run
-from tests.tiny_runs import QUICK, tiny_args
+from tests.tiny_runs import BF16, QUICK, tiny_args
 
 
 def _run(tmp_path: Path, *extra: str) -> tuple[dict, Path]:
@@ -113,7 +113,7 @@ def test_print_config_and_clear_errors(capsys):
     assert code == 2 and "activation" in err and "relu" in err
 
 
-def _test_loss(model: Classifier, run_dir: Path, state_dict: dict) -> float:
+def _test_loss(model: Classifier, run_dir: Path, state_dict: dict, bf16: bool = False) -> float:
     from data_modules.synthetic import SyntheticClustersDataModule
 
     data_args = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["init_args"]
@@ -122,13 +122,16 @@ def _test_loss(model: Classifier, run_dir: Path, state_dict: dict) -> float:
     model.load_state_dict(state_dict)
     model.eval()
     losses = []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for x, y in datamodule.test_dataloader():
             losses.append(torch.nn.functional.cross_entropy(model(x), y, reduction="sum"))
     return float(sum(losses) / len(datamodule.datasets["test"]))
 
 
-def test_ema_weights_are_the_ones_validated_checkpointed_and_tested(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=BF16)])
+def test_ema_weights_are_the_ones_validated_checkpointed_and_tested(tmp_path, precision):
+    """Recomputed here under the precision the run tested at (bf16-mixed evaluates in bf16:
+    an fp32 recomputation differs at 1e-4, so it could not tell the weight sets apart)."""
     ema = tmp_path / "ema.yaml"
     ema.write_text(
         "trainer:\n  callbacks:\n"
@@ -145,10 +148,13 @@ def test_ema_weights_are_the_ones_validated_checkpointed_and_tested(tmp_path):
         "10",
         "--trainer.logger",
         "false",
+        "--trainer.precision",
+        precision,
     )
     checkpoint = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
     model = Classifier.load_from_checkpoint(summary["best_checkpoint"], map_location="cpu")
-    averaged = _test_loss(model, run_dir, checkpoint["state_dict"])
-    raw = _test_loss(model, run_dir, checkpoint["current_model_state"])
+    bf16 = precision == "bf16-mixed"
+    averaged = _test_loss(model, run_dir, checkpoint["state_dict"], bf16)
+    raw = _test_loss(model, run_dir, checkpoint["current_model_state"], bf16)
     assert abs(averaged - raw) > 1e-3  # the two weight sets differ measurably
     assert summary["test/loss"] == pytest.approx(averaged, rel=1e-5)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
 from lightning_dl.run.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.tracking.wandb_offline import read_offline_run
-from tests.tiny_runs import ROOT, run_fit, tiny_args
+from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
 from tests.wsj_corpus import write_run_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
@@ -56,12 +57,19 @@ def _wsj_args(tmp_path: Path) -> Callable[..., list[str]]:
     return args
 
 
-@pytest.mark.parametrize("case", ["plain", "ema", "wsj", "sigterm", "after_validation"])
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "ema", "wsj", "sigterm", "after_validation", pytest.param("bf16_ema", marks=BF16)],
+)
 def test_killed_run_resumes_bit_identical(tmp_path, case):
     """Killed at step 19 (SIGKILL: last.ckpt from step 18; SIGTERM: written at the signal, at
-    step 20, a validation step), or at 21 (last.ckpt from the validation at step 20)."""
-    base = _wsj_args(tmp_path) if case == "wsj" else tiny_args
-    averaging = EMA if case == "ema" else ()
+    step 20, a validation step), or at 21 (last.ckpt from the validation at step 20).
+    ``bf16_ema``: bf16-mixed with the EMA, bit-identical too (no GradScaler state to restore)."""
+    if case == "wsj":
+        base = _wsj_args(tmp_path)
+    else:
+        base = partial(tiny_args, precision="bf16-mixed" if case == "bf16_ema" else "32-true")
+    averaging = EMA if case in ("ema", "bf16_ema") else ()
     reference = main(base(*RUN, *averaging, "--run.dir", str(tmp_path / "a")))
 
     fault = "TermAtStep" if case == "sigterm" else "KillAtStep"
@@ -110,6 +118,8 @@ def test_killed_run_resumes_bit_identical(tmp_path, case):
     )
     for key in ("val/acc", "val/loss", "test/acc", "test/loss", "best_val/acc", "global_step"):
         assert resumed[key] == reference[key], key  # exact, not approximately
+    if case == "bf16_ema":
+        assert resumed["precision"] == reference["precision"] == "bf16-mixed"
     # metrics.csv continues the killed run's rows: identical to the uninterrupted run's file
     assert (run_dir / "metrics.csv").read_text() == (tmp_path / "a" / "metrics.csv").read_text()
 
