@@ -15,7 +15,10 @@ so a cut-off run still reports what finished:
 4. ConvNet and ResNet-18 training img/s, bf16 against fp32 (``bench/vision_throughput.py``);
 5. ``cifar10_fast`` (+ ``configs/gpu/cifar10_fast.yaml``) on the real CIFAR-10, converted from
    the JPEG archive in ``--data`` (copy ``../shared/data/cifar10-jpeg/cifar10-jpeg.tar.gz`` and
-   ``../shared/tools/cifar10_from_jpeg.py`` there and ``carry`` it): test accuracy, seconds.
+   ``../shared/tools/cifar10_from_jpeg.py`` there and ``carry`` it): test accuracy, seconds;
+6. fp32 against bf16-mixed through the fit path on that CIFAR-10 (``bench/precision.py``):
+   step time and test accuracy of ``cifar10_mlp`` and ``cifar10_fast`` in short paired runs,
+   and whether ``precision: auto`` (bf16-mixed on this GPU) is the faster and as accurate.
 
 The machine has no jsonargparse: carry its wheels (``.whl``, see the device README) and install
 them first; wandb is not needed (every run here logs to no tracker). The device command, with
@@ -185,11 +188,14 @@ def vision(out: Path, timeout: float, dry: bool) -> dict[str, Any]:
     }
 
 
+CIFAR_WORK = Path(tempfile.mkdtemp(prefix="gpu_check_cifar_"))  # the converted CIFAR-10, shared
+
+
 def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, Any]:
     archive, tool = data / "cifar10-jpeg.tar.gz", data / "cifar10_from_jpeg.py"
     if not (archive.is_file() and tool.is_file()):
         return {"skipped": f"no {archive.name} and {tool.name} in {data}"}
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_cifar_"))
+    work = CIFAR_WORK
     # the converter reads ../data/cifar10-jpeg/ beside its own folder, as in ../shared
     (work / "tools").mkdir()
     (work / "data" / "cifar10-jpeg").mkdir(parents=True)
@@ -252,6 +258,21 @@ def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, 
     }
 
 
+def precision(out: Path, timeout: float, dry: bool) -> dict[str, Any]:
+    data = CIFAR_WORK / "cifar10"
+    if not (data / "cifar-10-batches-py").is_dir():
+        return {"skipped": "no converted CIFAR-10 (the cifar10_fast section did not convert it)"}
+    configs = ["cifar10_mlp", "cifar10_fast"]
+    command = [sys.executable, "bench/precision.py", "--configs", *configs, "--steps"]
+    command += ["4", "--no-accuracy"] if dry else ["300"]
+    command += ["--data", *(f"{config}={data}" for config in configs)]
+    status, output = _run(command, timeout, out / "precision.log")
+    lines = output.splitlines()
+    header = max((i for i, line in enumerate(lines) if line.startswith("| config |")), default=None)
+    rows = [line for line in lines[header:] if line.startswith("|")] if header is not None else []
+    return {"exit": status, "rows": rows}  # the bench's final table, header included
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -291,6 +312,10 @@ def write_tables(out: Path, results: dict[str, Any]) -> None:
             "",
             f"cifar10_fast + configs/gpu/cifar10_fast.yaml: {json.dumps(results['cifar10_fast'])}",
         ]
+    if "precision" in results:
+        r = results["precision"]
+        lines += ["", "fp32 vs bf16-mixed (bench/precision.py):", ""]
+        lines += r.get("rows", []) or [f"{json.dumps(r)}"]
     (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
 
 
@@ -322,6 +347,7 @@ def main() -> None:
         ("wsj", lambda: wsj(work, frames, steps, 150, dry)),
         ("vision", lambda: vision(work, 90, dry)),
         ("cifar10_fast", lambda: cifar10_fast(work, args.data, 200, dry)),
+        ("precision", lambda: precision(work, 75, dry)),
     ]
     for name, section in sections:
         started = time.perf_counter()

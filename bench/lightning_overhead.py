@@ -19,6 +19,9 @@ Measurements are paired: while a Lightning run trains, a callback runs each plai
 Both sides thus share the same seconds of a shared, noisy host; a ratio is taken per run and the
 median over ``--rounds`` is reported. Goal: fit path / bare LightningModule >= 0.97 (what our
 features cost on top of Lightning's own loop: at most 3%), each side paired with its plain loop.
+
+Every side runs the same ``--precision`` (default fp32; ``bf16-mixed`` puts each plain loop under
+bf16 autocast and gives both Lightning sides that precision), and the table says which.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ class PlainLoop:
         total_steps: int,
         fused: bool = True,
         row_gather: bool = True,
+        bf16: bool = False,
     ) -> None:
-        self.x, self.y = data
+        self.x, self.y, self.bf16 = *data, bf16
         self.model = MLP((3, 32, 32), 10, hidden=hidden, norm="batchnorm").train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=fused or None)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total_steps)
@@ -81,7 +85,8 @@ class PlainLoop:
                     xb, yb = torch.index_select(self.x, 0, idx), torch.index_select(self.y, 0, idx)
                 else:
                     xb, yb = self.x[idx], self.y[idx]
-                loss = F.cross_entropy(self.model(normalize(xb, MEAN, STD)), yb)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    loss = F.cross_entropy(self.model(normalize(xb, MEAN, STD)), yb)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -144,6 +149,8 @@ def fit_path(args: argparse.Namespace, data_dir: str, run_root: str, timer: Inte
             "false",
             "--trainer.accelerator",
             "cpu",
+            "--trainer.precision",
+            args.precision,
             "--model.backbone.init_args.hidden",
             str(args.hidden),
             *extra,
@@ -186,6 +193,7 @@ def bare_lightning(
         enable_model_summary=False,
         callbacks=[timer],
         accelerator="cpu",
+        precision=args.precision,
     )
     trainer.fit(BareModule(args.steps + args.warmup, args.hidden), loader)
 
@@ -196,11 +204,11 @@ def paired(
     run: Callable[[Interleave], None],
     variants: bool,
 ) -> dict[str, float]:
-    total = args.steps + args.warmup
-    plain = {"plain": PlainLoop(data, args.hidden, total)}
+    total, bf16 = args.steps + args.warmup, args.precision == "bf16-mixed"
+    plain = {"plain": PlainLoop(data, args.hidden, total, bf16=bf16)}
     if variants:
-        plain["unfused"] = PlainLoop(data, args.hidden, total, fused=False)
-        plain["x[idx]"] = PlainLoop(data, args.hidden, total, row_gather=False)
+        plain["unfused"] = PlainLoop(data, args.hidden, total, fused=False, bf16=bf16)
+        plain["x[idx]"] = PlainLoop(data, args.hidden, total, row_gather=False, bf16=bf16)
     timer = Interleave(args.warmup, args.block, plain)
     run(timer)
     return timer.steps_per_s()
@@ -218,6 +226,12 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=20, help="steps per interleaved block")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--precision",
+        choices=["32-true", "bf16-mixed"],
+        default="32-true",
+        help="the precision of every side (the configs' auto would differ between hosts)",
+    )
     parser.add_argument(
         "--hidden",
         type=int,
@@ -256,7 +270,7 @@ def main() -> None:
         f"\nLightning overhead: MLP {args.hidden} + BatchNorm, batch {BATCH}, {args.steps} timed "
         f"steps per run in blocks of {args.block}, each Lightning run paired with plain loops in "
         f"the same seconds; median of {args.rounds} rounds, torch threads "
-        f"{torch.get_num_threads()}, data: {source}"
+        f"{torch.get_num_threads()}, data: {source}; precision {args.precision} on every side"
     )
     table = [
         ("plain PyTorch", med("fit", "plain"), None),
