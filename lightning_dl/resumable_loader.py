@@ -48,6 +48,7 @@ class ResumableDataLoader(DataLoader):
     def __init__(self, *args: Any, position: Callable[[], Position], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.position = position
+        self.restored = False  # whether Lightning handed this loader its checkpointed state
 
     def state_dict(self) -> dict[str, Any]:
         epoch, done = self.position()
@@ -64,6 +65,7 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sampler = self.sampler
         assert isinstance(sampler, ResumableSampler)
+        self.restored = True
         sampler.seed = state["seed"]
         epoch, done = state["epoch"], state["batches_done"]
         if (state["batch_size"], state["num_replicas"]) != (self.batch_size, sampler.num_replicas):

@@ -55,7 +55,8 @@ def test_load_from_checkpoint_and_resume_an_old_run(tmp_path):
     for name, weight in model.state_dict().items():
         assert torch.equal(weight, state[name]), name
 
-    # resume the old run (its last.ckpt is at step 4 of 8) to the end, as 52134d6 itself did
+    # resume the old run (its last.ckpt is at step 4 of 8) to the end: exactly where 52134d6's
+    # uninterrupted run ended (52134d6 itself resumed this one inexactly: see test_resume)
     corpus = shutil.copytree(FIXTURE / "corpus", tmp_path / "corpus")
     run_dir = tmp_path / "run"
     shutil.copytree(FIXTURE / "checkpoints", run_dir / "checkpoints")
@@ -74,7 +75,7 @@ def test_load_from_checkpoint_and_resume_an_old_run(tmp_path):
     )  # fmt: skip
     assert resumed["status"] == "completed"
     end = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    before = torch.load(FIXTURE / "resumed_to_step8_state_dict.pt", weights_only=True)
+    before = torch.load(FIXTURE / "uninterrupted_step8_state_dict.pt", weights_only=True)
     assert end["global_step"] == 8 and end["state_dict"].keys() == before.keys()
     for name, weight in before.items():
-        assert torch.equal(end["state_dict"][name], weight), name  # as the old code resumed it
+        assert torch.equal(end["state_dict"][name], weight), name  # bit-identical

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
 from lightning_dl.atomic import write_text_atomic
-from lightning_dl.resumable_loader import make_resumable, make_sharded
+from lightning_dl.resumable_loader import ResumableDataLoader, make_resumable, make_sharded
 
 _EVAL_HOOKS = ("val_dataloader", "test_dataloader")
 METRIC_STATES = "lightning_dl_metric_states"
@@ -151,7 +151,19 @@ class ExactResume(Callback):
         random.seed(seed)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._resume_loader_position(trainer)
         self._reseed(trainer)
+
+    def _resume_loader_position(self, trainer: pl.Trainer) -> None:
+        """Lightning gives a loader its checkpointed position only when it builds the loader after
+        the restore. With a finite ``max_epochs``, ``trainer.estimated_stepping_batches`` (asked
+        by OneCycleLR) builds it before, and a mid-epoch resume would restart the epoch from its
+        first batch; the position this callback restored says where to continue instead."""
+        loader = trainer.train_dataloader
+        if isinstance(loader, ResumableDataLoader) and not loader.restored:
+            epoch, done = self.position
+            if done:
+                loader.sampler.resume_at(epoch, done * (loader.batch_size or 1))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.position[0] != trainer.current_epoch:
