@@ -1,4 +1,9 @@
-"""Write files so that a crash never leaves a half-written one behind."""
+"""Write files so that a crash never leaves a half-written one behind, and a full disk is named.
+
+A writer that fills the disk does not always say so (torch's zip writer: "unexpected pos";
+NumPy: a short write); the free space then tells, and it must be read while the partial temp
+file still takes its room: :func:`atomic_path` does it before the temp file is removed.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightning_dl.errors import raise_if_disk_full
+
 
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``dest``; it replaces ``dest`` only if the block succeeds."""
+    """Yield a temp path beside ``dest``; it replaces ``dest`` only if the block succeeds.
+
+    A write that failed on a full disk is raised as a :class:`~lightning_dl.errors.DiskFullError`
+    naming ``dest``; ``dest`` keeps what it had.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -22,8 +33,12 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     try:
-        yield Path(tmp)
-        os.replace(tmp, dest)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, dest)
+        except (OSError, RuntimeError) as error:
+            raise_if_disk_full(error, dest)  # while the partial file still fills the disk
+            raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 

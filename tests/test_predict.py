@@ -149,7 +149,7 @@ def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp
             predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
     for garbage in (b"hello, not a checkpoint", pickle.dumps({"a": 1}), os.urandom(300)):
         truncated.write_bytes(garbage)
-        with pytest.raises(UserInputError, match=r"truncated or not a PyTorch checkpoint"):
+        with pytest.raises(UserInputError, match=r"truncated or not|plain Python pickle, not a"):
             predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
     assert not out.exists()
 
@@ -231,7 +231,7 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
     bad.write_bytes(ckpt.read_bytes()[:500])
     cases = {
         "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
-        "checkpoint not found": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
+        "no such checkpoint file": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
         "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
     }
     for message, args in cases.items():

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from lightning_dl.atomic import atomic_path
 from lightning_dl.errors import DiskFullError, UserInputError, run_main
 from lightning_dl.fit import main
 from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
@@ -21,6 +25,9 @@ from tests.wsj_corpus import write_corpus
 MNIST = str(ROOT / "configs" / "mnist_mlp.yaml")
 CIFAR = str(ROOT / "configs" / "cifar10_mlp.yaml")
 WSJ = str(ROOT / "configs" / "wsj_mlp.yaml")
+_spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
+predict_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(predict_script)
 QUIET = ("--trainer.logger", "false", "--trainer.enable_progress_bar", "false")
 
 
@@ -71,6 +78,35 @@ def test_a_run_directory_with_foreign_files_and_a_truncated_checkpoint(tmp_path,
     )
 
 
+class _Payload:
+    """What a malicious checkpoint smuggles in: a call that runs while it is unpickled."""
+
+    def __reduce__(self):
+        return (os.system, ("echo code ran while loading",))
+
+
+def test_fit_and_predict_name_a_pickled_payload_alike(tmp_path, capsys):
+    in_zip, plain = tmp_path / "in_zip.ckpt", tmp_path / "plain.ckpt"
+    torch.save({"state_dict": {}, "x": _Payload()}, in_zip)
+    plain.write_bytes(pickle.dumps({"state_dict": {}, "x": _Payload()}))
+    for path, what in ((in_zip, "holds Python objects other than"), (plain, "a plain Python pickle")):
+        code, err = _exit(capsys, tiny_args(*QUIET, "--run.dir", str(tmp_path / path.stem),
+                                            "--ckpt_path", str(path)))  # fmt: skip
+        fit_line = _one_error_line(err)
+        assert (
+            code == 2
+            and what in fit_line
+            and f"refers to {os.system.__module__}.system" in (fit_line)
+        )
+        capsys.readouterr()
+        args = ["--ckpt", str(path), "--data-dir", str(tmp_path), "--out", str(tmp_path / "s.csv")]
+        with pytest.raises(SystemExit) as stopped:
+            run_main(lambda: predict_script.main(args))  # noqa: B023
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and _one_error_line(err) == fit_line
+        assert "code ran" not in capsys.readouterr().out
+
+
 def test_data_file_mistakes(tmp_path, capsys):
     mnist = write_mnist(tmp_path / "mnist", n_train=64, n_test=32)
     write_idx(mnist / "t10k-labels-idx1-ubyte.gz", np.full(32, 10, np.uint8))  # a label 10
@@ -109,19 +145,52 @@ def test_the_process_prints_one_line_and_the_traceback_only_when_asked(tmp_path,
         run_main(lambda: main(args))
 
 
+def _disk_full_while_a_temp_file_exists(monkeypatch, folder) -> None:
+    """The free space of a disk that the partial temp file filled: none while it exists."""
+
+    def disk_usage(path):
+        full = any(p.name.endswith(".tmp") for p in folder.iterdir())
+        return shutil._ntuple_diskusage(10**9, 10**9 if full else 0, 0 if full else 10**9)
+
+    monkeypatch.setattr("lightning_dl.errors.shutil.disk_usage", disk_usage)
+
+
 def test_a_full_disk_is_named_and_the_old_checkpoint_kept(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, path)
 
     def full_disk_save(obj, f, *args, **kwargs):
+        f.write(b"PK" * 1000)  # what fitted, then torch's zip writer gives up
         raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos 64 vs 0")
 
     monkeypatch.setattr(torch, "save", full_disk_save)
-    monkeypatch.setattr(
-        "lightning_dl.errors.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0)
-    )
+    _disk_full_while_a_temp_file_exists(monkeypatch, tmp_path)
     with pytest.raises(DiskFullError, match=f"{path}: the disk is full"):
         io.save_checkpoint({"step": 2}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left
+
+
+def test_a_full_disk_while_writing_a_submission_is_one_line(tmp_path, monkeypatch, capsys):
+    """kaggle/predict.py writes its CSV with np.savetxt, which reports a short write."""
+    out = tmp_path / "submission.csv"
+    out.write_text("id,label\n0,1\n")  # the old submission stays
+
+    def short_write(path, *args, **kwargs):
+        Path(path).write_text("id,label\n0,")
+        raise OSError("1200 requested and 64 written")
+
+    monkeypatch.setattr(np, "savetxt", short_write)
+    _disk_full_while_a_temp_file_exists(monkeypatch, tmp_path)
+
+    def write() -> None:
+        with atomic_path(out) as tmp:  # as kaggle/predict.py writes it
+            predict_script.write_submission(tmp, np.arange(5), "id,label", None)
+
+    with pytest.raises(SystemExit) as stopped:
+        run_main(write)
+    assert stopped.value.code == 1
+    assert f"error: {out}: the disk is full" in _one_error_line(capsys.readouterr().err)
+    assert out.read_text() == "id,label\n0,1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
