@@ -89,7 +89,7 @@ def test_fit_and_predict_name_a_pickled_payload_alike(tmp_path, capsys):
     in_zip, plain = tmp_path / "in_zip.ckpt", tmp_path / "plain.ckpt"
     torch.save({"state_dict": {}, "x": _Payload()}, in_zip)
     plain.write_bytes(pickle.dumps({"state_dict": {}, "x": _Payload()}))
-    for path, what in ((in_zip, "holds Python objects other than"), (plain, "a plain Python pickle")):
+    for path, what in ((in_zip, "holds Python objects"), (plain, "a plain Python pickle")):
         code, err = _exit(capsys, tiny_args(*QUIET, "--run.dir", str(tmp_path / path.stem),
                                             "--ckpt_path", str(path)))  # fmt: skip
         fit_line = _one_error_line(err)
