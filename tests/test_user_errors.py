@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import shutil
@@ -130,6 +131,78 @@ def test_data_file_mistakes(tmp_path, capsys):
                                "--data.source", "kaggle", "--data.num_workers", "0",
                                "--run.dir", str(tmp_path / "w")])  # fmt: skip
     assert code == 2 and "dev_labels.npy" in _one_error_line(err)
+
+
+def test_a_run_that_failed_before_any_checkpoint_can_be_retried_in_its_directory(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    args = ["--config", MNIST, "--data.val_split", "8", "--data.batch_size", "16", *QUIET,
+            "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
+            "--trainer.max_steps", "2", "--run.dir", str(run_dir)]  # fmt: skip
+    code, _ = _exit(capsys, [*args, "--data.data_dir", str(tmp_path / "wrong")])
+    assert code == 2 and json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    mnist = write_mnist(tmp_path / "mnist", n_train=64, n_test=32)
+    summary = main([*args, "--data.data_dir", str(mnist)])  # the same command, fixed
+    assert summary["status"] == "completed" and summary["global_step"] == 2
+
+    (run_dir / "summary.json").write_text('{"status": "failed"}')  # failed after checkpoints
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(mnist)])
+    assert code == 2 and "already holds a run (checkpoints/ exists)" in _one_error_line(err)
+    shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "notes.txt").write_text("mine")  # a user's file: never written over
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(mnist)])
+    line = _one_error_line(err)
+    assert code == 2 and "notes.txt" in line and "but no run to resume" in line
+
+
+def test_mnist_file_mistakes(tmp_path, capsys):
+    args = ["--config", MNIST, "--data.val_split", "8", *QUIET, "--run.dir", str(tmp_path / "r")]
+    missing = tmp_path / "nowhere"
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(missing)])
+    assert code == 2 and f"MNIST data_dir {missing} does not exist" in _one_error_line(err)
+
+    mnist = write_mnist(tmp_path / "mnist", n_train=64, n_test=32)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (mnist / name).unlink()
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(mnist)])
+    line = _one_error_line(err)
+    assert code == 2 and "'t10k-images-idx3-ubyte' not found" in line
+    assert "Missing: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in line
+
+    write_mnist(mnist, n_train=64, n_test=32)
+    images = mnist / "train-images-idx3-ubyte.gz"
+    write_idx(images, np.zeros((60, 28, 28), np.uint8))  # 60 images for 64 labels
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(mnist)])
+    assert code == 2 and f"{images} has 60 images but" in _one_error_line(err)
+    write_idx(images, np.zeros((64, 28, 27), np.uint8))
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(mnist)])
+    assert code == 2 and "images are uint8 (28, 27), expected uint8 (28, 28)" in (
+        _one_error_line(err)
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "option", "value", "message"),
+    [
+        (MNIST, "batch_size", "-5", "MNISTDataModule: batch_size=-5, expected at least 1"),
+        (MNIST, "batch_size", "0", "MNISTDataModule: batch_size=0, expected at least 1"),
+        (CIFAR, "eval_batch_size", "0", "CIFAR10DataModule: eval_batch_size=0, expected"),
+        (WSJ, "context", "-1", "WSJFramesDataModule: context=-1, expected at least 0"),
+        (WSJ, "batch_size", "0", "WSJFramesDataModule: batch_size=0, expected at least 1"),
+        (QUICK, "batch_size", "-5", "SyntheticClustersDataModule: batch_size=-5, expected"),
+        (QUICK, "trainer.val_check_interval", "0", "--trainer: val_check_interval=0, expected"),
+        (QUICK, "trainer.accumulate_grad_batches", "0", "accumulate_grad_batches=0, expected"),
+        (QUICK, "trainer.max_epochs", "-3", "--trainer: `max_epochs` must be a non-negative"),
+        (QUICK, "run.checkpoint_every_n_steps", "-1", "checkpoint_every_n_steps=-1, expected"),
+        (QUICK, "model.init_args.label_smoothing", "-1", "label_smoothing=-1.0, expected 0..1"),
+    ],
+)  # fmt: skip
+def test_out_of_range_options_are_one_line(tmp_path, capsys, config, option, value, message):
+    key = option if "." in option else f"data.{option}"
+    data_dir = [] if config == QUICK else ["--data.data_dir", str(tmp_path)]
+    run_dir = ["--run.dir", str(tmp_path / "r")]
+    code, err = _exit(capsys, ["--config", config, f"--{key}", value, *data_dir, *QUIET, *run_dir])
+    assert code == 2 and message in _one_error_line(err)
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_process_prints_one_line_and_the_traceback_only_when_asked(tmp_path, monkeypatch):

@@ -8,13 +8,14 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from lightning_dl.errors import require_at_least
+
 
 class PeriodicCheckpoint(Callback):
     """Overwrite ``<dirpath>/last.ckpt`` (atomically, via the CLI's checkpoint IO) every K steps."""
 
     def __init__(self, dirpath: str | Path, every_n_steps: int) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"checkpoint_every_n_steps must be >= 1, got {every_n_steps}")
+        require_at_least("--run", 1, checkpoint_every_n_steps=every_n_steps)
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
         self._saved_at = -1
