@@ -62,6 +62,31 @@ def test_config_mistakes_name_the_key_value_and_choices(tmp_path, capsys):
     assert code == 2 and "no 'Adamm' in module 'torch.optim'" in _one_error_line(err)
 
 
+def test_a_misspelt_key_is_named_where_it_was_given_with_the_nearest_one(tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    backbone = "model:\n  init_args:\n    backbone:\n      init_args:\n        hiden: [8]\n"
+    cases = {
+        "trainer:\n  max_step: 10\n": "2:3: trainer.max_step is not an option; did you mean "
+        "max_steps?",
+        "trainr:\n  max_steps: 10\n": "1:1: trainr is not an option; did you mean trainer?",
+        backbone: "5:9: model.backbone.hiden: MLP has no parameter 'hiden'; did you mean hidden?",
+        "data:\n  batch_sz: 8\n": "2:3: data.batch_sz: SyntheticClustersDataModule has no "
+        "parameter 'batch_sz'; did you mean batch_size?",
+    }
+    for text, message in cases.items():
+        typo.write_text(text)
+        code, err = _exit(capsys, ["--config", QUICK, "--config", str(typo)])
+        assert code == 2 and _one_error_line(err) == f"error: {typo}:{message}"
+    code, err = _exit(capsys, ["--config", QUICK, "--trainer.max_stepz", "5"])
+    assert _one_error_line(err).endswith("--trainer.max_stepz is not an option; did you mean "
+                                         "--trainer.max_steps?")  # fmt: skip
+    code, err = _exit(capsys, ["--config", QUICK, "--data.batch_sz", "5"])
+    assert _one_error_line(err) == (
+        "error: --data.batch_sz: SyntheticClustersDataModule has no parameter 'batch_sz'; did you "
+        "mean batch_size?"
+    )
+
+
 def test_a_run_directory_with_foreign_files_and_a_truncated_checkpoint(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
