@@ -35,7 +35,7 @@ import yaml
 from data_modules.frame_checks import Inventory
 from data_modules.frame_formats import SUBMISSION_HEADER
 from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.atomic import atomic_path
+from lightning_dl.atomic import atomic_path, check_writable
 from lightning_dl.classifier import Classifier
 from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
@@ -129,6 +129,7 @@ def check_output_path(out: Path, overwrite: bool) -> None:
         raise UserInputError(f"--out {out}: exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InputFileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+    check_writable(out.parent, f"--out {out}")
 
 
 def main(argv: list[str] | None = None) -> float | Path:

@@ -7,6 +7,7 @@ file still takes its room: :func:`atomic_path` does it before the temp file is r
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lightning_dl.errors import raise_if_disk_full
+from lightning_dl.errors import UserInputError, raise_if_disk_full
 
 
 @contextmanager
@@ -26,8 +27,17 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     naming ``dest``; ``dest`` keeps what it had.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    except OSError as error:
+        raise_if_disk_full(error, dest)
+        if error.errno in _NOT_WRITABLE:
+            raise UserInputError(
+                f"{dest}: cannot write into {dest.parent} ({error.strerror}); choose a folder "
+                "that can be written"
+            ) from error
+        raise
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -41,6 +51,22 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
             raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOENT)
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """Raise :class:`~lightning_dl.errors.UserInputError` (``what``: the option, for the
+    message) unless a file can be created in ``folder``, as :func:`atomic_path` will: found
+    before any work, not after it (a read-only mount, a folder of someone else's)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserInputError(f"{what}: cannot write into {folder} ({reason})") from error
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_text_atomic(dest: str | Path, text: str) -> None:

@@ -92,6 +92,8 @@ def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
         return True
     if not isinstance(error, OSError | RuntimeError):
         return False
+    if isinstance(error, OSError) and error.errno is not None:
+        return False  # it says what went wrong (a read-only mount also shows 0 bytes free)
     folder = Path(path)
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import pickle
@@ -221,6 +222,14 @@ def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monke
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path)])
     with pytest.raises(UserInputError, match="folder .*nowhere does not exist"):
         out = tmp_path / "nowhere" / "s.csv"
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
+
+    def read_only(*args, **kwargs):  # a read-only mount (as root, permissions would not stop us)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("lightning_dl.atomic.tempfile.mkstemp", read_only)
+    out = tmp_path / "s.csv"
+    with pytest.raises(UserInputError, match=f"--out {out}: cannot write into {tmp_path} \\(Read-"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
 
 

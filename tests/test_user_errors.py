@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -268,6 +269,22 @@ def test_a_full_disk_is_named_and_the_old_checkpoint_kept(tmp_path, monkeypatch)
         io.save_checkpoint({"step": 2}, path)
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temp file left
+
+
+def test_a_run_directory_on_a_read_only_mount_is_one_line(tmp_path, monkeypatch, capsys):
+    def read_only(*args, **kwargs):  # as root, permissions would not stop us: a read-only mount
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("lightning_dl.atomic.tempfile.mkstemp", read_only)
+    monkeypatch.setattr(  # such a mount also reports no free space: still not a full disk
+        "lightning_dl.errors.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0)
+    )
+    run_dir = tmp_path / "r"
+    code, err = _exit(capsys, tiny_args(*QUIET, "--run.dir", str(run_dir)))
+    assert code == 2 and _one_error_line(err) == (
+        f"error: {run_dir}/summary.json: cannot write into {run_dir} (Read-only file system); "
+        "choose a folder that can be written"
+    )
 
 
 def test_a_full_disk_while_writing_a_submission_is_one_line(tmp_path, monkeypatch, capsys):
