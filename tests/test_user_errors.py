@@ -150,6 +150,14 @@ def test_data_file_mistakes(tmp_path, capsys):
     code, err = _exit(capsys, [*args, *QUIET, "--run.dir", str(tmp_path / "c")])
     assert code == 2 and "data_batch_2" in _one_error_line(err)
 
+    inside = cifar / "cifar-10-batches-py"  # one folder too deep
+    args = ["--config", CIFAR, "--data.data_dir", str(inside), "--data.val_split", "10"]
+    code, err = _exit(capsys, [*args, *QUIET, "--run.dir", str(tmp_path / "c")])
+    assert code == 2 and _one_error_line(err) == (
+        f"error: CIFAR-10 data_dir {inside} holds the batches themselves; data_dir is the folder "
+        f"above cifar-10-batches-py: set data_dir: {cifar}"
+    )
+
     wsj = tmp_path / "wsj"
     write_corpus(wsj)
     (wsj / "dev_labels.npy").unlink()
@@ -193,6 +201,12 @@ def test_mnist_file_mistakes(tmp_path, capsys):
     line = _one_error_line(err)
     assert code == 2 and "'t10k-images-idx3-ubyte' not found" in line
     assert "Missing: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in line
+
+    raw = write_mnist(tmp_path / "torchvision" / "MNIST" / "raw", n_train=64, n_test=32)
+    code, err = _exit(capsys, [*args, "--data.data_dir", str(raw.parent)])  # one folder short
+    assert code == 2 and f"is in {raw}, not in {raw.parent}: set data_dir: {raw}" in (
+        _one_error_line(err)
+    )
 
     write_mnist(mnist, n_train=64, n_test=32)
     images = mnist / "train-images-idx3-ubyte.gz"
