@@ -106,10 +106,11 @@ def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Pa
     labels = data_dir / f"{split}_labels.npy"
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
-            found = sorted(q.name for q in data_dir.glob("*.npy")) if data_dir.is_dir() else []
+            found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
             raise InputFileNotFoundError(
                 f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
-                f"dev_labels.npy, test.npy (found: {', '.join(found) or 'nothing'})"
+                f"dev_labels.npy, test.npy (found: "
+                f"{found if data_dir.is_dir() else 'the folder does not exist'})"
             )
     return frames, (labels if labels.is_file() else None)
 

@@ -165,6 +165,9 @@ def test_data_file_mistakes(tmp_path, capsys):
                                "--data.source", "kaggle", "--data.num_workers", "0",
                                "--run.dir", str(tmp_path / "w")])  # fmt: skip
     assert code == 2 and "dev_labels.npy" in _one_error_line(err)
+    nowhere = ["--data.data_dir", str(tmp_path / "nowhere"), "--data.source", "kaggle"]
+    code, err = _exit(capsys, ["--config", WSJ, *nowhere, *QUIET, "--run.dir", str(tmp_path / "w")])
+    assert code == 2 and "(found: the folder does not exist)" in _one_error_line(err)
 
 
 def test_a_run_that_failed_before_any_checkpoint_can_be_retried_in_its_directory(tmp_path, capsys):
