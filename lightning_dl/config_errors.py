@@ -121,9 +121,16 @@ def unknown_key(
     if path[0] not in top:  # the first level is the misspelt one ("trainr")
         path = path[:1]
     trees = _config_trees(configs)
-    place, path = _where(trees, path)
-    if place is None:  # given on the command line, where jsonargparse's message lost its depth
-        path = next((p for p in _option_paths(args) if p[-1] == path[-1]), path)
+    place, found = _where(trees, path, exact=True)
+    given = [
+        p for p in _option_paths(args) if p[-1] == path[-1] and p[: len(path) - 1] == path[:-1]
+    ]
+    if place is not None:
+        path = found
+    elif given:  # on the command line (jsonargparse's message may have lost levels)
+        path = given[0]
+    else:  # in a config, at a depth the message lost
+        place, path = _where(trees, path, exact=False)
     enclosing = path[:-1]
     class_path = next(
         (v.value for _, t, _, v in reversed(trees) if t == [*enclosing, "class_path"]), None
@@ -139,7 +146,11 @@ def unknown_key(
             if not prefix or a.dest.startswith(prefix + ".")
         ]
         what = f"{'.'.join(path)} is not an option"
-    return f"{place + ': ' if place else '--'}{what}{_did_you_mean(path[-1], accepted)}"
+    hint = _did_you_mean(path[-1], accepted)
+    deeper = [t for _, t, _, _ in trees if t[-1] == path[-1] and t[: len(enclosing)] == enclosing]
+    if not hint and deeper:  # the key exists one level down (model.lr: model.optimizer.lr)
+        hint = f"; did you mean {'.'.join(deeper[-1])}?"
+    return f"{place + ': ' if place else '--'}{what}{hint}"
 
 
 def _did_you_mean(word: str, accepted: Sequence[str]) -> str:
@@ -193,11 +204,13 @@ def _walk(config: Path, node: yaml.Node | None, trail: list[str]) -> list[_Entry
     return entries
 
 
-def _where(trees: list[_Entry], path: list[str]) -> tuple[str | None, list[str]]:
-    """(``file:line:col`` of the last config entry that sets ``path``'s last key somewhere under
-    ``path[:-1]``, or None; that entry's full path, or ``path``)."""
+def _where(trees: list[_Entry], path: list[str], exact: bool) -> tuple[str | None, list[str]]:
+    """(``file:line:col`` of the last config entry that sets ``path`` (``exact``) or its last
+    key anywhere under ``path[:-1]``, or None; that entry's full path, or ``path``)."""
     for config, trail, key, _ in reversed(trees):
-        if trail[-1] == path[-1] and trail[: len(path) - 1] == path[:-1]:
+        if trail == path or (
+            not exact and trail[-1] == path[-1] and trail[: len(path) - 1] == path[:-1]
+        ):
             mark = key.start_mark
             return f"{config}:{mark.line + 1}:{mark.column + 1}", trail
     return None, path
