@@ -62,6 +62,11 @@ def load_cifar10(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndar
     names = TRAIN_BATCHES if train else TEST_BATCHES
     missing = [n for n in TRAIN_BATCHES + TEST_BATCHES if not (folder / n).is_file()]
     if any(n in missing for n in names):
+        if all((Path(data_dir) / n).is_file() for n in TRAIN_BATCHES + TEST_BATCHES):
+            raise InputFileNotFoundError(
+                f"CIFAR-10 data_dir {data_dir} holds the batches themselves; data_dir is the "
+                f"folder above {FOLDER}: set data_dir: {Path(data_dir).parent}"
+            )
         raise InputFileNotFoundError(
             f"CIFAR-10 batches missing in {folder}: {', '.join(missing)}. Set download: true "
             f"(fetches {URL}, MD5 {MD5}) or unpack cifar-10-python.tar.gz into {data_dir}"

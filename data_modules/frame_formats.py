@@ -109,7 +109,12 @@ def split_source(
     if fmt == "kaggle":
         frames, labels = wsj_files.split_files(data_dir, split, need_labels)
         files = (frames,) if labels is None else (frames, labels)
-        read = partial(wsj_files.read_split, frames, labels)
+        dev_labels = data_dir / "dev_labels.npy"  # the classes are train's and dev's
+        if split == "train" and labels is not None and dev_labels.is_file():
+            files += (dev_labels,)
+        else:
+            dev_labels = None
+        read = partial(wsj_files.read_split, frames, labels, dev_labels=dev_labels)
         return SplitSource(fmt, split, files, labels is not None, read, where=str(frames))
     if fmt == "librispeech":
         mfcc, transcripts = librispeech_files.partition_files(data_dir, split, need_labels)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from data_modules import augment
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
-from lightning_dl.errors import UserInputError
+from lightning_dl.errors import UserInputError, require_at_least
 
 
 def split_sizes(n: int, val_split: int | float) -> tuple[int, int]:
@@ -61,6 +61,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         """``mean``/``std`` replace the dataset's own per-channel statistics, e.g. ImageNet's
         (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for a backbone pretrained on ImageNet."""
         super().__init__()
+        name = type(self).__name__
+        require_at_least(name, 1, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        require_at_least(name, 0, num_workers=num_workers)
         self.save_hyperparameters(logger=False)
         channels = self.input_shape[0]
         for name, values in (("mean", mean), ("std", std)):

@@ -9,7 +9,7 @@ import numpy as np
 from data_modules.download import download_verified
 from data_modules.idx import read_idx
 from data_modules.image_datamodule import InMemoryImageDataModule
-from lightning_dl.errors import UserInputError
+from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FILES_MD5 = {
@@ -31,9 +31,19 @@ def find_mnist_file(data_dir: str | Path, stem: str) -> Path:
     for path in _candidates(Path(data_dir), stem):
         if path.is_file():
             return path
+    if not Path(data_dir).is_dir():
+        raise InputFileNotFoundError(
+            f"MNIST data_dir {data_dir} does not exist; set download: true (fetches the four "
+            f"IDX files from {MIRROR}) or copy them into {data_dir}"
+        )
+    deeper = [d for d in (Path(data_dir) / "raw",) if any(d.glob(f"{stem}*"))]
+    if deeper:  # torchvision's data_dir/MNIST given as data_dir
+        raise InputFileNotFoundError(
+            f"MNIST file '{stem}' is in {deeper[0]}, not in {data_dir}: set data_dir: {deeper[0]}"
+        )
     missing = [s for s in (n.removesuffix(".gz") for n in FILES_MD5) if not _exists(data_dir, s)]
     looked = ", ".join(str(p) for p in _candidates(Path(data_dir), stem))
-    raise FileNotFoundError(
+    raise InputFileNotFoundError(
         f"MNIST file '{stem}' not found; looked for {looked}. Missing: {', '.join(missing)}. "
         f"Set download: true (fetches {MIRROR}<file>.gz and checks its MD5) or copy the "
         f"four IDX files into {data_dir}"
@@ -59,11 +69,11 @@ def load_mnist(data_dir: str | Path, train: bool) -> tuple[np.ndarray, np.ndarra
     images = read_idx(images_path, expected_ndim=3)
     labels = read_idx(labels_path, expected_ndim=1, expected_type=0x08)  # unsigned bytes
     if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise ValueError(
+        raise UserInputError(
             f"{images_path}: images are {images.dtype} {images.shape[1:]}, expected uint8 (28, 28)"
         )
     if len(images) != len(labels):
-        raise ValueError(
+        raise UserInputError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
     bad = np.flatnonzero((labels < 0) | (labels > 9))

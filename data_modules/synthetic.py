@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_modules.batched import BatchedTensorDataset, passthrough_collate
-from lightning_dl.errors import UserInputError
+from lightning_dl.errors import UserInputError, require_at_least
 
 
 def make_clusters(n: int, num_features: int, num_classes: int, noise: float, seed: int):
@@ -40,18 +40,10 @@ class SyntheticClustersDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value, least in (
-            ("num_train", num_train, 1),
-            ("num_val", num_val, 1),
-            ("num_test", num_test, 1),
-            ("num_features", num_features, 1),
-            ("num_classes", num_classes, 2),
-            ("batch_size", batch_size, 1),
-        ):
-            if value < least:
-                raise UserInputError(
-                    f"SyntheticClustersDataModule: {name}={value}, expected at least {least}"
-                )
+        where = "SyntheticClustersDataModule"
+        require_at_least(where, 1, num_train=num_train, num_val=num_val, num_test=num_test)
+        require_at_least(where, 1, num_features=num_features, batch_size=batch_size)
+        require_at_least(where, 2, num_classes=num_classes)
         if noise < 0:
             raise UserInputError(f"SyntheticClustersDataModule: noise={noise}, expected >= 0")
         self.save_hyperparameters(logger=False)

@@ -39,7 +39,7 @@ from data_modules.frame_formats import (
 from data_modules.memmap_frames import ChunkedRandomSampler, ContextWindowDataset
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
-from lightning_dl.errors import InputFileNotFoundError, UserInputError
+from lightning_dl.errors import InputFileNotFoundError, UserInputError, require_at_least
 
 
 class FrameMasking(TypedDict, total=False):
@@ -100,8 +100,10 @@ class WSJFramesDataModule(pl.LightningDataModule):
         augment: FrameMasking | None = None,
     ) -> None:
         super().__init__()
-        if context < 0:
-            raise UserInputError(f"context must be >= 0, got {context}")
+        name = type(self).__name__
+        require_at_least(name, 0, context=context, num_workers=num_workers)
+        require_at_least(name, 1, batch_size=batch_size, demo_utterances=demo_utterances)
+        require_at_least(name, 1, demo_workers=demo_workers)
         for name, value, allowed in (
             ("normalize", normalize, ("none", "utterance", "global")),
             ("pad", pad, ("zero", "edge")),

@@ -25,7 +25,8 @@ from data_modules.frame_checks import (
 from data_modules.safe_pickle import UnsafePickleError, safe_load
 from lightning_dl.errors import InputFileNotFoundError, UserInputError
 
-CLASSES_FROM = "the classes of the training labels"
+CLASSES = 138  # the Kaggle WSJ task's: 46 phonemes x 3 states
+CLASSES_FROM = f"the classes of the training labels, or of dev's up to the task's {CLASSES}"
 
 
 # what one utterance of a frames or labels file is, and its number of dimensions
@@ -106,21 +107,38 @@ def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Pa
     labels = data_dir / f"{split}_labels.npy"
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
-            found = sorted(q.name for q in data_dir.glob("*.npy")) if data_dir.is_dir() else []
+            found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
             raise InputFileNotFoundError(
                 f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
-                f"dev_labels.npy, test.npy (found: {', '.join(found) or 'nothing'})"
+                f"dev_labels.npy, test.npy (found: "
+                f"{found if data_dir.is_dir() else 'the folder does not exist'})"
             )
     return frames, (labels if labels.is_file() else None)
 
 
+def _largest_dev_class(path: Path | None) -> int:
+    """The largest class in a dev labels file (-1: none); reading dev itself checks the rest."""
+    if path is None:
+        return -1
+    labels = [
+        lab for lab in read_utterances(path, "labels")
+        if lab.ndim == 1 and np.issubdtype(lab.dtype, np.integer)
+    ]  # fmt: skip
+    return largest_class(labels)
+
+
 def read_split(
-    frames_path: Path, labels_path: Path | None, inventory: Inventory | None = None
+    frames_path: Path,
+    labels_path: Path | None,
+    inventory: Inventory | None = None,
+    dev_labels: Path | None = None,
 ) -> SplitData:
     """Read and validate one split: utterances, and labels when given.
 
     The feature dimension is the training data's (``inventory``) or, reading the training split
-    itself, the first utterance's; labels are checked against the inventory's classes.
+    itself, the first utterance's; labels are checked against the inventory's classes. The
+    training split defines the classes with ``dev_labels``: dev is labelled data too, and a
+    training subset may lack the highest class that dev has.
     """
     utts = read_utterances(frames_path)
     if not utts:
@@ -141,5 +159,6 @@ def read_split(
     for i, (u, lab) in enumerate(zip(utts, labs, strict=True)):
         check_labels(f"{labels_path}: utterance {i}", lab, len(u), num_classes, CLASSES_FROM)
     if num_classes is None:
-        num_classes = largest_class(labs) + 1
+        dev_classes = min(_largest_dev_class(dev_labels) + 1, CLASSES)  # beyond: refused there
+        num_classes = max(largest_class(labs) + 1, dev_classes)
     return SplitData(utts, labs, width, num_classes)

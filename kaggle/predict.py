@@ -24,50 +24,33 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 import yaml
 
 from data_modules.frame_checks import Inventory
 from data_modules.frame_formats import SUBMISSION_HEADER
 from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.atomic import atomic_path
+from lightning_dl.atomic import atomic_path, check_writable
 from lightning_dl.classifier import Classifier
 from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.precision import checkpoint_precision, resolve_precision
 from lightning_dl.predict import predict_in_order
+from lightning_dl.run.checkpoint_io import read_checkpoint
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's dict, unpickling nothing but tensors and plain containers."""
-    if not path.is_file():
-        raise InputFileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):  # not a pickle torch wrote: damaged bytes
-            raise UserInputError(
-                f"{path}: truncated or not a PyTorch checkpoint ({_first_error_line(error)})"
-            ) from error
-        raise UserInputError(
-            f"{path}: holds Python objects other than tensors and plain containers, which "
-            f"lightning_dl.fit never writes, so it is not loaded ({_first_error_line(error)})"
-        ) from error
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as error:
-        raise UserInputError(
-            f"{path}: truncated or not a PyTorch checkpoint ({type(error).__name__}: "
-            f"{_first_error_line(error)})"
-        ) from error
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    """The checkpoint's dict, unpickling nothing but tensors and plain containers; the reader
+    (and so every message about a bad file) is the one ``lightning_dl.fit`` uses."""
+    ckpt = read_checkpoint(path)
+    if "state_dict" not in ckpt:
         raise UserInputError(
             f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
         )
@@ -147,6 +130,7 @@ def check_output_path(out: Path, overwrite: bool) -> None:
         raise UserInputError(f"--out {out}: exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InputFileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+    check_writable(out.parent, f"--out {out}")
 
 
 def main(argv: list[str] | None = None) -> float | Path:

@@ -45,6 +45,8 @@ class Classifier(pl.LightningModule):
         fused_optimizer: bool = True,
     ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise UserInputError(f"Classifier: label_smoothing={label_smoothing}, expected 0..1")
         # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
         self.save_hyperparameters(logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler

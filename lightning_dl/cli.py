@@ -21,6 +21,7 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lightning_dl import console
 from lightning_dl.callbacks.exact_resume import ExactResume
@@ -29,6 +30,13 @@ from lightning_dl.callbacks.nonfinite import NonFiniteLossGuard
 from lightning_dl.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from lightning_dl.classifier import Classifier
 from lightning_dl.config_errors import OneLineErrorParser
+from lightning_dl.errors import (
+    ReportedError,
+    UserInputError,
+    describe,
+    reported_cause,
+    require_at_least,
+)
 from lightning_dl.precision import RecordPrecision, Trainer
 from lightning_dl.run import directory, resume
 from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
@@ -50,6 +58,23 @@ class RunConfigSaver(SaveConfigCallback):
 
 def _class_name(entry: Any) -> str:
     return str(entry.get("class_path", "")) if isinstance(entry, dict | Namespace) else ""
+
+
+def _check_trainer_options(trainer: Namespace) -> None:
+    """Refuse the trainer options that Lightning accepts and then divides by (a traceback)."""
+    require_at_least(
+        "--trainer",
+        1,
+        accumulate_grad_batches=trainer.get("accumulate_grad_batches"),
+        log_every_n_steps=trainer.get("log_every_n_steps"),
+        check_val_every_n_epoch=trainer.get("check_val_every_n_epoch"),
+    )
+    interval = trainer.get("val_check_interval")
+    if interval is not None and not isinstance(interval, str) and interval <= 0:
+        raise UserInputError(
+            f"--trainer: val_check_interval={interval}, expected steps >= 1 or a fraction of an "
+            "epoch in (0, 1]"
+        )
 
 
 class LightningDLCLI(LightningCLI):
@@ -128,6 +153,19 @@ class LightningDLCLI(LightningCLI):
             }
         )
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a class that refuses its arguments (a
+        :class:`~lightning_dl.errors.UserInputError` from ``__init__``: ``batch_size: -5``) is
+        reported as that one error, not as jsonargparse's report about Union subtypes."""
+        try:
+            super().instantiate_classes()
+        except ReportedError:
+            raise
+        except Exception as error:
+            if (reported := reported_cause(error)) is None:
+                raise
+            raise reported from error
+
     def before_instantiate_classes(self) -> None:
         config = self.config
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
@@ -170,8 +208,11 @@ class LightningDLCLI(LightningCLI):
         keys = parser.callback_keys
         if self.config_init.trainer.get("enable_checkpointing") is False:
             parser.callback_keys = [key for key in keys if key != "checkpoint"]
+        _check_trainer_options(self.config_init.trainer)
         try:
             trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:  # Lightning's refusal of an option
+            raise UserInputError(f"--trainer: {describe(error)}") from error
         finally:
             parser.callback_keys = keys
         console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
@@ -185,7 +226,7 @@ class LightningDLCLI(LightningCLI):
         if trainer.checkpoint_callback is not None:
             ours += [ValidateAtEnd(), CheckpointOnTerminate(checkpoints)]
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
-        if run.checkpoint_every_n_steps:
+        if run.checkpoint_every_n_steps is not None:
             trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()

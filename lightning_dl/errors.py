@@ -54,6 +54,30 @@ class DiskFullError(ReportedError, OSError):
         return str(self.strerror)
 
 
+def require_at_least(where: str, least: int, **values: int | None) -> None:
+    """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None: unset).
+
+    ``require_at_least("MNISTDataModule", 1, batch_size=0)`` -> "MNISTDataModule: batch_size=0,
+    expected at least 1", instead of torch's traceback when the DataLoader is made.
+    """
+    for name, value in values.items():
+        if value is not None and value < least:
+            raise UserInputError(f"{where}: {name}={value}, expected at least {least}")
+
+
+def reported_cause(error: BaseException) -> ReportedError | None:
+    """The :class:`ReportedError` that ``error`` was raised from (its cause or context chain),
+    e.g. inside jsonargparse's "Does not validate against any of the Union subtypes"; or None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ReportedError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def debug_requested() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -68,6 +92,8 @@ def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
         return True
     if not isinstance(error, OSError | RuntimeError):
         return False
+    if isinstance(error, OSError) and error.errno is not None:
+        return False  # it says what went wrong (a read-only mount also shows 0 bytes free)
     folder = Path(path)
     while not folder.is_dir() and folder != folder.parent:
         folder = folder.parent

@@ -76,3 +76,38 @@ class NanInputOnRank(Callback):
     ) -> None:
         if trainer.global_rank == self.rank and trainer.global_step == self.step:
             batch[0][0, 0] = float("nan")  # the batch is a gathered copy, not the dataset
+
+
+class SimulatedKill(BaseException):
+    """Stands for SIGKILL in an in-process run: nothing of ours catches it or writes after it
+    (ModelCheckpoint saves nothing on an exception unless asked)."""
+
+
+class KillDuringValidation(Callback):
+    """Stop the run dead during the validation at global step ``step`` (not the sanity check)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step and not trainer.sanity_checking:
+            raise SimulatedKill(f"killed during the validation at step {self.step}")
+
+
+class KillAfterWrite(Callback):
+    """Stop the run dead right after checkpoint file ``name`` is written at ``step``: e.g. after
+    ModelCheckpoint's best.ckpt and before its last.ckpt."""
+
+    def __init__(self, name: str, step: int) -> None:
+        self.name, self.step = name, step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def save_then_die(checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+            save(checkpoint, path, storage_options)
+            if Path(path).name == self.name and trainer.global_step == self.step:
+                raise SimulatedKill(f"killed after writing {path} at step {self.step}")
+
+        io.save_checkpoint = save_then_die

@@ -14,7 +14,7 @@ from data_modules.libriphone_files import split_ids
 from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.errors import UserInputError
 from tests.frame_corpora import PARTITIONS, PHONES, write_libriphone, write_librispeech
-from tests.wsj_corpus import naive_windows, write_corpus
+from tests.wsj_corpus import naive_windows, save_split, write_corpus
 
 
 def _all(ds) -> tuple[torch.Tensor, ...]:
@@ -208,3 +208,19 @@ def test_a_named_source_that_does_not_match_the_folder_says_which_layout_it_hold
         match=r"train\.npy: missing.*holds the libriphone layout .*--data\.source libriphone",
     ):
         dm.num_classes  # noqa: B018
+
+
+def test_the_classes_are_those_of_train_and_dev(tmp_path):
+    """A training subset that lacks the highest class still reads valid dev files: dev is
+    labelled data too (up to the Kaggle task's 138 classes; beyond, dev is refused)."""
+    kaggle = tmp_path / "kaggle"
+    corpus = write_corpus(kaggle)
+    frames, labels = corpus["train"]
+    save_split(kaggle, "train", frames, [np.minimum(y, 136) for y in labels])  # no class 137
+    dev_frames, dev_labels = corpus["dev"]
+    dev_labels[0][0] = 137
+    save_split(kaggle, "dev", dev_frames, dev_labels)
+    dm = WSJFramesDataModule(str(kaggle), context=1, source="kaggle")
+    assert dm.num_classes == 138
+    dm.setup("fit")
+    assert int(dm.datasets["dev"].__getitems__([0])[1][0]) == 137

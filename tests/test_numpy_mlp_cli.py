@@ -71,8 +71,11 @@ def test_cli_trains_on_tiny_mnist_files(mnist_dir, tmp_path, capsys):
 
 def test_cli_missing_data_names_the_path_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(InputFileNotFoundError, match=r"train-images-idx3-ubyte.*not found"):
+    with pytest.raises(InputFileNotFoundError, match=r"MNIST data_dir .*nowhere does not exist"):
         main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(out)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileNotFoundError, match=r"train-images-idx3-ubyte.*not found"):
+        main(["--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(out)])
     assert not out.exists()
 
 
@@ -169,7 +172,7 @@ def test_bad_input_is_one_error_line_with_exit_status_2(mnist_dir, tmp_path, cap
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
     assert str(labels) in err and "0x09 (signed byte), expected 0x08" in err
     code, err = run_cli([*base[:3], str(tmp_path / "nowhere"), *base[4:]], capsys)
-    assert code == 2 and err.startswith("error: MNIST file 'train-images-idx3-ubyte' not found")
+    assert code == 2 and err.startswith(f"error: MNIST data_dir {tmp_path / 'nowhere'} does not")
     assert err.count("\n") == 1
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "metrics.json").write_text("{}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import pickle
@@ -149,7 +150,7 @@ def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp
             predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
     for garbage in (b"hello, not a checkpoint", pickle.dumps({"a": 1}), os.urandom(300)):
         truncated.write_bytes(garbage)
-        with pytest.raises(UserInputError, match=r"truncated or not a PyTorch checkpoint"):
+        with pytest.raises(UserInputError, match=r"truncated or not|plain Python pickle, not a"):
             predict.main(["--ckpt", str(truncated), "--data-dir", str(data), "--out", str(out)])
     assert not out.exists()
 
@@ -223,6 +224,14 @@ def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monke
         out = tmp_path / "nowhere" / "s.csv"
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
 
+    def read_only(*args, **kwargs):  # a read-only mount (as root, permissions would not stop us)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("lightning_dl.atomic.tempfile.mkstemp", read_only)
+    out = tmp_path / "s.csv"
+    with pytest.raises(UserInputError, match=f"--out {out}: cannot write into {tmp_path} \\(Read-"):
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
+
 
 def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatch, capsys):
     """The script runs through lightning_dl.errors.run_main: no traceback for a user's mistake."""
@@ -231,7 +240,7 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
     bad.write_bytes(ckpt.read_bytes()[:500])
     cases = {
         "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
-        "checkpoint not found": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
+        "no such checkpoint file": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
         "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
     }
     for message, args in cases.items():

@@ -17,6 +17,7 @@ from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
 from lightning_dl.run.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.tracking.wandb_offline import read_offline_run
+from tests.faults import SimulatedKill
 from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
 from tests.wsj_corpus import write_run_corpus
 
@@ -135,6 +136,38 @@ def test_killed_run_resumes_bit_identical(tmp_path, case):
 
 def _resolved(*args: str) -> LightningDLCLI:
     return LightningDLCLI(args=tiny_args("--trainer.logger", "false", *args))
+
+
+def _best(run_dir: Path) -> tuple[int, list[torch.Tensor], float]:
+    state = _state(run_dir / "checkpoints" / "best.ckpt")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return state["global_step"], list(state["state_dict"].values()), summary["test/acc"]
+
+
+def test_a_run_killed_at_any_point_of_a_validation_tests_the_same_best_checkpoint(tmp_path):
+    """Kill points that decide which best.ckpt survives: during the best validation (a periodic
+    last.ckpt of that step, written before it, made the resumed run skip it), and between
+    ModelCheckpoint's best.ckpt and last.ckpt. Killed (simulated: the run stops dead at that
+    hook) and resumed, the run tests the same best.ckpt as an uninterrupted one."""
+    args = tiny_args("--trainer.logger", "false", "--trainer.precision", "32-true",
+                     "--data.num_train", "256", "--data.noise", "3.0",
+                     "--trainer.val_check_interval", "3", "--run.checkpoint_every_n_steps", "3",
+                     steps=9)  # fmt: skip
+    main([*args, "--run.dir", str(tmp_path / "whole")])
+    step, weights, test_acc = _best(tmp_path / "whole")
+    kills = {
+        "during": {"class_path": "tests.faults.KillDuringValidation", "init_args": {"step": step}},
+        "between": {"class_path": "tests.faults.KillAfterWrite",
+                    "init_args": {"name": "best.ckpt", "step": step}},
+    }  # fmt: skip
+    for name, kill in kills.items():
+        run = ["--run.dir", str(tmp_path / name)]
+        with pytest.raises(SimulatedKill):
+            main([*args, *run, f"--trainer.callbacks+={json.dumps(kill)}"])
+        main([*args, *run, "--run.auto_resume", "true"])
+        resumed_step, resumed_weights, resumed_acc = _best(tmp_path / name)
+        assert (resumed_step, resumed_acc) == (step, test_acc), name
+        assert all(torch.equal(a, b) for a, b in zip(resumed_weights, weights, strict=True))
 
 
 def test_ckpt_path_last_and_auto_resume_resolution(tmp_path):

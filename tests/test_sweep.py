@@ -46,6 +46,18 @@ class KillSweepAtStep(Callback):
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+class InterruptSweepAtStep(Callback):
+    """Ctrl-C to the sweep (SIGINT to the worker that runs this trial) at ``step``, once."""
+
+    def __init__(self, step: int, once_file: str) -> None:
+        self.step, self.once_file = step, Path(once_file)
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.step and not self.once_file.exists():
+            self.once_file.touch()
+            os.kill(os.getppid(), signal.SIGINT)
+
+
 class RaiseOnceAtStep(Callback):
     """Fail the run (an exception in training) at ``step``, the first time only."""
 
@@ -273,6 +285,46 @@ def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, ca
 
     assert main(args) == 0  # finished: nothing runs again
     assert "starting" not in capsys.readouterr().out and len(_study(out).get_trials()) == 2
+
+
+def test_a_space_key_the_configs_lack_is_refused_before_the_first_trial(tmp_path, capsys):
+    old_grid = tmp_path / "grid.yaml"  # the old grid runner's example: model.lr is gone
+    old_grid.write_text("model.lr: [0.001, 0.01]\n")
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: main(["--config", QUICK, "--grid", str(old_grid), "--out", str(out)]))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --space {old_grid}: fit refuses the first trial's command ")
+    assert "--model.lr: Classifier has no parameter 'lr'; did you mean model.optimizer.lr?" in err
+    assert not out.exists()  # no study, no trial
+
+
+def test_an_interrupted_trial_is_continued_under_its_own_number(tmp_path, capsys):
+    """Ctrl-C during a trial: no failure is recorded; the same command continues that trial in
+    place (same number, same run directory, from its checkpoint)."""
+    out, args = _one_trial_sweep(tmp_path)
+    stop = {"class_path": "tests.test_sweep.InterruptSweepAtStep",
+            "init_args": {"step": 4, "once_file": str(tmp_path / "stopped")}}  # fmt: skip
+    args = [*args, f"--trainer.callbacks+={json.dumps(stop)}"]
+    stopped = _sweep_process(args)
+    output = stopped.communicate(timeout=300)[0]
+    assert stopped.returncode == 130, output
+    assert "interrupted; the same command continues it" in output
+    (cut,) = _study(out).get_trials()
+    assert cut.state == TrialState.RUNNING and cut.user_attrs["interrupted"] is True
+    assert [r["state"] for r in _rows(out)] == ["interrupted"]
+
+    capsys.readouterr()
+    assert main(args) == 0
+    assert f"trial 0 ({cut.user_attrs['run_dir']}): resuming" in capsys.readouterr().out
+    (trial,) = _study(out).get_trials()  # still one trial, number 0: nothing shifted
+    assert trial.number == 0 and trial.state == TrialState.COMPLETE
+    assert [(r["trial"], r["state"]) for r in _rows(out)] == [("0", "complete")]
+    run_dir = out / cut.user_attrs["run_dir"]
+    assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 6
+    log = (out / "logs" / f"{run_dir.name}.log").read_text()
+    assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log
 
 
 def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys):

@@ -4,7 +4,8 @@
   ``<run.root>/<run.name>/latest`` then points at the newest one. An explicit ``--run.dir`` gets
   no ``latest`` link: it is the user's own name for the run.
 - An existing non-empty directory is written to only when it is a run of ours being resumed
-  (``--ckpt_path last`` or ``--run.auto_resume true``). Anything else there is refused.
+  (``--ckpt_path last`` or ``--run.auto_resume true``), or a run of ours that failed or was
+  interrupted before any checkpoint (its own retry starts it over). Anything else is refused.
 - Temp files of our atomic writes (``.last.ckpt.<random>.tmp``) left by a killed process are
   removed when a run starts or resumes.
 """
@@ -25,6 +26,12 @@ LATEST = "latest"
 # lightning_dl.atomic.atomic_path names its temp files ".<name>.<8 mkstemp characters>.tmp"
 _OUR_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 _SHOWN = 4  # entries named when refusing a directory
+# What a run of ours writes into its directory (lightning_dl.run's package docstring).
+_RUN_FILES = frozenset(
+    {"summary.json", "config.yaml", "metrics.csv", "hparams.yaml", "curves.png", "wandb",
+     "errors", "checkpoints"}
+)  # fmt: skip
+_RETRIED = ("failed", "interrupted")
 
 
 def config_stem(config: Any) -> str:
@@ -102,6 +109,8 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
     ours = (run_dir / "summary.json").is_file()
     if not entries or resuming_here or (auto_resume and ours):
         return  # auto_resume of a run of ours that never checkpointed starts it over
+    if ours and _failed_before_any_checkpoint(run_dir, entries):
+        return  # the retry of a run that failed (a wrong data_dir): nothing to keep or resume
     if (run_dir / "checkpoints").is_dir():
         raise UserInputError(
             f"run directory {run_dir} already holds a run (checkpoints/ exists); pass "
@@ -113,6 +122,17 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
         f"run directory {run_dir} already exists and holds files ({shown}) but no run to "
         "resume; nothing in it is overwritten: choose another --run.dir (or --run.dir null)"
     )
+
+
+def _failed_before_any_checkpoint(run_dir: Path, entries: list[str]) -> bool:
+    """True for a run of ours that failed or was interrupted and holds nothing but its own
+    files, no checkpoint among them. (A run still training says "running": never taken.)"""
+    if resume.run_status(run_dir) not in _RETRIED:
+        return False
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        return False
+    return all(name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries)
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:

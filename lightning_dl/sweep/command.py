@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lightning_dl.errors import InputFileNotFoundError, UserInputError
+from lightning_dl.sweep.keys import check_keys
 from lightning_dl.sweep.pruners import PRUNERS, monitor_for
 from lightning_dl.sweep.runner import Sweep, make_sampler, require_grid
 from lightning_dl.sweep.space import load_space
@@ -90,6 +91,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
         if not Path(config).is_file():
             raise InputFileNotFoundError(f"--config {config}: no such file")
     space = load_space(args.space)
+    check_keys(args.config, space, args.space, extra)
     sampler_name = args.sampler or ("grid" if space.is_grid else "tpe")
     n_trials = args.n_trials
     if sampler_name == "grid":

@@ -25,7 +25,7 @@ from lightning_dl.errors import UserInputError
 from lightning_dl.run.resume import read_summary
 from lightning_dl.sweep.pruners import monitor_for
 from lightning_dl.sweep.space import Space, cli_value
-from lightning_dl.sweep.trial_attrs import counted, run_dir_of
+from lightning_dl.sweep.trial_attrs import INTERRUPTED, counted, run_dir_of
 
 # The summary.json figures tabulated for each trial: lightning_dl.run.summary.REPORTED_METRICS,
 # repeated here so that the sweep does not import Lightning (tests/test_sweep.py checks they agree).
@@ -41,6 +41,8 @@ def _rows(study: optuna.Study, space: Space) -> list[tuple[FrozenTrial, dict[str
 
 
 def _state(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.RUNNING and trial.user_attrs.get(INTERRUPTED):
+        return "interrupted"  # continued in place by the next command
     return trial.state.name.lower()
 
 

@@ -7,7 +7,10 @@ machine, or on other machines) share the study through its storage. A trial whos
 (see :mod:`lightning_dl.sweep.locks`) is taken over by the next worker that looks: it is
 marked failed and enqueued again with the same parameters, and the new trial resumes the same
 run directory from its last checkpoint. Trials that failed are retried once each time the
-command is started again, so re-running a crashed or partly failed sweep continues it.
+command is started again, so re-running a crashed or partly failed sweep continues it. A trial
+whose run was interrupted (Ctrl-C, or SIGTERM to its run) is no failure: it stays running in
+the study, and the next worker continues it in place, under its own number, from its run's
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from lightning_dl.sweep.space import Space, cli_value, slug
 from lightning_dl.sweep.storage import open_storage
 from lightning_dl.sweep.trial_attrs import (
     ERROR,
+    INTERRUPTED,
     RESUME_RUN_DIR,
     RESUMES,
     RUN_DIR,
@@ -172,6 +176,8 @@ class Sweep:
         run_dir = self.out / relative
         if trial.state == TrialState.RUNNING and not (self._trial_lock(run_dir)).is_file():
             return  # a run directory this machine cannot see (another machine's local disk)
+        if trial.state == TrialState.RUNNING and trial.user_attrs.get(INTERRUPTED):
+            return  # continued in place by the next worker (_adopt_interrupted)
         fd = locks.try_lock(self._trial_lock(run_dir))
         if fd is None:
             return  # alive
@@ -203,6 +209,9 @@ class Sweep:
         try:
             while not self.stopping.is_set():
                 self.recover(retry_failed=False)
+                if adopted := self._adopt_interrupted():
+                    self._run(*adopted)
+                    continue
                 trial = self._ask()
                 if trial is None:
                     return
@@ -230,11 +239,32 @@ class Sweep:
             self.study.tell(trial, state=TrialState.FAIL)
             return None
 
-    def _run(self, trial: optuna.Trial) -> None:
+    def _adopt_interrupted(self) -> tuple[optuna.Trial, int] | None:
+        """An interrupted trial whose run no one is continuing, with its lock now held by us."""
+        with locks.held(self.out / LOCK):
+            for trial in counted(self.study.get_trials(deepcopy=False)):
+                relative = run_dir_of(trial)
+                if trial.state != TrialState.RUNNING or not trial.user_attrs.get(INTERRUPTED):
+                    continue
+                fd = locks.try_lock(self._trial_lock(self.out / str(relative)))
+                if fd is None:
+                    continue  # another worker continues it
+                self._set_attr(trial.number, INTERRUPTED, False)
+                return optuna.Trial(self.study, trial._trial_id), fd
+        return None
+
+    def _run(self, trial: optuna.Trial, fd: int | None = None) -> None:
+        """Train ``trial`` (holding its lock ``fd`` already when it is continued in place)."""
         values = self.space.suggest(trial)
-        relative = trial.user_attrs.get(RESUME_RUN_DIR) or f"runs/{trial.number:03d}-{slug(values)}"
+        attrs = trial.user_attrs
+        relative = (
+            attrs.get(RUN_DIR)
+            or attrs.get(RESUME_RUN_DIR)
+            or f"runs/{trial.number:03d}-{slug(values)}"
+        )
         run_dir = self.out / relative
-        fd = locks.try_lock(self._trial_lock(run_dir))
+        continued = fd is not None
+        fd = fd if fd is not None else locks.try_lock(self._trial_lock(run_dir))
         if fd is None:
             trial.set_user_attr(ERROR, f"{run_dir} is in use by another worker")
             self.study.tell(trial, state=TrialState.FAIL)
@@ -242,12 +272,15 @@ class Sweep:
         try:  # the lock is held until Optuna knows the outcome, so no one takes the trial over
             trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
             trial.set_user_attr(RUN_DIR, relative)  # only now may others check its lock
-            resumed = RESUMES in trial.user_attrs
+            resumed = RESUMES in trial.user_attrs or continued
             self._log(trial.number, relative, "resuming" if resumed else "starting")
             returncode = self._fit(trial.number, values, run_dir, fd)
             summary = read_summary(run_dir)
             if returncode == 0 and summary.get("status") == COMPLETED:
                 self._tell(trial.number, summary)
+            elif self.stopping.is_set() or summary.get("status") == "interrupted":
+                trial.set_user_attr(INTERRUPTED, True)  # no failure: continued in place later
+                self._log(trial.number, relative, "interrupted; the same command continues it")
             else:
                 status = summary.get("status", "failed")
                 error = f"{status}: {summary.get('error') or f'exit code {returncode}'}"

@@ -10,6 +10,7 @@ RESUMES = "resumes_trial"  # on an enqueued retry: the number of the trial it re
 SURPLUS = "surplus"  # asked by a worker after the budget was spent; never run
 ERROR = "error"  # why the trial failed
 WORKER = "worker"  # host:pid of the worker that ran it
+INTERRUPTED = "interrupted"  # its run was stopped (Ctrl-C): it stays RUNNING, continued in place
 
 
 def run_dir_of(trial: FrozenTrial) -> str | None:
