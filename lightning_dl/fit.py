@@ -19,14 +19,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from lightning_dl.atomic import write_json_atomic
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.config_errors import check_config_files
 from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import ReportedError, run_main
-from lightning_dl.run import directory, signals
+from lightning_dl.run import directory, ranks, signals
 from lightning_dl.run.summary import (
     collect_summary,
     failure_report,
@@ -53,14 +53,20 @@ def main(args: list[str] | None = None) -> dict:
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(cli.config.run.dir)
     ckpt_path = cli.config.get("ckpt_path")
-    if rank_zero_only.rank == 0:
+    if ranks.decides_run_directory():
         for stale in directory.remove_stale_temp_files(run_dir):
             rank_zero_info(f"removed {stale}, a temp file left by a killed run")
         write_status(run_dir, "running", resumed_from=ckpt_path)
     try:
         summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
     except BaseException as error:
-        _report_failure(trainer, run_dir, error, time.perf_counter() - started, started_at)
+        requeued = {}
+        if signals.requeue_asked(trainer) and trainer.is_global_zero:  # last.ckpt is written
+            requeued["requeue"] = signals.requeue_slurm_job()
+            print(requeued["requeue"])
+        _report_failure(
+            trainer, run_dir, error, time.perf_counter() - started, started_at, **requeued
+        )
         if (status := signals.exit_status(error)) is not None:
             raise SystemExit(status) from error
         raise
@@ -115,12 +121,19 @@ def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
 
 
 def _report_failure(
-    trainer: pl.Trainer, run_dir: Path, error: BaseException, wall_time_s: float, since: float
+    trainer: pl.Trainer,
+    run_dir: Path,
+    error: BaseException,
+    wall_time_s: float,
+    since: float,
+    **details: str,
 ) -> None:
     """Leave a truthful run directory behind; never mask the original error."""
-    report = failure_report(trainer, error, wall_time_s)
+    report = failure_report(trainer, error, wall_time_s) | details
     try:
         if trainer.global_rank != 0:
+            if signals.is_termination(error):
+                return  # every rank stopped at the agreed step: rank 0 reports it
             write_json_atomic(run_dir / "errors" / f"rank{trainer.global_rank}.json", report)
             return
         other_ranks = other_rank_errors(run_dir, since)
