@@ -5,7 +5,8 @@
 - SIGTERM to one node only: every rank stops at one agreed step, one complete last.ckpt,
   ``interrupted``, exit 143; the same command again resumes to the uninterrupted run's end;
 - SLURM (its environment by hand, a stand-in ``scontrol``): the requeue signal, heard by the
-  ranks at different steps, checkpoints, requeues once, and the requeued job continues exactly.
+  ranks at different steps, checkpoints, requeues once, and the requeued job continues exactly;
+  configs/slurm/two_nodes.sbatch starts a command the CLI accepts.
 
 Each two-node launch costs two processes that import Lightning (~10 s on a quiet 2-core host).
 """
@@ -13,18 +14,22 @@ Each two-node launch costs two processes that import Lightning (~10 s on a quiet
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from data_modules.synthetic import make_clusters
+from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
 from lightning_dl.run.checkpoint_io import read_checkpoint
 from tests.ddp_predict import main as predict_csv
-from tests.tiny_runs import tiny_args
+from tests.tiny_runs import QUICK, ROOT, tiny_args
 from tests.two_nodes import TWO_NODES, srun_two_tasks, torchrun_two_nodes
 
 # No BatchNorm or dropout: every step is then exactly a mean over the global batch (2 x 32 on two
@@ -34,6 +39,7 @@ PARITY = (
     "--trainer.precision", "32-true", "--trainer.logger", "[]",
 )  # fmt: skip
 TOLERANCE = 1e-5  # float32 gradient all-reduce vs one big batch: measured differences ~1e-7
+SBATCH = ROOT / "configs" / "slurm" / "two_nodes.sbatch"
 EXIT_143 = re.compile(r"exitcode\s*:\s*143")
 
 
@@ -182,3 +188,29 @@ def test_slurm_requeue_signal_checkpoints_requeues_and_the_job_continues(uninter
     _ok(requeued)
     _assert_same_end(run_dir, uninterrupted / "run")
     assert asked.read_text() == "requeue 4242\n"
+
+
+def test_the_sbatch_script_runs_a_command_the_cli_accepts(tmp_path, capsys):
+    bin_dir, recorded = tmp_path / "bin", tmp_path / "srun.args"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"  # stands in for SLURM's: records the command it would start
+    srun.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {recorded}\n")
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    env = {
+        **os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS_PER_NODE": "4", "SLURM_JOB_ID": "777",
+    }  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(SBATCH), QUICK, "--trainer.max_steps", "5"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    command = recorded.read_text().splitlines()
+    assert command[:3] == ["python", "-m", "lightning_dl.fit"]
+    with pytest.raises(SystemExit) as printed:
+        LightningDLCLI(args=[*command[3:], "--print_config"])
+    assert printed.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert (config["trainer"]["num_nodes"], str(config["trainer"]["devices"])) == (2, "4")
+    assert config["run"]["dir"] == "runs/slurm/777" and config["run"]["auto_resume"] is True
+    assert config["trainer"]["max_steps"] == 5  # the user's own arguments come last

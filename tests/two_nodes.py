@@ -73,7 +73,7 @@ def _port_clash(nodes: list[Node]) -> bool:
 
 
 def torchrun_two_nodes(
-    args: list[str], out: Path, delay: float = 2.0, timeout: float = 180,
+    args: list[str], out: Path, delay: float = 1.0, timeout: float = 180,
     module: str = "lightning_dl.fit",
 ) -> list[Node]:  # fmt: skip
     """``torchrun --nnodes 2 --node_rank 0|1 -m MODULE ARGS``, node 1 ``delay`` s late."""
@@ -94,7 +94,7 @@ def torchrun_two_nodes(
 
 
 def srun_two_tasks(
-    args: list[str], out: Path, job_id: str, bin_dir: Path, delay: float = 2.0,
+    args: list[str], out: Path, job_id: str, bin_dir: Path, delay: float = 1.0,
     timeout: float = 180,
 ) -> list[Node]:  # fmt: skip
     """Two ``python -m lightning_dl.fit`` with the environment srun gives two one-task nodes."""
