@@ -103,10 +103,15 @@ class AgreedSignals(_SignalConnector):
         self._raise_flag(REQUEUE, f"{signal.Signals(signum).name} (checkpoint and requeue)")
 
     def agree(self) -> bool:
-        """One all-reduce (max) of every rank's flag; True (on every rank) if any was raised."""
-        strategy = self.trainer.strategy
-        flag = torch.tensor([self.pending], dtype=torch.int32, device=strategy.root_device)
-        self.agreed = int(strategy.reduce(flag, reduce_op="max").item())
+        """One all-reduce (max) of every rank's flag; True (on every rank) if any was raised.
+
+        ``torch.distributed`` directly: the strategy's ``reduce`` adds a barrier before it.
+        """
+        flag = torch.tensor(
+            [self.pending], dtype=torch.int32, device=self.trainer.strategy.root_device
+        )
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.agreed = int(flag.item())
         if self.agreed:
             self.received_sigterm = True
             what = "the requeue signal" if self.agreed & REQUEUE else "SIGTERM"
