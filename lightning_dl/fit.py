@@ -147,7 +147,13 @@ def _report_failure(
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})
                 logger.experiment.finish(exit_code=1)
-        if not isinstance(error, ReportedError):  # those get their one line from run_main
+        if signals.is_termination(error):
+            left = report["last_checkpoint"] or "no checkpoint"
+            print(
+                f"run interrupted after step {report['global_step']} ({left}); the same "
+                f"command with --run.auto_resume true continues it\nrun directory: {run_dir}"
+            )
+        elif not isinstance(error, ReportedError):  # those get their one line from run_main
             print(f"run failed: {report['error']}\nrun directory: {run_dir}")
         for rank, message in other_ranks.items():
             print(f"  {rank} failed too: {message}")
