@@ -30,8 +30,10 @@ from lightning_dl.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from lightning_dl.classifier import Classifier
 from lightning_dl.config_errors import OneLineErrorParser
 from lightning_dl.precision import Trainer
-from lightning_dl.run import directory, ranks, resume, signals
+from lightning_dl.run import directory, resume
 from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+from lightning_dl.run.ranks import SameRunOnEveryRank, decides_run_directory
+from lightning_dl.run.signals import CheckpointOnTerminate, install_agreed_signals
 
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
@@ -138,7 +140,7 @@ class LightningDLCLI(LightningCLI):
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
             run_dir = Path(os.environ[RUN_DIR_ENV])
             config.ckpt_path = os.environ.get(CKPT_ENV) or None
-        elif not ranks.decides_run_directory():  # another node's process: rank 0 decides
+        elif not decides_run_directory():  # another node's process: rank 0 decides
             run_dir, config.ckpt_path = directory.follow(config)
             os.environ[RUN_DIR_ENV] = str(run_dir)
             os.environ[CKPT_ENV] = config.ckpt_path or ""
@@ -193,10 +195,10 @@ class LightningDLCLI(LightningCLI):
         checkpoints = Path(run.dir) / "checkpoints"
         if trainer.checkpoint_callback is not None:
             ours.append(ValidateAtEnd())
-        signals.install(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
+        install_agreed_signals(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
         ours += [
-            signals.CheckpointOnTerminate(checkpoints, run.signal_check_every_n_steps),
-            ranks.SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")),
+            CheckpointOnTerminate(checkpoints, run.signal_check_every_n_steps),
+            SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")),
         ]
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
         if run.checkpoint_every_n_steps:

@@ -122,7 +122,7 @@ class AgreedSignals(_SignalConnector):
         return bool(self.agreed)
 
 
-def install(trainer: pl.Trainer, requeue: bool = True) -> AgreedSignals:
+def install_agreed_signals(trainer: pl.Trainer, requeue: bool = True) -> AgreedSignals:
     """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting).
 
     Also removes Lightning's per-batch SIGTERM broadcast (a collective and a host read on every
