@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
@@ -69,6 +70,8 @@ def main(args: list[str] | None = None) -> dict:
         )
         if (status := signals.exit_status(error)) is not None:
             raise SystemExit(status) from error
+        if (lost := ranks.lost_connection(error, trainer.global_rank, str(run_dir))) is not None:
+            raise lost from error
         raise
     if trainer.is_global_zero:
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -132,8 +135,8 @@ def _report_failure(
     report = failure_report(trainer, error, wall_time_s) | details
     try:
         if trainer.global_rank != 0:
-            if signals.is_termination(error):
-                return  # every rank stopped at the agreed step: rank 0 reports it
+            if signals.is_termination(error) or isinstance(error, torch.distributed.DistError):
+                return  # stopped as agreed, or lost its peers: rank 0 or the first to stop says
             write_json_atomic(run_dir / "errors" / f"rank{trainer.global_rank}.json", report)
             return
         other_ranks = other_rank_errors(run_dir, since)

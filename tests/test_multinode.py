@@ -169,12 +169,14 @@ def test_slurm_requeue_signal_checkpoints_requeues_and_the_job_continues(uninter
     scontrol.chmod(scontrol.stat().st_mode | stat.S_IEXEC)
     run_dir = tmp_path / "runs" / "4242"  # --run.dir .../$SLURM_JOB_ID, as in the README
 
-    # SIGUSR1 (#SBATCH --signal=SIGUSR1@90) reaches rank 0 during step 6, rank 1 during step 8
+    # Task 1 starts only once rank 0 has written summary.json: it must follow rank 0's
+    # decision, not refuse the directory as someone else's (the start-up race, made certain).
+    # SIGUSR1 (#SBATCH --signal=SIGUSR1@90) reaches rank 0 during step 6, rank 1 during step 8.
     first = srun_two_tasks(
         _two_node_args(run_dir, *_signal(0, 6, "SIGUSR1"), *_signal(1, 8, "SIGUSR1")),
-        tmp_path / "job", job_id="4242", bin_dir=bin_dir,
+        tmp_path / "job", job_id="4242", bin_dir=bin_dir, after=run_dir / "summary.json",
     )  # fmt: skip
-    assert [n.returncode for n in first] == [143, 143], first[0].output[-3000:]
+    assert [n.returncode for n in first] == [143, 143], first[1].output[-3000:]
     summary = _summary(run_dir)
     assert summary["status"] == "interrupted" and summary["global_step"] == 10
     assert summary["requeue"] == "requeued SLURM job 4242"

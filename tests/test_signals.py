@@ -1,5 +1,4 @@
-"""SLURM's requeue in one process, what ``scontrol requeue`` is asked and answers, and the
-check that every rank resumes from rank 0's checkpoint.
+"""SLURM's requeue in one process, and what ``scontrol requeue`` is asked and answers.
 
 The two-node cases (ranks that hear signals at different steps) are in tests/test_multinode.py.
 """
@@ -9,16 +8,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-from types import SimpleNamespace
 
 import pytest
-import torch.distributed as dist
 
-from lightning_dl.errors import UserInputError
 from lightning_dl.fit import main
 from lightning_dl.run import signals
 from lightning_dl.run.checkpoint_io import read_checkpoint
-from lightning_dl.run.ranks import SameRunOnEveryRank
 from tests.tiny_runs import tiny_args
 
 
@@ -75,20 +70,3 @@ def test_what_scontrol_is_asked_and_how_a_refusal_reads(tmp_path, monkeypatch):
     assert signals.slurm_job_id() == "40_7"  # array jobs are requeued task by task
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert signals.requeue_slurm_job().startswith("not requeued: scontrol requeue 40_7: ")
-
-
-def test_a_node_that_sees_another_checkpoint_stops_every_rank(monkeypatch):
-    """SameRunOnEveryRank's verdict from what all_gather_object brings (one collective)."""
-    seen = ["/shared/run/checkpoints/last.ckpt", None]  # node 1: a run directory not shared
-
-    def all_gather_object(out: list, mine) -> None:
-        out[:] = seen
-
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
-    trainer = SimpleNamespace(world_size=2)
-    check = SameRunOnEveryRank("/shared/run", seen[0])
-    with pytest.raises(UserInputError, match="rank 1 from nothing: every node must see the same"):
-        check.setup(trainer, None, "fit")
-    seen[1] = seen[0]
-    check.setup(trainer, None, "fit")  # the same checkpoint everywhere: nothing to say

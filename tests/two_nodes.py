@@ -54,12 +54,18 @@ def _wait(procs: list[subprocess.Popen], logs: list[Path], timeout: float) -> li
     return [Node(p.returncode, log.read_text()) for p, log in zip(procs, logs, strict=True)]
 
 
-def _start(cmds: list[list[str]], envs: list[dict], out: Path, delay: float) -> list:
+def _start(
+    cmds: list[list[str]], envs: list[dict], out: Path, delay: float, after: Path | None = None
+) -> list:
+    """Start node 0, then node 1 ``delay`` s later, or once ``after`` exists (at most 60 s)."""
     out.mkdir(parents=True, exist_ok=True)
     procs, logs = [], []
     for node, (cmd, env) in enumerate(zip(cmds, envs, strict=True)):
         if node:
             time.sleep(delay)
+            waited = time.monotonic() + 60
+            while after is not None and not after.exists() and time.monotonic() < waited:
+                time.sleep(0.1)
         logs.append(out / f"node{node}.log")
         with open(logs[-1], "w") as log:
             procs.append(
@@ -95,9 +101,12 @@ def torchrun_two_nodes(
 
 def srun_two_tasks(
     args: list[str], out: Path, job_id: str, bin_dir: Path, delay: float = 1.0,
-    timeout: float = 180,
+    timeout: float = 180, after: Path | None = None,
 ) -> list[Node]:  # fmt: skip
-    """Two ``python -m lightning_dl.fit`` with the environment srun gives two one-task nodes."""
+    """Two ``python -m lightning_dl.fit`` with the environment srun gives two one-task nodes.
+
+    With ``after``, task 1 starts only once that file exists (e.g. rank 0's summary.json).
+    """
     for _ in range(3):
         port = str(free_port())
         envs = [
@@ -111,7 +120,7 @@ def srun_two_tasks(
             for rank in (0, 1)
         ]  # fmt: skip
         cmds = [[sys.executable, "-m", "lightning_dl.fit", *args]] * 2
-        nodes = _wait(*_start(cmds, envs, out, delay), timeout=timeout)
+        nodes = _wait(*_start(cmds, envs, out, delay, after), timeout=timeout)
         if not _port_clash(nodes):
             return nodes
     return nodes

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from lightning_dl.errors import UserInputError
+from lightning_dl.errors import ReportedError, UserInputError
 
 
 def decides_run_directory() -> bool:
@@ -59,3 +59,19 @@ class SameRunOnEveryRank(Callback):
                 f"{rank} from {ckpt or 'nothing'}: every node must see the same run directory "
                 "(put --run.dir on a filesystem that all nodes share)"
             )
+
+
+def lost_connection(error: BaseException, rank: int, run_dir: str) -> ReportedError | None:
+    """One line for a rank other than 0 whose peers went away (rank 0 refused or failed first).
+
+    gloo and the rendezvous store notice a closed connection at once and raise a ``DistError``
+    (NCCL only after its timeout); the cause is in the output of the process that stopped first.
+    """
+    if rank == 0 or not isinstance(error, torch.distributed.DistError):
+        return None
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return ReportedError(
+        f"rank {rank} lost its connection to the other processes ({first}); the cause is in "
+        "the output of the process that stopped first (usually global rank 0; once the run "
+        f"has started, also in {run_dir}/summary.json)"
+    )
