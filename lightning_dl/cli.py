@@ -40,7 +40,8 @@ from lightning_dl.errors import (
 from lightning_dl.precision import RecordPrecision, Trainer
 from lightning_dl.run import directory, resume
 from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
-from lightning_dl.run.signals import CheckpointOnTerminate
+from lightning_dl.run.ranks import SameRunOnEveryRank, decides_run_directory
+from lightning_dl.run.signals import CheckpointOnTerminate, install_agreed_signals
 
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
@@ -124,6 +125,12 @@ class LightningDLCLI(LightningCLI):
             help="Also write checkpoints/last.ckpt every K optimizer steps.",
         )
         parser.add_argument(
+            "--run.signal_check_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Under DDP, agree on a SIGTERM/requeue signal every K steps (default: logging).",
+        )
+        parser.add_argument(
             "--run.exact_resume",
             type=bool,
             default=True,
@@ -171,6 +178,10 @@ class LightningDLCLI(LightningCLI):
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
             run_dir = Path(os.environ[RUN_DIR_ENV])
             config.ckpt_path = os.environ.get(CKPT_ENV) or None
+        elif not decides_run_directory():  # another node's process: rank 0 decides
+            run_dir, config.ckpt_path = directory.follow(config)
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+            os.environ[CKPT_ENV] = config.ckpt_path or ""
         else:
             run_dir, config.ckpt_path, self.named_run_dir = directory.resolve(config)
             os.environ[RUN_DIR_ENV] = str(run_dir)
@@ -224,7 +235,12 @@ class LightningDLCLI(LightningCLI):
             ours.append(NonFiniteLossGuard())
         checkpoints = Path(run.dir) / "checkpoints"
         if trainer.checkpoint_callback is not None:
-            ours += [ValidateAtEnd(), CheckpointOnTerminate(checkpoints)]
+            ours.append(ValidateAtEnd())
+        install_agreed_signals(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
+        ours += [
+            CheckpointOnTerminate(checkpoints, run.signal_check_every_n_steps),
+            SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")),
+        ]
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
         if run.checkpoint_every_n_steps is not None:
             trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))

@@ -17,16 +17,17 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from lightning_dl.atomic import write_json_atomic
 from lightning_dl.cli import LightningDLCLI
 from lightning_dl.config_errors import check_config_files
 from lightning_dl.console import silence_harmless_notices
 from lightning_dl.errors import ReportedError, run_main
-from lightning_dl.run import directory, signals
+from lightning_dl.run import directory, ranks, signals
 from lightning_dl.run.summary import (
     collect_summary,
     failure_report,
@@ -53,16 +54,24 @@ def main(args: list[str] | None = None) -> dict:
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(cli.config.run.dir)
     ckpt_path = cli.config.get("ckpt_path")
-    if rank_zero_only.rank == 0:
+    if ranks.decides_run_directory():
         for stale in directory.remove_stale_temp_files(run_dir):
             rank_zero_info(f"removed {stale}, a temp file left by a killed run")
         write_status(run_dir, "running", resumed_from=ckpt_path)
     try:
         summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
     except BaseException as error:
-        _report_failure(trainer, run_dir, error, time.perf_counter() - started, started_at)
+        requeued = {}
+        if signals.requeue_asked(trainer) and trainer.is_global_zero:  # last.ckpt is written
+            requeued["requeue"] = signals.requeue_slurm_job()
+            print(requeued["requeue"])
+        _report_failure(
+            trainer, run_dir, error, time.perf_counter() - started, started_at, **requeued
+        )
         if (status := signals.exit_status(error)) is not None:
             raise SystemExit(status) from error
+        if (lost := ranks.lost_connection(error, trainer.global_rank, str(run_dir))) is not None:
+            raise lost from error
         raise
     if trainer.is_global_zero:
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -115,12 +124,19 @@ def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
 
 
 def _report_failure(
-    trainer: pl.Trainer, run_dir: Path, error: BaseException, wall_time_s: float, since: float
+    trainer: pl.Trainer,
+    run_dir: Path,
+    error: BaseException,
+    wall_time_s: float,
+    since: float,
+    **details: str,
 ) -> None:
     """Leave a truthful run directory behind; never mask the original error."""
-    report = failure_report(trainer, error, wall_time_s)
+    report = failure_report(trainer, error, wall_time_s) | details
     try:
         if trainer.global_rank != 0:
+            if signals.is_termination(error) or isinstance(error, torch.distributed.DistError):
+                return  # stopped as agreed, or lost its peers: rank 0 or the first to stop says
             write_json_atomic(run_dir / "errors" / f"rank{trainer.global_rank}.json", report)
             return
         other_ranks = other_rank_errors(run_dir, since)
@@ -134,7 +150,13 @@ def _report_failure(
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})
                 logger.experiment.finish(exit_code=1)
-        if not isinstance(error, ReportedError):  # those get their one line from run_main
+        if signals.is_termination(error):
+            left = report["last_checkpoint"] or "no checkpoint"
+            print(
+                f"run interrupted after step {report['global_step']} ({left}); the same "
+                f"command with --run.auto_resume true continues it\nrun directory: {run_dir}"
+            )
+        elif not isinstance(error, ReportedError):  # those get their one line from run_main
             print(f"run failed: {report['error']}\nrun directory: {run_dir}")
         for rank, message in other_ranks.items():
             print(f"  {rank} failed too: {message}")

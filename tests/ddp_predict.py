@@ -1,5 +1,7 @@
 """``python -m tests.ddp_predict DEVICES OUT.csv [NAIVE.csv]``: Kaggle-style CSVs (tests only).
 
+Under torchrun on several nodes the number of nodes is ``WORLD_SIZE / DEVICES``.
+
 OUT.csv comes from ``predict_in_order``; NAIVE.csv (optional) from what rank 0 gets back from a
 plain ``trainer.predict``. tests/test_ddp.py compares them between 1 and 2 processes. The 101
 test samples in batches of 10 split 51/50 over two ranks: 6 batches on one, 5 on the other.
@@ -7,6 +9,7 @@ test samples in batches of 10 split 51/50 over two ranks: 6 batches on one, 5 on
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import partial
 
@@ -31,10 +34,13 @@ def main(devices: int, out: str, naive_out: str | None = None) -> None:
         num_train=64, num_val=16, num_test=101, num_classes=10, batch_size=10
     )
     model = Classifier(partial(MLP, hidden=[16]), num_classes=10, input_shape=(32,))
+    # under torchrun on several nodes (tests/test_multinode.py): WORLD_SIZE = devices x nodes
+    nodes = int(os.environ.get("WORLD_SIZE", devices)) // devices
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
+        num_nodes=nodes,
+        strategy="ddp" if devices * nodes > 1 else "auto",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

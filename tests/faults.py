@@ -7,9 +7,11 @@ import json
 import os
 import signal
 from pathlib import Path
+from signal import Signals
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 
@@ -51,18 +53,19 @@ class RecordBatches(Callback):
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = Path(out_dir)
-        self.rows: dict[int, list[list[float]]] = {}
+        self.rows: dict[int, list[torch.Tensor]] = {}
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        x = batch[0]
-        self.rows.setdefault(trainer.current_epoch, []).extend(x[:, :2].tolist())
+        x = batch[0]  # kept as tensors until the end: no host read per step (tests/host_reads)
+        self.rows.setdefault(trainer.current_epoch, []).append(x[:, :2].detach().clone())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"rank{trainer.global_rank}.json"
-        path.write_text(json.dumps({str(k): v for k, v in self.rows.items()}))
+        rows = {str(k): torch.cat(v).cpu().tolist() for k, v in self.rows.items()}
+        path.write_text(json.dumps(rows))
 
 
 class NanInputOnRank(Callback):
@@ -111,3 +114,18 @@ class KillAfterWrite(Callback):
                 raise SimulatedKill(f"killed after writing {path} at step {self.step}")
 
         io.save_checkpoint = save_then_die
+
+
+class SignalOnRank(Callback):
+    """Send this process ``signal`` (a name: SIGTERM, SIGUSR1) on global rank ``rank`` at ``step``.
+
+    Under DDP the ranks of a real cluster hear a signal at different moments, or only some of
+    them do: one of these per rank that is to be signalled.
+    """
+
+    def __init__(self, rank: int, step: int, signal: str = "SIGTERM") -> None:
+        self.rank, self.step, self.signum = rank, step, Signals[signal]
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

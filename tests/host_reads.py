@@ -7,9 +7,11 @@ reduce/broadcast/barrier collectives), so counting them on CPU tests the GPU's h
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,6 +22,11 @@ TENSOR_READS = (
     "item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__",
 )  # fmt: skip
 COLLECTIVES = ("reduce", "broadcast", "barrier", "reduce_boolean_decision", "all_gather")
+# what Lightning's loops call on torch.distributed directly (e.g. the per-batch SIGTERM broadcast)
+DIST_COLLECTIVES = (
+    "broadcast", "all_reduce", "barrier", "all_gather", "all_gather_object",
+    "broadcast_object_list",
+)  # fmt: skip
 
 
 @contextmanager
@@ -41,6 +48,28 @@ def counting_tensor_reads(counts: Counter) -> Iterator[Counter]:
     finally:
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)
+
+
+@contextmanager
+def counting_dist_collectives(counts: Counter) -> Iterator[Counter]:
+    """Count calls of the ``torch.distributed`` functions in DIST_COLLECTIVES into ``counts``."""
+    dist = torch.distributed
+    originals = {name: getattr(dist, name) for name in DIST_COLLECTIVES}
+
+    def counted(name: str, original: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counts[f"dist.{name}"] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    for name, original in originals.items():
+        setattr(dist, name, counted(name, original))
+    try:
+        yield counts
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
 
 
 class HostReadsPerStep(Callback):
@@ -97,3 +126,32 @@ class HostReadsPerStep(Callback):
     @property
     def quiet(self) -> list[int]:
         return sorted(step for step in self.per_step if step not in self.loud)
+
+
+class HostReadsToFile(HostReadsPerStep):
+    """:class:`HostReadsPerStep` for a run in other processes (``--trainer.callbacks+=``).
+
+    Counts tensor reads and collectives (the strategy's and ``torch.distributed``'s) while
+    fitting, and writes ``<out_dir>/rank<N>.json``: ``{"quiet": [steps], "per_step": {...}}``.
+    """
+
+    def __init__(self, out_dir: str) -> None:
+        super().__init__(Counter())
+        self.out_dir = Path(out_dir)
+        self._counting = ExitStack()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
+            self._counting.enter_context(counting_tensor_reads(self.counts))
+            self._counting.enter_context(counting_dist_collectives(self.counts))
+
+    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_end(trainer, *args)
+        self._counting.close()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        report = {
+            "quiet": self.quiet,
+            "per_step": {step: dict(c) for step, c in self.per_step.items()},
+        }
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))

@@ -6,6 +6,7 @@
 - An existing non-empty directory is written to only when it is a run of ours being resumed
   (``--ckpt_path last`` or ``--run.auto_resume true``), or a run of ours that failed or was
   interrupted before any checkpoint (its own retry starts it over). Anything else is refused.
+- With several processes only global rank 0 checks the directory; the others :func:`follow`.
 - Temp files of our atomic writes (``.last.ckpt.<random>.tmp``) left by a killed process are
   removed when a run starts or resumes.
 """
@@ -64,18 +65,15 @@ def resolve(config: Any) -> tuple[Path, str | None, bool]:
     named_by_us = not run.dir
     if run.dir:
         run_dir = Path(run.dir)
-    elif int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1) > 1:
-        raise UserInputError(
-            "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1: torchrun "
-            "or srun): pass --run.dir so that every process writes to the same run directory"
-        )
+    elif _several_processes(config):
+        raise UserInputError(_RUN_DIR_NEEDED)
     elif run.auto_resume and (
         found := resume.newest_unfinished_run(Path(run.root) / run_name(config))
     ):
         run_dir = found
     else:
         run_dir = new_run_dir(run.root, run_name(config))
-    if ckpt_path == "last" or (run.auto_resume and not ckpt_path):
+    if _resumes_last(config):
         last = resume.last_checkpoint(run_dir)
         if last is None and ckpt_path == "last":
             raise InputFileNotFoundError(
@@ -90,6 +88,39 @@ def resolve(config: Any) -> tuple[Path, str | None, bool]:
     resuming_here = ckpt_path is not None and _inside(Path(ckpt_path), run_dir)
     _refuse_foreign(run_dir, resuming_here, auto_resume=run.auto_resume)
     return run_dir, ckpt_path, named_by_us
+
+
+def follow(config: Any) -> tuple[Path, str | None]:
+    """What a process other than global rank 0 runs in: ``--run.dir``, resumed by the same rule.
+
+    It checks and refuses nothing (rank 0 does, :mod:`lightning_dl.run.ranks`): a node that
+    starts after rank 0 has written ``summary.json`` must not take the run for someone else's.
+    """
+    if not config.run.dir:
+        raise UserInputError(_RUN_DIR_NEEDED)
+    run_dir = Path(config.run.dir)
+    ckpt_path = config.get("ckpt_path")
+    if _resumes_last(config):
+        last = resume.last_checkpoint(run_dir)
+        ckpt_path = str(last) if last else None
+    return run_dir, ckpt_path
+
+
+_RUN_DIR_NEEDED = (
+    "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1, or "
+    "--trainer.num_nodes > 1: torchrun or srun): pass --run.dir so that every process writes "
+    "to the same run directory"
+)
+
+
+def _several_processes(config: Any) -> bool:
+    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+    return world > 1 or int(config.trainer.get("num_nodes") or 1) > 1
+
+
+def _resumes_last(config: Any) -> bool:
+    ckpt_path = config.get("ckpt_path")
+    return ckpt_path == "last" or (bool(config.run.auto_resume) and not ckpt_path)
 
 
 def _inside(path: Path, folder: Path) -> bool:

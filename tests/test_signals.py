@@ -1,0 +1,72 @@
+"""SLURM's requeue in one process, and what ``scontrol requeue`` is asked and answers.
+
+The two-node cases (ranks that hear signals at different steps) are in tests/test_multinode.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from lightning_dl.fit import main
+from lightning_dl.run import signals
+from lightning_dl.run.checkpoint_io import read_checkpoint
+from tests.tiny_runs import tiny_args
+
+
+def _stand_in(tmp_path, name: str, body: str):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def _slurm(monkeypatch, bin_dir, job_id: str = "31") -> None:
+    """The environment srun gives one task (Lightning then uses its SLURMEnvironment)."""
+    for key, value in {
+        "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_JOB_ID": job_id,
+        "SLURM_JOB_NAME": "lightning-dl", "SLURM_NODELIST": "127.0.0.1",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+
+
+def test_requeue_signal_in_one_process_checkpoints_then_requeues(tmp_path, monkeypatch):
+    asked = tmp_path / "asked"
+    _slurm(monkeypatch, _stand_in(tmp_path, "scontrol", f'echo "$@" >> {asked}'))
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        main(
+            tiny_args(
+                "--run.dir", str(run_dir), "--trainer.logger", "[]",
+                "--trainer.precision", "32-true",
+                "--trainer.callbacks+=tests.faults.SignalOnRank", "--trainer.callbacks.rank",
+                "0", "--trainer.callbacks.step", "13", "--trainer.callbacks.signal", "SIGUSR1",
+            )
+        )  # fmt: skip
+    assert stopped.value.code == 143
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["global_step"] == 14
+    assert summary["requeue"] == "requeued SLURM job 31"
+    assert asked.read_text() == "requeue 31\n"
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 14
+
+
+def test_what_scontrol_is_asked_and_how_a_refusal_reads(tmp_path, monkeypatch):
+    _slurm(monkeypatch, _stand_in(tmp_path, "scontrol", 'echo "Invalid job id" >&2; exit 1'))
+    assert signals.slurm_job_id() == "31"
+    assert signals.requeue_slurm_job() == (
+        "not requeued: scontrol requeue 31 exited 1 Invalid job id"
+    )
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "40")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    assert signals.slurm_job_id() == "40_7"  # array jobs are requeued task by task
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert signals.requeue_slurm_job().startswith("not requeued: scontrol requeue 40_7: ")
