@@ -355,4 +355,3 @@ class WSJFramesDataModule(pl.LightningDataModule):
             )
             for ds in self.datasets.values():  # setup may already have run
                 ds.set_global_stats(self.global_stats)
-
