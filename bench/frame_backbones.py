@@ -41,7 +41,9 @@ def overlay(backbone: str, args: argparse.Namespace) -> dict:
     return {"model": {"init_args": {"backbone": spec}}}
 
 
-def fit(run_dir: Path, backbone: str, masking: bool, args: argparse.Namespace) -> float:
+def fit(
+    run_dir: Path, backbone: str, augment: dict | None, args: argparse.Namespace, seed: int = 0
+) -> float:
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = run_dir / "backbone.yaml"
     extra.write_text(yaml.safe_dump(overlay(backbone, args)))
@@ -52,9 +54,10 @@ def fit(run_dir: Path, backbone: str, masking: bool, args: argparse.Namespace) -
         "--data.batch_size", str(args.batch_size), "--trainer.max_steps", str(args.steps),
         "--trainer.val_check_interval", str(args.val_every), "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+        "--seed_everything", str(seed), "--trainer.precision", "32-true",
     ]  # fmt: skip
-    if masking:
-        cmd += ["--data.augment", json.dumps(args.masking)]
+    if augment:
+        cmd += ["--data.augment", json.dumps(augment)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     started = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -87,6 +90,44 @@ def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def augmentation_rows(args: argparse.Namespace) -> None:
+    """Each ``--augment NAME=JSON`` (and none) on ``--backbone``, once per seed: mean and spread."""
+    conditions = [("none", None)] + [
+        (name, json.loads(spec)) for name, _, spec in (a.partition("=") for a in args.augment)
+    ]
+    print(f"{args.backbone}, k={args.k}, {args.steps} steps of {args.batch_size}, "
+          f"seeds {args.seeds}; test = held-out voices")  # fmt: skip
+    print("| augment | seed | dev | test | train (sample) | train - test | wall |")
+    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    results: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        for name, augment in conditions:
+            run_dir = args.out / f"{name}-seed{seed}"
+            wall = fit(run_dir, args.backbone, augment, args, seed)
+            s = scores(run_dir / "run" / "checkpoints" / "best.ckpt", args)
+            results.setdefault(name, []).append(s)
+            print(
+                f"| {name} | {seed} | {s['dev']:.4f} | {s['test']:.4f} | {s['train']:.4f} "
+                f"| {s['train'] - s['test']:+.4f} | {wall:.0f} s |",
+                flush=True,
+            )
+    print()
+    print("| augment | spec | dev | test (held-out voices) | test - none's | train - test |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    base = np.array([r["test"] for r in results["none"]])
+    for name, augment in conditions:
+        rows = results[name]
+        dev, test = (np.array([r[k] for r in rows]) for k in ("dev", "test"))
+        gap = np.array([r["train"] - r["test"] for r in rows])
+        delta = test - base  # paired by seed: same initialisation and data order
+
+        def ms(v: np.ndarray) -> str:
+            return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+        spec = json.dumps(augment) if augment else "none"
+        print(f"| {name} | `{spec}` | {ms(dev)} | {ms(test)} | {ms(delta)} | {ms(gap)} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=Path("data/wsj_demo2k"))
@@ -102,7 +143,19 @@ def main() -> None:
     p.add_argument("--masking", type=json.loads, default={"freq_mask": 8, "time_mask": 4, "p": 0.5})
     p.add_argument("--train-sample", type=int, default=100_000)
     p.add_argument("--only", nargs="+", default=None, help="e.g. mlp tdnn+mask")
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        default=None,
+        metavar="NAME=JSON",
+        help="augmentation rows instead: e.g. 'vtlp=' + json of {\"vtlp\": 0.1}; none is added",
+    )
+    p.add_argument("--backbone", choices=["mlp", "tdnn"], default="mlp", help="with --augment")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="with --augment")
     args = p.parse_args()
+    if args.augment:
+        augmentation_rows(args)
+        return
     runs = [(b, m) for b in ("mlp", "tdnn") for m in (False, True)]
     print("| backbone | masking | params | dev | test | train (sample) | train - test | wall |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
@@ -111,7 +164,7 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         run_dir = args.out / name
-        wall = fit(run_dir, backbone, masking, args)
+        wall = fit(run_dir, backbone, args.masking if masking else None, args)
         s = scores(run_dir / "run" / "checkpoints" / "best.ckpt", args)
         mask = json.dumps(args.masking) if masking else "none"
         print(

@@ -131,6 +131,36 @@ def warp_bands(x: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     return torch.lerp(left, right, frac.expand(shape))  # exact at weights 0 and 1
 
 
+def warp_windows(
+    windows: torch.Tensor,
+    alpha: torch.Tensor,
+    cepstra: torch.Tensor | None = None,
+    blocks: int = 1,
+    scale: torch.Tensor | None = None,
+    mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
+) -> torch.Tensor:
+    """Windows ``(B, 2k+1, D)`` with the frequency axis of window ``i`` warped by ``alpha[i]``.
+
+    Log-mel bands (``cepstra`` None) are interpolated along the band axis. Cepstra are warped in
+    the mel domain: ``cepstra`` is the ``(bands, C)`` DCT basis (cepstra = log-mels @ basis,
+    orthonormal columns), so log-mels = cepstra @ basis.T, warped, and back; ``blocks`` > 1
+    splits ``D`` into that many blocks of ``C`` (cepstra, deltas, delta-deltas: the warp is
+    linear and the same in every frame, so it commutes with the deltas). ``scale`` ``(D,)``
+    undoes a per-dimension normalisation before the warp and redoes it after.
+    """
+    b, width, dim = windows.shape
+    x = windows if scale is None else windows * scale
+    if cepstra is None:
+        warped = warp_bands(x, vtlp_sources(alpha, dim, mel_range_hz))
+    else:
+        basis = cepstra.to(device=x.device, dtype=x.dtype)
+        bands, c = basis.shape
+        spectra = x.reshape(b, width * blocks, c) @ basis.T  # (B, T * blocks, bands)
+        spectra = warp_bands(spectra, vtlp_sources(alpha, bands, mel_range_hz))
+        warped = (spectra @ basis).reshape(b, width, dim)
+    return warped if scale is None else warped / scale
+
+
 def vtlp(
     windows: torch.Tensor,
     max_warp: float,
@@ -143,26 +173,11 @@ def vtlp(
     """Vocal-tract-length perturbation of context windows ``(B, 2k+1, D)``, one warp per window.
 
     Each window draws ``alpha ~ U[1 - max_warp, 1 + max_warp]`` (one ``torch.rand`` call) and
-    all its frames get the same warp of the frequency axis (:func:`vtlp_sources`), as one speaker's
-    vocal tract would. Log-mel bands (``cepstra`` None) are interpolated along the band axis.
-    Cepstra are warped in the mel domain: ``cepstra`` is the ``(bands, C)`` DCT basis (cepstra =
-    log-mels @ basis, orthonormal columns), so log-mels = cepstra @ basis.T, warped, and back;
-    ``blocks`` > 1 splits ``D`` into that many blocks of ``C`` (cepstra, deltas, delta-deltas:
-    the warp is linear and the same in every frame, so it commutes with the deltas). ``scale``
-    ``(D,)`` undoes a per-dimension normalisation before the warp and redoes it after.
+    all its frames get the same warp of the frequency axis (:func:`warp_windows`), as one
+    speaker's vocal tract would.
     """
     if max_warp <= 0:
         return windows
-    b, width, dim = windows.shape
-    u = torch.rand(b, device=windows.device, generator=generator)
+    u = torch.rand(windows.shape[0], device=windows.device, generator=generator)
     alpha = 1.0 + max_warp * (2.0 * u - 1.0)
-    x = windows if scale is None else windows * scale
-    if cepstra is None:
-        warped = warp_bands(x, vtlp_sources(alpha, dim, mel_range_hz))
-    else:
-        basis = cepstra.to(device=x.device, dtype=x.dtype)
-        bands, c = basis.shape
-        spectra = x.reshape(b, width * blocks, c) @ basis.T  # (B, T * blocks, bands)
-        spectra = warp_bands(spectra, vtlp_sources(alpha, bands, mel_range_hz))
-        warped = (spectra @ basis).reshape(b, width, dim)
-    return warped if scale is None else warped / scale
+    return warp_windows(windows, alpha, cepstra, blocks, scale, mel_range_hz)
