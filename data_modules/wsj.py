@@ -36,6 +36,7 @@ from data_modules.frame_formats import (
     layout_of,
     split_source,
 )
+from data_modules.frame_voices import split_voices, voices_report
 from data_modules.memmap_frames import ChunkedRandomSampler, ContextWindowDataset
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
@@ -278,6 +279,21 @@ class WSJFramesDataModule(pl.LightningDataModule):
                 self.datasets[name] = self._dataset(split, labels)
         if stage in ("fit", None):
             _ = self.augmenter  # read the training statistics now, not in the first step
+
+    def voices(self) -> dict | None:
+        """How many voices train, dev and test have, and how many of dev's and test's training
+        had (:mod:`data_modules.frame_voices`); None when the layout does not tell."""
+        from data_modules.demo_corpus import read_manifest  # numpy only
+
+        manifest = read_manifest(self.data_dir)
+        found = {}
+        for split in ("train", "dev", "test"):
+            try:
+                files = self._source(split, need_labels=False).files
+            except InputFileNotFoundError:
+                continue
+            found[split] = split_voices(files, split, manifest)
+        return voices_report(found)
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, name: str, shuffle: bool) -> DataLoader:

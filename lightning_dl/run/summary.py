@@ -58,6 +58,36 @@ def collect_summary(
     return summary
 
 
+def held_out_voices(datamodule: Any) -> dict[str, Any]:
+    """``voices`` (each split's, and dev's and test's also in training) and the split test/acc
+    is on, for a DataModule whose layout tells its speakers (frame corpora); else nothing."""
+    voices = getattr(datamodule, "voices", None)
+    report = voices() if callable(voices) else None
+    if not report:
+        return {}
+    tested = getattr(datamodule, "_test_split", lambda: "test")()
+    return {"voices": report, "tested_split": tested}
+
+
+def _voice_lines(report: dict, tested_split: str) -> list[str]:
+    """Lines of the final table: each split's voices, how many training had, and which voices
+    test/acc is on."""
+    line = f"voices: train {report['train']['voices']}"
+    for split in ("dev", "test"):
+        if split in report:
+            seen = report[split]["in_train"]
+            held_out = "all held out" if seen == 0 else f"{seen} also in training"
+            line += f"; {split} {report[split]['voices']} ({held_out})"
+    lines = [line]
+    tested = report.get(tested_split)
+    if tested is not None:
+        kind = "voices not heard in training" if tested["in_train"] == 0 else "some training voices"
+        if tested["in_train"] == tested["voices"]:
+            kind = "training voices only"
+        lines.append(f"test/acc is on the {tested_split} split: {kind}")
+    return lines
+
+
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
     """Write (atomically) a summary.json that holds only the status and ``details``."""
     write_json_atomic(run_dir / "summary.json", {"status": status, **details})
@@ -112,6 +142,8 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
             lines.append(
                 f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
             )
+    if summary.get("voices"):
+        lines += _voice_lines(summary["voices"], summary.get("tested_split", "test"))
     lines.append(f"precision: {summary.get('precision')}")
     if summary.get("tested_checkpoint"):
         lines.append(f"tested: {summary['tested_checkpoint']}")
