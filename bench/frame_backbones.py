@@ -10,6 +10,14 @@ at context k and batch size given here, and one backbone overlay: the config's M
 evaluation mode on dev, on test (held-out voices in the demo corpus) and on a fixed sample of
 the training frames, for the train-test gap. Accuracy figures only; wall times on a shared host
 are upper bounds.
+
+Augmentation rows (``--augment NAME=JSON ...``): ``--backbone`` trained with no augmentation and
+with each ``--data.augment`` given, once per ``--seeds`` seed (the seed sets initialisation,
+data order and the augmentation's draws), then mean ± standard deviation over the seeds, and
+the paired difference of test accuracy (held-out voices) against no augmentation:
+
+    PYTHONPATH=. python bench/frame_backbones.py --data-dir data/demo500 --steps 600 \
+        --val-every 200 --augment 'vtlp0.1={"vtlp": 0.1}' 'vtlp0.2={"vtlp": 0.2}'
 """
 
 from __future__ import annotations
