@@ -119,16 +119,17 @@ def vtlp_sources(
     return index.clamp(0, bands - 1).float()
 
 
-def warp_bands(x: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(B, T, F)`` read along its last axis at fractional positions ``sources (B, F)``."""
-    bands = x.shape[-1]
+def warp_matrix(sources: torch.Tensor) -> torch.Tensor:
+    """``(B, F, F)`` linear interpolation at fractional bands ``sources (B, F)``: ``x @ W[b]``
+    reads ``x`` at ``sources[b, j]`` into band ``j`` (weights ``1 - frac`` and ``frac`` on the
+    two neighbouring bands; exactly the identity where a source is a whole band)."""
+    b, bands = sources.shape
     lo = sources.floor().clamp(max=max(bands - 2, 0)).long()
-    frac = (sources - lo).to(x.dtype)[:, None, :]
+    frac = sources - lo
     hi = (lo + 1).clamp(max=bands - 1)
-    shape = (x.shape[0], x.shape[1], bands)
-    left = x.gather(2, lo[:, None, :].expand(shape))
-    right = x.gather(2, hi[:, None, :].expand(shape))
-    return torch.lerp(left, right, frac.expand(shape))  # exact at weights 0 and 1
+    w = sources.new_zeros(b, bands, bands)
+    w.scatter_add_(1, lo[:, None, :], (1.0 - frac)[:, None, :])
+    return w.scatter_add_(1, hi[:, None, :], frac[:, None, :])
 
 
 def warp_windows(
@@ -150,14 +151,14 @@ def warp_windows(
     """
     b, width, dim = windows.shape
     x = windows if scale is None else windows * scale
-    if cepstra is None:
-        warped = warp_bands(x, vtlp_sources(alpha, dim, mel_range_hz))
-    else:
-        basis = cepstra.to(device=x.device, dtype=x.dtype)
+    if cepstra is None:  # one (F, F) interpolation per window: a batched matmul
+        warped = x @ warp_matrix(vtlp_sources(alpha, dim, mel_range_hz)).to(x.dtype)
+    else:  # to bands, warp, back to cepstra: one (C, C) matrix per window
+        basis = cepstra.to(device=x.device, dtype=torch.float32)
         bands, c = basis.shape
-        spectra = x.reshape(b, width * blocks, c) @ basis.T  # (B, T * blocks, bands)
-        spectra = warp_bands(spectra, vtlp_sources(alpha, bands, mel_range_hz))
-        warped = (spectra @ basis).reshape(b, width, dim)
+        w = warp_matrix(vtlp_sources(alpha, bands, mel_range_hz))
+        m = (basis.T @ w @ basis).to(x.dtype)  # (B, C, C)
+        warped = (x.reshape(b, width * blocks, c) @ m).reshape(b, width, dim)
     return warped if scale is None else warped / scale
 
 
