@@ -85,10 +85,16 @@ def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
     dm.setup("test")
     out = {"params": sum(p.numel() for p in model.parameters())}
     rng = np.random.default_rng(0)
-    for name, split in (("train", "train"), ("dev", "dev"), ("test", dm._test_split())):
-        ds = dm.datasets[split]
+    splits = [("train", dm, "train"), ("dev", dm, "dev"), ("test", dm, dm._test_split())]
+    if args.known_voices:  # another demo corpus's training split: new sentences, training voices
+        other = WSJFramesDataModule(str(args.known_voices), context=args.k, resident=True)
+        other.load_state_dict(state["WSJFramesDataModule"])
+        other.setup("fit")
+        splits.append(("known", other, "train"))
+    for name, module, split in splits:
+        ds = module.datasets[split]
         ids = np.arange(len(ds))
-        if name == "train":
+        if name in ("train", "known"):
             ids = np.sort(rng.choice(len(ds), min(len(ds), args.train_sample), replace=False))
         correct = 0
         for start in range(0, len(ids), 8192):
@@ -105,23 +111,32 @@ def augmentation_rows(args: argparse.Namespace) -> None:
     ]
     print(f"{args.backbone}, k={args.k}, {args.steps} steps of {args.batch_size}, "
           f"seeds {args.seeds}; test = held-out voices")  # fmt: skip
-    print("| augment | seed | dev | test | train (sample) | train - test | wall |")
-    print("| --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    known = " known voices, new sentences |" if args.known_voices else ""
+    print(f"| augment | seed | dev | test | train (sample) | train - test | wall |{known}")
+    print("| --- | --- | --- | --- | --- | --- | --- |" + " --- |" * bool(known), flush=True)
     results: dict[str, list[dict]] = {}
     for seed in args.seeds:
         for name, augment in conditions:
             run_dir = args.out / f"{name}-seed{seed}"
-            wall = fit(run_dir, args.backbone, augment, args, seed)
-            s = scores(run_dir / "run" / "checkpoints" / "best.ckpt", args)
+            best = run_dir / "run" / "checkpoints" / "best.ckpt"
+            if args.rescore and best.is_file():  # scored again, not trained again
+                wall = float("nan")
+            else:
+                wall = fit(run_dir, args.backbone, augment, args, seed)
+            s = scores(best, args)
             results.setdefault(name, []).append(s)
             print(
                 f"| {name} | {seed} | {s['dev']:.4f} | {s['test']:.4f} | {s['train']:.4f} "
-                f"| {s['train'] - s['test']:+.4f} | {wall:.0f} s |",
+                f"| {s['train'] - s['test']:+.4f} | {wall:.0f} s |"
+                + (f" {s['known']:.4f} |" if known else ""),
                 flush=True,
             )
     print()
-    print("| augment | spec | dev | test (held-out voices) | test - none's | train - test |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| augment | spec | dev | test (held-out voices) | test - none's | train - test |"
+        + (" known voices - test |" if known else "")
+    )
+    print("| --- | --- | --- | --- | --- | --- |" + " --- |" * bool(known))
     base = np.array([r["test"] for r in results["none"]])
     for name, augment in conditions:
         rows = results[name]
@@ -133,7 +148,9 @@ def augmentation_rows(args: argparse.Namespace) -> None:
             return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
 
         spec = json.dumps(augment) if augment else "none"
-        print(f"| {name} | `{spec}` | {ms(dev)} | {ms(test)} | {ms(delta)} | {ms(gap)} |")
+        voice_gap = f" {ms(np.array([r['known'] - r['test'] for r in rows]))} |" if known else ""
+        row = f"| {name} | `{spec}` | {ms(dev)} | {ms(test)} | {ms(delta)} | {ms(gap)} |"
+        print(row + voice_gap)
 
 
 def main() -> None:
@@ -160,6 +177,14 @@ def main() -> None:
     )
     p.add_argument("--backbone", choices=["mlp", "tdnn"], default="mlp", help="with --augment")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="with --augment")
+    p.add_argument(
+        "--known-voices",
+        type=Path,
+        default=None,
+        help="a demo corpus of another seed (same layout): its training split's sentences are "
+        "new but its voices are the training voices; with --augment, adds that column",
+    )
+    p.add_argument("--rescore", action="store_true", help="score runs already in --out again")
     args = p.parse_args()
     if args.augment:
         augmentation_rows(args)
