@@ -48,10 +48,8 @@ def main() -> None:
             frames, labels = [frames[i] for i in keep], [labels[i] for i in keep]
         np.save(args.out / f"{split}.npy", object_array(frames))
         np.save(args.out / f"{split}_labels.npy", object_array(labels))
-        voices = (
-            sorted({s.voice for i, s in enumerate(specs) if i in keep}) if split == "train" else []
-        )
-        print(f"{split}: {len(frames)} utterances, {sum(map(len, frames))} frames", *voices[:3])
+        voices = len({specs[i].voice for i in keep}) if split == "train" else "held-out"
+        print(f"{split}: {len(frames)} utterances, {sum(map(len, frames))} frames, {voices} voices")
 
 
 if __name__ == "__main__":
