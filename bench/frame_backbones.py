@@ -18,6 +18,11 @@ the paired difference of test accuracy (held-out voices) against no augmentation
 
     PYTHONPATH=. python bench/frame_backbones.py --data-dir data/demo500 --steps 600 \
         --val-every 200 --augment 'vtlp0.1={"vtlp": 0.1}' 'vtlp0.2={"vtlp": 0.2}'
+
+``--known-voices DIR`` (a demo corpus built with another seed, or its subset of the same
+training variants from bench/demo_corpus_voices.py) adds accuracy on DIR's training split: new
+sentences spoken by the training voices, so "known voices - test" is the part of the gap that
+is the voices' and not the sentences'.
 """
 
 from __future__ import annotations
