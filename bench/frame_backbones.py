@@ -10,6 +10,19 @@ at context k and batch size given here, and one backbone overlay: the config's M
 evaluation mode on dev, on test (held-out voices in the demo corpus) and on a fixed sample of
 the training frames, for the train-test gap. Accuracy figures only; wall times on a shared host
 are upper bounds.
+
+Augmentation rows (``--augment NAME=JSON ...``): ``--backbone`` trained with no augmentation and
+with each ``--data.augment`` given, once per ``--seeds`` seed (the seed sets initialisation,
+data order and the augmentation's draws), then mean ± standard deviation over the seeds, and
+the paired difference of test accuracy (held-out voices) against no augmentation:
+
+    PYTHONPATH=. python bench/frame_backbones.py --data-dir data/demo500 --steps 600 \
+        --val-every 200 --augment 'vtlp0.1={"vtlp": 0.1}' 'vtlp0.2={"vtlp": 0.2}'
+
+``--known-voices DIR`` (a demo corpus built with another seed, or its subset of the same
+training variants from bench/demo_corpus_voices.py) adds accuracy on DIR's training split: new
+sentences spoken by the training voices, so "known voices - test" is the part of the gap that
+is the voices' and not the sentences'.
 """
 
 from __future__ import annotations
@@ -41,7 +54,9 @@ def overlay(backbone: str, args: argparse.Namespace) -> dict:
     return {"model": {"init_args": {"backbone": spec}}}
 
 
-def fit(run_dir: Path, backbone: str, masking: bool, args: argparse.Namespace) -> float:
+def fit(
+    run_dir: Path, backbone: str, augment: dict | None, args: argparse.Namespace, seed: int = 0
+) -> float:
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = run_dir / "backbone.yaml"
     extra.write_text(yaml.safe_dump(overlay(backbone, args)))
@@ -52,9 +67,10 @@ def fit(run_dir: Path, backbone: str, masking: bool, args: argparse.Namespace) -
         "--data.batch_size", str(args.batch_size), "--trainer.max_steps", str(args.steps),
         "--trainer.val_check_interval", str(args.val_every), "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+        "--seed_everything", str(seed), "--trainer.precision", "32-true",
     ]  # fmt: skip
-    if masking:
-        cmd += ["--data.augment", json.dumps(args.masking)]
+    if augment:
+        cmd += ["--data.augment", json.dumps(augment)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     started = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -74,10 +90,16 @@ def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
     dm.setup("test")
     out = {"params": sum(p.numel() for p in model.parameters())}
     rng = np.random.default_rng(0)
-    for name, split in (("train", "train"), ("dev", "dev"), ("test", dm._test_split())):
-        ds = dm.datasets[split]
+    splits = [("train", dm, "train"), ("dev", dm, "dev"), ("test", dm, dm._test_split())]
+    if args.known_voices:  # another demo corpus's training split: new sentences, training voices
+        other = WSJFramesDataModule(str(args.known_voices), context=args.k, resident=True)
+        other.load_state_dict(state["WSJFramesDataModule"])
+        other.setup("fit")
+        splits.append(("known", other, "train"))
+    for name, module, split in splits:
+        ds = module.datasets[split]
         ids = np.arange(len(ds))
-        if name == "train":
+        if name in ("train", "known"):
             ids = np.sort(rng.choice(len(ds), min(len(ds), args.train_sample), replace=False))
         correct = 0
         for start in range(0, len(ids), 8192):
@@ -85,6 +107,55 @@ def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
             correct += int((model(x).argmax(-1) == y).sum())
         out[name] = correct / len(ids)
     return out
+
+
+def augmentation_rows(args: argparse.Namespace) -> None:
+    """Each ``--augment NAME=JSON`` (and none) on ``--backbone``, once per seed: mean and spread."""
+    conditions = [("none", None)] + [
+        (name, json.loads(spec)) for name, _, spec in (a.partition("=") for a in args.augment)
+    ]
+    print(f"{args.backbone}, k={args.k}, {args.steps} steps of {args.batch_size}, "
+          f"seeds {args.seeds}; test = held-out voices")  # fmt: skip
+    known = " known voices, new sentences |" if args.known_voices else ""
+    print(f"| augment | seed | dev | test | train (sample) | train - test | wall |{known}")
+    print("| --- | --- | --- | --- | --- | --- | --- |" + " --- |" * bool(known), flush=True)
+    results: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        for name, augment in conditions:
+            run_dir = args.out / f"{name}-seed{seed}"
+            best = run_dir / "run" / "checkpoints" / "best.ckpt"
+            if args.rescore and best.is_file():  # scored again, not trained again
+                wall = float("nan")
+            else:
+                wall = fit(run_dir, args.backbone, augment, args, seed)
+            s = scores(best, args)
+            results.setdefault(name, []).append(s)
+            print(
+                f"| {name} | {seed} | {s['dev']:.4f} | {s['test']:.4f} | {s['train']:.4f} "
+                f"| {s['train'] - s['test']:+.4f} | {wall:.0f} s |"
+                + (f" {s['known']:.4f} |" if known else ""),
+                flush=True,
+            )
+    print()
+    print(
+        "| augment | spec | dev | test (held-out voices) | test - none's | train - test |"
+        + (" known voices - test |" if known else "")
+    )
+    print("| --- | --- | --- | --- | --- | --- |" + " --- |" * bool(known))
+    base = np.array([r["test"] for r in results["none"]])
+    for name, augment in conditions:
+        rows = results[name]
+        dev, test = (np.array([r[k] for r in rows]) for k in ("dev", "test"))
+        gap = np.array([r["train"] - r["test"] for r in rows])
+        delta = test - base  # paired by seed: same initialisation and data order
+
+        def ms(v: np.ndarray) -> str:
+            return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+        spec = json.dumps(augment) if augment else "none"
+        voice_gap = f" {ms(np.array([r['known'] - r['test'] for r in rows]))} |" if known else ""
+        row = f"| {name} | `{spec}` | {ms(dev)} | {ms(test)} | {ms(delta)} | {ms(gap)} |"
+        print(row + voice_gap)
 
 
 def main() -> None:
@@ -102,7 +173,27 @@ def main() -> None:
     p.add_argument("--masking", type=json.loads, default={"freq_mask": 8, "time_mask": 4, "p": 0.5})
     p.add_argument("--train-sample", type=int, default=100_000)
     p.add_argument("--only", nargs="+", default=None, help="e.g. mlp tdnn+mask")
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        default=None,
+        metavar="NAME=JSON",
+        help="augmentation rows instead: e.g. 'vtlp=' + json of {\"vtlp\": 0.1}; none is added",
+    )
+    p.add_argument("--backbone", choices=["mlp", "tdnn"], default="mlp", help="with --augment")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="with --augment")
+    p.add_argument(
+        "--known-voices",
+        type=Path,
+        default=None,
+        help="a demo corpus of another seed (same layout): its training split's sentences are "
+        "new but its voices are the training voices; with --augment, adds that column",
+    )
+    p.add_argument("--rescore", action="store_true", help="score runs already in --out again")
     args = p.parse_args()
+    if args.augment:
+        augmentation_rows(args)
+        return
     runs = [(b, m) for b in ("mlp", "tdnn") for m in (False, True)]
     print("| backbone | masking | params | dev | test | train (sample) | train - test | wall |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
@@ -111,7 +202,7 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         run_dir = args.out / name
-        wall = fit(run_dir, backbone, masking, args)
+        wall = fit(run_dir, backbone, args.masking if masking else None, args)
         s = scores(run_dir / "run" / "checkpoints" / "best.ckpt", args)
         mask = json.dumps(args.masking) if masking else "none"
         print(

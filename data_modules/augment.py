@@ -72,3 +72,113 @@ def mask_frames(
     bands = span(dim, freq_mask, u[:, 1], u[:, 2])  # (B, D)
     frames = span(width, time_mask, u[:, 3], u[:, 4])  # (B, 2k+1)
     return windows.masked_fill(bands[:, None, :] | frames[:, :, None], 0.0)
+
+
+# -- vocal-tract-length perturbation (VTLP) ------------------------------------------------------
+VTLP_HIGH_HZ = 4800.0  # Jaitly & Hinton (2013): the warp's knee for 16 kHz speech
+MEL_RANGE_HZ = (20.0, 8000.0)  # the bands' range: Kaldi fbank, the demo corpus (features.py)
+
+
+def _mel(hz: torch.Tensor) -> torch.Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)
+
+
+def _hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * torch.expm1(mel / 1127.0)
+
+
+def vtlp_sources(
+    alpha: torch.Tensor,
+    bands: int,
+    mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
+    high_hz: float = VTLP_HIGH_HZ,
+) -> torch.Tensor:
+    """For each warp factor ``alpha`` ``(B,)``, the fractional band ``(B, bands)`` each band reads.
+
+    The piecewise-linear warp of Jaitly & Hinton (2013, eq. 1) moves frequency ``f`` to
+    ``alpha * f`` below ``F = high_hz * min(alpha, 1) / alpha`` and linearly from there so that
+    the band edge (``mel_range_hz[1]``, Nyquist) stays put. A warped band at frequency ``g``
+    therefore holds what the input had at ``warp^-1(g)``; bands are taken as equally spaced in
+    HTK mel between the range's ends (centres of ``bands`` triangles). Monotone in the band for
+    every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly.
+    """
+    low, top = (float(v) for v in mel_range_hz)
+    a = alpha.double()[:, None]
+    ends = _mel(torch.tensor([low, top], dtype=torch.float64))
+    edges = torch.linspace(*ends.tolist(), bands + 2, dtype=torch.float64, device=alpha.device)
+    centres = edges[1:-1]
+    g = _hz(centres)[None, :]
+    knee_in = high_hz * a.clamp(max=1.0) / a  # f where the two pieces meet ...
+    knee_out = high_hz * a.clamp(max=1.0)  # ... and where it lands
+    above = top - (top - g) * (top - knee_in) / (top - knee_out)
+    source_hz = torch.where(g <= knee_out, g / a, above)
+    step = centres[1] - centres[0] if bands > 1 else centres.new_tensor(1.0)
+    index = (_mel(source_hz.clamp(min=0.0)) - centres[0]) / step
+    snapped = index.round()  # the mel <-> Hz round trip leaves ~1e-12: alpha = 1 is exact
+    index = torch.where((index - snapped).abs() < 1e-6, snapped, index)
+    return index.clamp(0, bands - 1).float()
+
+
+def warp_matrix(sources: torch.Tensor) -> torch.Tensor:
+    """``(B, F, F)`` linear interpolation at fractional bands ``sources (B, F)``: ``x @ W[b]``
+    reads ``x`` at ``sources[b, j]`` into band ``j`` (weights ``1 - frac`` and ``frac`` on the
+    two neighbouring bands; exactly the identity where a source is a whole band)."""
+    b, bands = sources.shape
+    lo = sources.floor().clamp(max=max(bands - 2, 0)).long()
+    frac = sources - lo
+    hi = (lo + 1).clamp(max=bands - 1)
+    w = sources.new_zeros(b, bands, bands)
+    w.scatter_add_(1, lo[:, None, :], (1.0 - frac)[:, None, :])
+    return w.scatter_add_(1, hi[:, None, :], frac[:, None, :])
+
+
+def warp_windows(
+    windows: torch.Tensor,
+    alpha: torch.Tensor,
+    cepstra: torch.Tensor | None = None,
+    blocks: int = 1,
+    scale: torch.Tensor | None = None,
+    mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
+) -> torch.Tensor:
+    """Windows ``(B, 2k+1, D)`` with the frequency axis of window ``i`` warped by ``alpha[i]``.
+
+    Log-mel bands (``cepstra`` None) are interpolated along the band axis. Cepstra are warped in
+    the mel domain: ``cepstra`` is the ``(bands, C)`` DCT basis (cepstra = log-mels @ basis,
+    orthonormal columns), so log-mels = cepstra @ basis.T, warped, and back; ``blocks`` > 1
+    splits ``D`` into that many blocks of ``C`` (cepstra, deltas, delta-deltas: the warp is
+    linear and the same in every frame, so it commutes with the deltas). ``scale`` ``(D,)``
+    undoes a per-dimension normalisation before the warp and redoes it after.
+    """
+    b, width, dim = windows.shape
+    x = windows if scale is None else windows * scale
+    if cepstra is None:  # one (F, F) interpolation per window: a batched matmul
+        warped = x @ warp_matrix(vtlp_sources(alpha, dim, mel_range_hz)).to(x.dtype)
+    else:  # to bands, warp, back to cepstra: one (C, C) matrix per window
+        basis = cepstra.to(device=x.device, dtype=torch.float32)
+        bands, c = basis.shape
+        w = warp_matrix(vtlp_sources(alpha, bands, mel_range_hz))
+        m = (basis.T @ w @ basis).to(x.dtype)  # (B, C, C)
+        warped = (x.reshape(b, width * blocks, c) @ m).reshape(b, width, dim)
+    return warped if scale is None else warped / scale
+
+
+def vtlp(
+    windows: torch.Tensor,
+    max_warp: float,
+    cepstra: torch.Tensor | None = None,
+    blocks: int = 1,
+    scale: torch.Tensor | None = None,
+    mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Vocal-tract-length perturbation of context windows ``(B, 2k+1, D)``, one warp per window.
+
+    Each window draws ``alpha ~ U[1 - max_warp, 1 + max_warp]`` (one ``torch.rand`` call) and
+    all its frames get the same warp of the frequency axis (:func:`warp_windows`), as one
+    speaker's vocal tract would.
+    """
+    if max_warp <= 0:
+        return windows
+    u = torch.rand(windows.shape[0], device=windows.device, generator=generator)
+    alpha = 1.0 + max_warp * (2.0 * u - 1.0)
+    return warp_windows(windows, alpha, cepstra, blocks, scale, mel_range_hz)

@@ -18,7 +18,7 @@ order a submission lists its frames.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,8 +26,8 @@ import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader
 
-from data_modules.augment import mask_frames
 from data_modules.batched import passthrough_collate
+from data_modules.frame_augment import FrameAugment, FrameAugmenter, check_augment
 from data_modules.frame_checks import Inventory
 from data_modules.frame_formats import (
     FORMATS,
@@ -36,20 +36,11 @@ from data_modules.frame_formats import (
     layout_of,
     split_source,
 )
+from data_modules.frame_voices import split_voices, voices_report
 from data_modules.memmap_frames import ChunkedRandomSampler, ContextWindowDataset
 from data_modules.resident_frames import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.wsj_cache import CacheEntry, build_or_load
 from lightning_dl.errors import InputFileNotFoundError, UserInputError, require_at_least
-
-
-class FrameMasking(TypedDict, total=False):
-    """SpecAugment-style masking of training windows (:func:`data_modules.augment.mask_frames`):
-    up to ``freq_mask`` consecutive features and ``time_mask`` consecutive frames, each window
-    with probability ``p``."""
-
-    freq_mask: int
-    time_mask: int
-    p: float
 
 
 class WSJFramesDataModule(pl.LightningDataModule):
@@ -73,8 +64,9 @@ class WSJFramesDataModule(pl.LightningDataModule):
     half the available RAM shared by this machine's processes; see
     :func:`data_modules.resident_frames.resident_budget`). Under DDP each rank holds its copy.
 
-    ``augment``: SpecAugment-style masking (``{freq_mask: F, time_mask: T, p: P}``) of training
-    batches on the training device, never of evaluation batches; it draws from the device's
+    ``augment``: vocal-tract-length perturbation (``{vtlp: 0.1}``) and SpecAugment-style masking
+    (``{freq_mask: F, time_mask: T, p: P}``) of training batches on the training device, never
+    of evaluation batches (:mod:`data_modules.frame_augment`); they draw from the device's
     default generator, which exact resume reseeds before every batch.
     """
 
@@ -97,7 +89,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         predict_split: Literal["test", "dev"] = "test",
         resident: bool | Literal["auto"] = "auto",
-        augment: FrameMasking | None = None,
+        augment: FrameAugment | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -115,7 +107,8 @@ class WSJFramesDataModule(pl.LightningDataModule):
         ):
             if value not in allowed:
                 raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
-        self.masking = _check_masking(augment)
+        self.augment = check_augment(augment)
+        self._augmenter: FrameAugmenter | None = None
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.global_stats: tuple[np.ndarray, np.ndarray] | None = None
@@ -286,6 +279,23 @@ class WSJFramesDataModule(pl.LightningDataModule):
             name = split if labels else f"{split}-unlabelled"
             if name not in self.datasets:
                 self.datasets[name] = self._dataset(split, labels)
+        if stage in ("fit", None):
+            _ = self.augmenter  # read the training statistics now, not in the first step
+
+    def voices(self) -> dict | None:
+        """How many voices train, dev and test have, and how many of dev's and test's training
+        had (:mod:`data_modules.frame_voices`); None when the layout does not tell."""
+        from data_modules.demo_corpus import read_manifest  # numpy only
+
+        manifest = read_manifest(self.data_dir)
+        found = {}
+        for split in ("train", "dev", "test"):
+            try:
+                files = self._source(split, need_labels=False).files
+            except InputFileNotFoundError:
+                continue
+            found[split] = split_voices(files, split, manifest)
+        return voices_report(found)
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
@@ -318,12 +328,23 @@ class WSJFramesDataModule(pl.LightningDataModule):
         return self._loader(f"{self.hparams.predict_split}-unlabelled", shuffle=False)
 
     # -- augmentation: training batches only, on the device ------------------------------------
+    @property
+    def augmenter(self) -> FrameAugmenter | None:
+        """What ``augment`` does to a training batch (built once the layout is known)."""
+        if self.augment is not None and self._augmenter is None:
+            raw_var = None
+            if self.augment["vtlp"] > 0 and self.hparams.normalize != "none":
+                raw_var = np.array(self._entry("train", need_labels=False).meta["raw_var"])
+            fmt, dim = self.format, self.inventory.feature_dim
+            self._augmenter = FrameAugmenter(self.augment, fmt, dim, raw_var)
+        return self._augmenter
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = getattr(self, "trainer", None)
-        if self.masking is None or trainer is None or not trainer.training:
+        if self.augment is None or trainer is None or not trainer.training:
             return batch
         x, *rest = batch
-        return (mask_frames(x, **self.masking), *rest)
+        return (self.augmenter(x), *rest)
 
     # -- checkpointed state: the inventory, and training statistics for "global" ------------------
     def state_dict(self) -> dict[str, Any]:
@@ -352,24 +373,3 @@ class WSJFramesDataModule(pl.LightningDataModule):
             )
             for ds in self.datasets.values():  # setup may already have run
                 ds.set_global_stats(self.global_stats)
-
-
-def _check_masking(augment: FrameMasking | None) -> dict[str, float] | None:
-    """``augment`` as keyword arguments of :func:`mask_frames`, or None when it masks nothing."""
-    if augment is None:
-        return None
-    unknown = sorted(set(augment) - {"freq_mask", "time_mask", "p"})
-    if unknown:
-        raise UserInputError(
-            f"augment: unknown key(s) {unknown}; expected freq_mask, time_mask and p"
-        )
-    masking = {
-        "freq_mask": int(augment.get("freq_mask", 0)),
-        "time_mask": int(augment.get("time_mask", 0)),
-        "p": float(augment.get("p", 1.0)),
-    }
-    if masking["freq_mask"] < 0 or masking["time_mask"] < 0 or not 0.0 <= masking["p"] <= 1.0:
-        raise UserInputError(
-            f"augment: {augment} needs freq_mask >= 0, time_mask >= 0 and p in [0, 1]"
-        )
-    return masking if masking["p"] > 0 and (masking["freq_mask"] or masking["time_mask"]) else None

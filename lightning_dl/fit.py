@@ -32,6 +32,7 @@ from lightning_dl.run.summary import (
     collect_summary,
     failure_report,
     finish_run,
+    held_out_voices,
     other_rank_errors,
     plot_run_curves,
     write_status,
@@ -105,6 +106,7 @@ def _fit_and_test(
         )
     test_metrics = results[0] if results else {}
     summary = collect_summary(trainer, val_metrics | test_metrics, time.perf_counter() - started)
+    summary.update(held_out_voices(datamodule))
     tested = best or "the final weights (no validation ran, so there is no best checkpoint)"
     return {"status": "completed", **summary, "tested_checkpoint": tested}
 

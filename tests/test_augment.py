@@ -88,3 +88,50 @@ def test_mask_frames_probability_and_seeding():
     a = augment.mask_frames(windows, 3, 2, 0.5)
     torch.manual_seed(3)
     assert torch.equal(augment.mask_frames(windows, 3, 2, 0.5), a)
+
+
+# -- vocal-tract-length perturbation ------------------------------------------------------------
+def _dct(bands: int, ceps: int) -> torch.Tensor:
+    from data_modules.demo_corpus.features import dct_matrix
+
+    return torch.from_numpy(dct_matrix(bands, ceps)).float()
+
+
+def test_vtlp_is_the_identity_at_factor_one():
+    ones = torch.ones(6)
+    assert torch.equal(augment.vtlp_sources(ones, 40), torch.arange(40.0).expand(6, 40))
+    mel = torch.randn(6, 7, 40)
+    assert torch.equal(augment.warp_windows(mel, ones), mel)  # bands: bit for bit
+    ceps = torch.randn(6, 7, 39)  # libriphone: 13 cepstra, deltas, delta-deltas
+    warped = augment.warp_windows(ceps, ones, _dct(40, 13), blocks=3, scale=torch.rand(39) + 0.5)
+    torch.testing.assert_close(warped, ceps, atol=1e-5, rtol=1e-5)  # inverse DCT and back
+
+
+def test_vtlp_warp_is_monotone_and_moves_the_spectrum_the_right_way():
+    alpha = torch.linspace(0.8, 1.2, 9)
+    sources = augment.vtlp_sources(alpha, 40)
+    assert bool((sources.diff(dim=1) >= 0).all())  # every warp keeps the band order
+    assert bool((sources.diff(dim=0) <= 1e-6).all())  # larger alpha reads lower bands
+    assert sources[0, 10] > 10.5 and sources[-1, 10] < 9.5  # ... by a band or more mid-range
+    assert bool(((sources[:, -1] - 39).abs() < 0.5).all())  # Nyquist is fixed: the top barely moves
+    rising = torch.cumsum(torch.rand(9, 3, 40) + 0.01, dim=2)  # increasing along the bands
+    assert bool((augment.warp_windows(rising, alpha).diff(dim=2) >= 0).all())
+
+
+def test_vtlp_keeps_shapes_dtypes_and_draws_from_the_seeded_generator():
+    for dtype in (torch.float32, torch.bfloat16):
+        for x, kwargs in (
+            (torch.randn(64, 11, 40, dtype=dtype), {}),
+            (torch.randn(64, 11, 28, dtype=dtype), {"cepstra": _dct(40, 28)}),
+            (torch.randn(64, 11, 39, dtype=dtype), {"cepstra": _dct(40, 13), "blocks": 3}),
+        ):
+            out = augment.vtlp(x, 0.1, **kwargs)
+            assert out.shape == x.shape and out.dtype == x.dtype
+            assert not torch.equal(out, x)
+    x = torch.randn(64, 11, 40)
+    assert torch.equal(augment.vtlp(x, 0.0), x)
+    torch.manual_seed(5)  # the device's default generator, which ExactResume reseeds per batch
+    first = augment.vtlp(x, 0.1)
+    torch.manual_seed(5)
+    assert torch.equal(augment.vtlp(x, 0.1), first)
+    assert not torch.equal(augment.vtlp(x, 0.1), first)

@@ -1,5 +1,6 @@
 """Whole runs in each layout: fit, test and a submission with the competition's labels and header;
-the class inventory through the checkpoint; masking on training batches only, exactly resumable."""
+the class inventory through the checkpoint; masking on training batches only, exactly resumable
+(with VTLP)."""
 
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ class ZeroBands(Callback):
         self._record("test", batch)
 
 
-MASKING = ("--data.augment", "{freq_mask: 6, time_mask: 2, p: 1.0}")
+# VTLP and masking together: both draw from the generator exact resume reseeds per batch.
+MASKING = ("--data.augment", "{freq_mask: 6, time_mask: 2, p: 1.0, vtlp: 0.2}")
 
 
 def _wsj_args(data: list[str], run_dir: Path, *extra: str) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
 from lightning_dl.atomic import write_json_atomic
 from lightning_dl.run.curves import plot_curves
@@ -56,6 +57,40 @@ def collect_summary(
         summary["best_checkpoint"] = checkpoint.best_model_path
     summary.update({k: _number(v) for k, v in metrics.items()})
     return summary
+
+
+def held_out_voices(datamodule: Any) -> dict[str, Any]:
+    """``voices`` (each split's, and dev's and test's also in training) and the split test/acc
+    is on, for a DataModule whose layout tells its speakers (frame corpora); else nothing."""
+    voices = getattr(datamodule, "voices", None)
+    try:
+        report = voices() if callable(voices) else None
+    except (OSError, ValueError, KeyError) as error:  # a side figure: never fail a finished run
+        rank_zero_warn(f"the voices of each split could not be read: {error}")
+        return {}
+    if not report:
+        return {}
+    tested = getattr(datamodule, "_test_split", lambda: "test")()
+    return {"voices": report, "tested_split": tested}
+
+
+def _voice_lines(report: dict, tested_split: str) -> list[str]:
+    """Lines of the final table: each split's voices, how many training had, and which voices
+    test/acc is on."""
+    line = f"voices: train {report['train']['voices']}"
+    for split in ("dev", "test"):
+        if split in report:
+            seen = report[split]["in_train"]
+            held_out = "all held out" if seen == 0 else f"{seen} also in training"
+            line += f"; {split} {report[split]['voices']} ({held_out})"
+    lines = [line]
+    tested = report.get(tested_split)
+    if tested is not None:
+        kind = "voices not heard in training" if tested["in_train"] == 0 else "some training voices"
+        if tested["in_train"] == tested["voices"]:
+            kind = "training voices only"
+        lines.append(f"test/acc is on the {tested_split} split: {kind}")
+    return lines
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
@@ -112,6 +147,8 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
             lines.append(
                 f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
             )
+    if summary.get("voices"):
+        lines += _voice_lines(summary["voices"], summary.get("tested_split", "test"))
     lines.append(f"precision: {summary.get('precision')}")
     if summary.get("tested_checkpoint"):
         lines.append(f"tested: {summary['tested_checkpoint']}")
