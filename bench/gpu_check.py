@@ -209,6 +209,7 @@ def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, 
     converted = time.perf_counter()
     if status:
         return {"exit": status, "error": "conversion failed, see cifar_convert.log"}
+    (work / "converted").touch()  # the precision section trains on it too
     probe, run_dir = out / "cifar_probe.json", work / "run"
     command = [
         sys.executable,
@@ -260,7 +261,7 @@ def cifar10_fast(out: Path, data: Path, timeout: float, dry: bool) -> dict[str, 
 
 def precision(out: Path, timeout: float, dry: bool) -> dict[str, Any]:
     data = CIFAR_WORK / "cifar10"
-    if not (data / "cifar-10-batches-py").is_dir():
+    if not (CIFAR_WORK / "converted").is_file():
         return {"skipped": "no converted CIFAR-10 (the cifar10_fast section did not convert it)"}
     configs = ["cifar10_mlp", "cifar10_fast"]
     command = [sys.executable, "bench/precision.py", "--configs", *configs, "--steps"]
