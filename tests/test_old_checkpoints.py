@@ -55,27 +55,39 @@ def test_load_from_checkpoint_and_resume_an_old_run(tmp_path):
     for name, weight in model.state_dict().items():
         assert torch.equal(weight, state[name]), name
 
-    # resume the old run (its last.ckpt is at step 4 of 8) to the end: exactly where 52134d6's
-    # uninterrupted run ended (52134d6 itself resumed this one inexactly: see test_resume)
+    # resume the old run (its last.ckpt is at step 4 of 8) to the end: where an uninterrupted run
+    # ends (on the fixture's host, with one thread, bit for bit: uninterrupted_step8_state_dict)
     corpus = shutil.copytree(FIXTURE / "corpus", tmp_path / "corpus")
-    run_dir = tmp_path / "run"
-    shutil.copytree(FIXTURE / "checkpoints", run_dir / "checkpoints")
-    shutil.copy(FIXTURE / "summary.json", run_dir / "summary.json")
-    resumed = fit_main(
-        [
-            "--config", str(ROOT / "configs" / "wsj_mlp.yaml"), "--run.dir", str(run_dir),
-            "--ckpt_path", "last", "--data.data_dir", str(corpus), "--data.context", "2",
-            "--data.normalize", "global", "--data.batch_size", "16", "--data.num_workers", "0",
-            "--model.init_args.backbone.init_args.hidden", "[8]",
-            "--trainer.max_steps", "8", "--trainer.val_check_interval", "4",
-            "--trainer.logger", "false", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true",
-            "--run.checkpoint_every_n_steps", "4",
-        ]
-    )  # fmt: skip
-    assert resumed["status"] == "completed"
-    end = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed_dir, fresh_dir = tmp_path / "resumed", tmp_path / "fresh"
+    shutil.copytree(FIXTURE / "checkpoints", resumed_dir / "checkpoints")
+    shutil.copy(FIXTURE / "summary.json", resumed_dir / "summary.json")
+
+    def fit(run_dir: Path, *extra: str) -> dict:
+        return fit_main(
+            [
+                "--config", str(ROOT / "configs" / "wsj_mlp.yaml"), "--run.dir", str(run_dir),
+                "--data.data_dir", str(corpus), "--data.context", "2",
+                "--data.normalize", "global", "--data.batch_size", "16",
+                "--data.num_workers", "0", "--model.init_args.backbone.init_args.hidden", "[8]",
+                "--trainer.max_steps", "8", "--trainer.val_check_interval", "4",
+                "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+                "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true",
+                "--run.checkpoint_every_n_steps", "4", *extra,
+            ]
+        )  # fmt: skip
+
+    assert fit(resumed_dir, "--ckpt_path", "last")["status"] == "completed"
+    fit(fresh_dir)
+    ends = [d / "checkpoints" / "last.ckpt" for d in (resumed_dir, fresh_dir)]
+    resumed, fresh = (torch.load(end, weights_only=True) for end in ends)
+    assert resumed["global_step"] == fresh["global_step"] == 8
     before = torch.load(FIXTURE / "uninterrupted_step8_state_dict.pt", weights_only=True)
-    assert end["global_step"] == 8 and end["state_dict"].keys() == before.keys()
-    for name, weight in before.items():
-        assert torch.equal(end["state_dict"][name], weight), name  # bit-identical
+    assert resumed["state_dict"].keys() == fresh["state_dict"].keys() == before.keys()
+    # compare what the weights compute: the fixture's first 4 steps ran on another
+    # host's kernels and thread count, whose rounding Adam's first steps amplify (1e-3 in the
+    # logits measured with 2 threads here; a Linear bias before BatchNorm, whose gradient is
+    # rounding alone, differs the most). test_resume checks bit-identical resumes on one host.
+    x = torch.randn(64, 5, 40, generator=torch.Generator().manual_seed(0))
+    models = [Classifier.load_from_checkpoint(end, weights_only=True).eval() for end in ends]
+    with torch.no_grad():
+        torch.testing.assert_close(models[0](x), models[1](x), rtol=0, atol=5e-3)
