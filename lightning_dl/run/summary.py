@@ -24,8 +24,11 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 REPORTED_METRICS = (
     "best_val/acc",
     "val/acc",
+    "best_val/dist",
+    "val/dist",
     "val/loss",
     "test/acc",
+    "test/dist",
     "test/loss",
     "global_step",
     "wall_time_s",
@@ -43,7 +46,8 @@ def _number(value: Any) -> float | None:
 def collect_summary(
     trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
 ) -> dict[str, Any]:
-    """Final figures of a run: best val/acc and its checkpoint, plus the given val/test metrics."""
+    """Final figures of a run: the best monitored value (``best_val/acc``, ``best_val/dist``)
+    and its checkpoint, plus the given val/test metrics."""
     checkpoint = trainer.checkpoint_callback
     summary: dict[str, Any] = {
         "global_step": trainer.global_step,
@@ -52,7 +56,7 @@ def collect_summary(
         "precision": str(trainer.precision),  # what ran, "auto" resolved
     }
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
-        summary["best_val/acc"] = _number(checkpoint.best_model_score)
+        summary[f"best_{checkpoint.monitor or 'val/acc'}"] = _number(checkpoint.best_model_score)
         summary["best_checkpoint"] = checkpoint.best_model_path
     summary.update({k: _number(v) for k, v in metrics.items()})
     return summary
