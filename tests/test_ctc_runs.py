@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from data_modules import phoneme_codes
 from lightning_dl.errors import UserInputError
@@ -64,3 +65,32 @@ def test_fit_and_submission(layout, tmp_path):
     with pytest.raises(UserInputError, match="exists"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
     assert np.isfinite(summary["test/loss"])
+
+
+def test_killed_ctc_run_resumes_bit_identical(tmp_path):
+    """Killed at step 14 (last.ckpt from step 12, mid-epoch: 5 bucketed batches an epoch)."""
+    from tests.tiny_runs import run_fit
+
+    data = write_wsj(tmp_path / "d")
+    args = [
+        "--config", str(ROOT / "configs" / "wsj_ctc.yaml"), "--data.data_dir", str(data),
+        "--data.source", "auto", *TINY, "--data.batch_size", "5", "--trainer.max_steps", "20",
+        "--trainer.val_check_interval", "10", "--run.checkpoint_every_n_steps", "6",
+        "--data.augment", "{freq_mask: 4, time_mask: 3, p: 0.5}",
+    ]  # fmt: skip
+    reference = fit_main([*args, "--run.dir", str(tmp_path / "a")])
+    killed = run_fit(
+        [*args, "--run.dir", str(tmp_path / "b"), "--trainer.callbacks+=tests.faults.KillAtStep",
+         "--trainer.callbacks.step", "14"]
+    )  # fmt: skip
+    assert killed.returncode != 0 and "will not continue the same data order" not in killed.stderr
+    resumed = fit_main([*args, "--run.dir", str(tmp_path / "b"), "--ckpt_path", "last"])
+    a, b = (
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+        for run in ("a", "b")
+    )
+    assert a["global_step"] == b["global_step"] == 20
+    for name, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][name]), name
+    for key in ("val/dist", "val/loss", "best_val/dist", "test/dist"):
+        assert resumed[key] == reference[key], key

@@ -102,3 +102,32 @@ def test_auto_refuses_a_folder_of_two_layouts(tmp_path):
     write_librispeech(tmp_path)
     with pytest.raises(UserInputError, match="several layouts"):
         formats.detect_format(tmp_path)
+
+
+@pytest.mark.parametrize("layout", ["wsj_ctc", "librispeech_ctc"])
+def test_demo_corpus_writes_the_sequence_layouts(tmp_path, layout):
+    """The demo writer's sequences are each utterance's frame phonemes with runs collapsed."""
+    from types import SimpleNamespace
+
+    from data_modules.demo_corpus import layouts
+
+    rng = np.random.default_rng(0)
+    specs, results = [], []
+    for i, split in enumerate(["train"] * 4 + ["dev", "test"]):
+        phonemes = np.array([0, 5, 5, 9, 0][: 3 + i % 3])
+        states = np.concatenate([3 * np.repeat(p, 4) + np.arange(4) % 3 for p in phonemes])
+        specs.append(SimpleNamespace(split=split, index=i))
+        results.append((rng.normal(size=(len(states), 40)).astype(np.float32), states))
+    layouts.write(tmp_path, layout, specs, results, seed=0)
+    fmt = layout.removesuffix("_ctc")
+    assert formats.detect_format(tmp_path)[0] == fmt
+    inventory = formats.SequenceInventory.from_state(layouts.inventory(layout))
+    data, _ = formats.read_split(fmt, tmp_path, "train", True, inventory)
+    expected = [layouts.phoneme_sequence(results[i][1]) for i in range(4)]
+    assert [t.tolist() for t in data.targets] == [
+        [inventory.symbols.index(layouts.phoneme_symbols()[p]) for p in e]
+        if fmt == "librispeech"
+        else e.tolist()
+        for e in expected
+    ]
+    assert expected[2].tolist() == [0, 5, 9, 0]  # "5 5" is one run of frames: one phoneme
