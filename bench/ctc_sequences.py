@@ -15,7 +15,8 @@ time does not depend on the weights much): our greedy decoder (one argmax on the
 read), our prefix beam search at widths 4 and 16, and a plain-PyTorch greedy reference
 (argmax, then ``itertools.groupby`` per utterance).
 
-    OMP_NUM_THREADS=2 PYTHONPATH=. python bench/ctc_sequences.py --data-dir data/librispeech_ctc_demo
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ctc_sequences.py \
+        --data-dir data/librispeech_ctc_demo --steps 8
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import argparse
 import itertools
 import time
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
@@ -81,7 +81,8 @@ def time_ours(dm: UtteranceSequencesDataModule, steps: int, classes: int) -> tup
 def time_plain(dm: UtteranceSequencesDataModule, steps: int, classes: int, batch: int):
     ds = dm.datasets["train"]
     frames = [ds.frames[s : s + n] for s, n in zip(ds.starts, ds.lengths, strict=True)]
-    targets = [ds.targets[s : s + n] for s, n in zip(ds.target_starts, ds.target_lengths, strict=True)]  # fmt: skip
+    spans = zip(ds.target_starts, ds.target_lengths, strict=True)
+    targets = [ds.targets[s : s + n] for s, n in spans]
 
     def collate(items):
         xs, ys = zip(*items, strict=True)
@@ -153,6 +154,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--beam-utterances", type=int, default=20)
     args = p.parse_args()
+    print(f"training, {args.steps} steps of {args.batch_size} utterances "
+          f"({torch.get_num_threads()} threads)", flush=True)  # fmt: skip
+    print(f"{'loop':<30}{'utt/s':>10}{'padding':>10}", flush=True)
     rows = []
     for pool in (32, 0):
         dm = UtteranceSequencesDataModule(
@@ -161,13 +165,12 @@ def main() -> None:
         dm.setup("fit")
         rate, pad = time_ours(dm, args.steps, dm.num_classes)
         rows.append((f"ours, {'bucketed' if pool else 'no bucketing'}", rate, pad))
+        print(f"{rows[-1][0]:<30}{rate:>10.2f}{pad:>10.3f}", flush=True)
     rate, pad = time_plain(dm, args.steps, dm.num_classes, args.batch_size)
     rows.append(("plain PyTorch (reference)", rate, pad))
-    print(f"training, {args.steps} steps of {args.batch_size} utterances "
-          f"({torch.get_num_threads()} threads)")  # fmt: skip
-    print(f"{'loop':<30}{'utt/s':>10}{'padding':>10}{'vs ref':>10}")
-    for name, rate, pad in rows:
-        print(f"{name:<30}{rate:>10.2f}{pad:>10.3f}{rate / rows[-1][1]:>9.2f}x")
+    print(f"{rows[-1][0]:<30}{rate:>10.2f}{pad:>10.3f}", flush=True)
+    for name, rate, _ in rows[:-1]:
+        print(f"{name} / reference: {rate / rows[-1][1]:.2f}x")
     n, decode = time_decoding(dm, dm.num_classes, args.beam_utterances)
     print(f"\ndecoding the {n} dev utterances (beam: the first {args.beam_utterances})")
     print(f"{'decoder':<34}{'ms/utt':>10}")

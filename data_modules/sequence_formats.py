@@ -209,7 +209,8 @@ def _symbols_of(path: Path) -> np.ndarray:
             f"{path}: holds {symbols.dtype} {symbols.shape}, expected a 1-D array of phoneme "
             "symbols"
         )
-    symbols = np.array([str(s) for s in symbols])  # object arrays of str, bytes or numpy str
+    # str, numpy str or bytes (a bytes array's str() would be "b'AA'")
+    symbols = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in symbols.tolist()])
     if len(symbols) and symbols[0] == SOS:
         symbols = symbols[1:]
     if len(symbols) and symbols[-1] == EOS:
