@@ -45,14 +45,18 @@ def _logsumexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(
-    log_probs: np.ndarray, beam_width: int = 10, token_min_logp: float = -10.0
+    log_probs: np.ndarray,
+    beam_width: int = 10,
+    token_min_logp: float = -5.0,
+    beam_prune_logp: float = -10.0,
 ) -> np.ndarray:
     """The most probable label sequence of one utterance's ``(T, V)`` log-probabilities.
 
     Each prefix keeps two scores: the log-probability of the alignments ending in a blank and
     of those ending in its last label; the ``beam_width`` best prefixes survive each frame.
     Classes scoring below ``token_min_logp`` in a frame (except that frame's best) are not
-    extended, as in pyctcdecode. Returns phoneme indices (class - 1).
+    extended, and prefixes scoring ``beam_prune_logp`` below the frame's best are dropped (both
+    pyctcdecode's defaults). Returns phoneme indices (class - 1).
     """
     log_probs = np.asarray(log_probs, dtype=np.float64)
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
@@ -75,8 +79,9 @@ def prefix_beam_search(
                 else:
                     extended = nxt[(*prefix, c)]
                     extended[1] = _logsumexp(extended[1], total + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logsumexp(*kv[1]), reverse=True)
-        beams = {prefix: (s[0], s[1]) for prefix, s in ranked[:beam_width]}
+        scored = sorted(((_logsumexp(*v), k, v) for k, v in nxt.items()), reverse=True)
+        floor = scored[0][0] + beam_prune_logp
+        beams = {k: (v[0], v[1]) for total, k, v in scored[:beam_width] if total >= floor}
     best = max(beams.items(), key=lambda kv: _logsumexp(*kv[1]))[0]
     return np.asarray(best, dtype=np.int64) - 1
 
