@@ -94,3 +94,21 @@ def test_killed_ctc_run_resumes_bit_identical(tmp_path):
         assert torch.equal(weight, b["state_dict"][name]), name
     for key in ("val/dist", "val/loss", "best_val/dist", "test/dist"):
         assert resumed[key] == reference[key], key
+
+
+def test_an_impossible_alignment_stops_the_run_through_the_nan_guard(tmp_path, monkeypatch):
+    """With the up-front length check switched off, the infinite CTC loss is not zeroed: the
+    NaN guard stops the run at the first step, before any optimizer update is kept."""
+    from data_modules.utterances import UtteranceDataset
+    from lightning_dl.callbacks.nonfinite import NonFiniteLossError
+
+    monkeypatch.setattr(UtteranceDataset, "check_ctc_lengths", lambda self, lengths: None)
+    data = write_wsj(tmp_path / "d")
+    args = [
+        "--config", str(ROOT / "configs" / "wsj_ctc.yaml"), "--data.data_dir", str(data),
+        "--data.source", "auto", *TINY, "--model.backbone.init_args.stride", "8",
+        "--run.dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        fit_main(args)
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

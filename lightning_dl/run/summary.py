@@ -24,14 +24,14 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 REPORTED_METRICS = (
     "best_val/acc",
     "val/acc",
-    "best_val/dist",
-    "val/dist",
     "val/loss",
     "test/acc",
-    "test/dist",
     "test/loss",
     "global_step",
     "wall_time_s",
+    "best_val/dist",  # CTC (lightning_dl.ctc): mean Levenshtein distance, lower is better
+    "val/dist",
+    "test/dist",
 )
 
 
