@@ -12,6 +12,10 @@ Levenshtein distance between predicted and true phoneme strings (``val/dist``, t
 best value and sweeps minimise it (``monitor``). A few decoded dev utterances are written to
 ``val_examples.txt`` in the run directory (and to wandb as a table). Prediction returns each
 utterance's phoneme indices, greedy or by prefix beam search (``beam_width`` > 1).
+
+``clip_grad_norm`` clips the gradients' global norm before each step, on the device (LSTMs
+trained with CTC like it). It is the module's, not ``trainer.gradient_clip_val``, because
+Lightning refuses the trainer's clipping for fused optimizers (our default) under bf16-mixed.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class CTCRecognizer(pl.LightningModule):
         fused_optimizer: bool = True,
         beam_width: int = 1,
         examples: int = 3,
+        clip_grad_norm: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -167,6 +172,10 @@ class CTCRecognizer(pl.LightningModule):
         return out
 
     # -- optimisation --------------------------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.hparams.clip_grad_norm:  # no host read: the scale is applied on the device
+            nn.utils.clip_grad_norm_(self.parameters(), self.hparams.clip_grad_norm, foreach=True)
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         opt = optim.build_optimizer(
