@@ -1,4 +1,4 @@
-"""Write a Kaggle submission (one row per test frame) from a trained checkpoint.
+"""Write a Kaggle submission (one row per test frame, or per utterance for CTC) from a checkpoint.
 
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --out submission.csv
     python kaggle/predict.py --ckpt RUN/checkpoints/best.ckpt --data-dir DIR --split dev
@@ -8,6 +8,10 @@ The submission is the one the checkpoint's competition expects (its layout is ke
 checkpoint with the class inventory): ``id,label`` with integer classes (HW1P2 Fall 2019, WSJ),
 ``id,label`` with phoneme symbols (HW1P2 2021 on, LibriSpeech), ``Id,Class`` with integer classes
 (NTU ML2022 HW2, libriphone); ``id`` counts frames in the order the competition lists them.
+A CTC checkpoint (``lightning_dl.ctc``, HW3P2) writes one row per utterance instead:
+``Id,Predicted`` (2019/2020) or ``index,label`` (2021 on) with the course's phoneme codes
+(``--label-format symbols``: space-separated symbols; ``--beam-width N``: beam search); see
+``lightning_dl.ctc_submission``.
 The preprocessing (layout, context k, normalisation, padding, cache dtype, the class inventory
 and the training set's statistics for "global" normalisation) comes from the checkpoint, which
 Lightning writes with the DataModule's hyperparameters and state, so predictions see exactly
@@ -35,6 +39,7 @@ import yaml
 from data_modules.frame_checks import Inventory
 from data_modules.frame_formats import SUBMISSION_HEADER
 from data_modules.wsj import WSJFramesDataModule
+from lightning_dl import ctc_submission
 from lightning_dl.atomic import atomic_path, check_writable
 from lightning_dl.classifier import Classifier
 from lightning_dl.console import silence_harmless_notices
@@ -139,7 +144,9 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("submission.csv"))
     p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="frames (default 4096) or utterances (32)"
+    )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument(
         "--resident",
@@ -155,11 +162,26 @@ def main(argv: list[str] | None = None) -> float | Path:
         default=None,
         help="32-true, bf16-mixed, auto, ...; default: the checkpoint's, as fit's test ran it",
     )
+    p.add_argument(
+        "--label-format",
+        choices=["codes", "symbols"],
+        default="codes",
+        help="CTC checkpoints: the course's one-character codes, or space-separated symbols",
+    )
+    p.add_argument(
+        "--beam-width",
+        type=int,
+        default=None,
+        help="CTC checkpoints: prefix beam search of this width (1: greedy; default: the model's)",
+    )
     args = p.parse_args(argv)
 
     if args.split == "test":
         check_output_path(args.out, args.overwrite)
     ckpt = load_checkpoint(args.ckpt)
+    if ctc_submission.is_ctc_checkpoint(ckpt):  # HW3P2: one row per utterance
+        return ctc_submission.run(args, ckpt)
+    args.batch_size = args.batch_size or 4096
     settings = datamodule_settings(ckpt, args.ckpt)
     model = load_model(args.ckpt)
     state = dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))

@@ -11,6 +11,7 @@ wandb run of a resumed run is the same wandb run (same id, ``resume="allow"``). 
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,6 @@ from lightning_dl.callbacks.exact_resume import ExactResume
 from lightning_dl.callbacks.final_validation import ValidateAtEnd
 from lightning_dl.callbacks.nonfinite import NonFiniteLossGuard
 from lightning_dl.callbacks.periodic_checkpoint import PeriodicCheckpoint
-from lightning_dl.classifier import Classifier
 from lightning_dl.config_errors import OneLineErrorParser
 from lightning_dl.errors import (
     ReportedError,
@@ -46,6 +46,7 @@ from lightning_dl.run.signals import CheckpointOnTerminate, install_agreed_signa
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
 CSV_LOGGER = "lightning_dl.tracking.csv_logger.ResumableCSVLogger"
+DEFAULT_MONITOR = ("val/acc", "max")  # a model class's ``monitor`` replaces it
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -78,6 +79,25 @@ def _check_trainer_options(trainer: Namespace) -> None:
         )
 
 
+def _monitor_from_model(config: Namespace) -> None:
+    """The checkpoint's monitor and mode from the model class (``monitor = ("val/dist", "min")``
+    on :class:`lightning_dl.ctc.CTCRecognizer`) unless the config chose others."""
+    class_path = _class_name(config.get("model"))
+    module, _, name = class_path.rpartition(".")
+    try:
+        model_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return  # the CLI has already checked the class; nothing to learn here
+    monitor = getattr(model_class, "monitor", None)
+    checkpoint = config.get("checkpoint")
+    if (
+        monitor
+        and checkpoint is not None
+        and (checkpoint.monitor, checkpoint.mode) == DEFAULT_MONITOR
+    ):
+        checkpoint.monitor, checkpoint.mode = monitor
+
+
 class LightningDLCLI(LightningCLI):
     """LightningCLI with run directories; see the module docstring."""
 
@@ -87,7 +107,7 @@ class LightningDLCLI(LightningCLI):
         kwargs.setdefault("trainer_class", Trainer)
         self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
         super().__init__(
-            Classifier,
+            pl.LightningModule,  # Classifier, lightning_dl.ctc.CTCRecognizer, ...
             pl.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
@@ -152,8 +172,8 @@ class LightningDLCLI(LightningCLI):
         parser.set_defaults(
             {
                 "checkpoint.filename": "best",
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
+                "checkpoint.monitor": DEFAULT_MONITOR[0],
+                "checkpoint.mode": DEFAULT_MONITOR[1],
                 "checkpoint.save_last": True,
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.enable_version_counter": False,  # a resumed run updates its files
@@ -175,6 +195,7 @@ class LightningDLCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config
+        _monitor_from_model(config)
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
             run_dir = Path(os.environ[RUN_DIR_ENV])
             config.ckpt_path = os.environ.get(CKPT_ENV) or None

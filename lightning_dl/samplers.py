@@ -56,13 +56,28 @@ class ResumableSampler(DistributedSampler):
         """
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
-        if self.shuffle:
-            order = shuffled_order(n, self.seed, self.epoch, dtype=index_dtype(n))
-        else:
-            order = torch.arange(n, dtype=index_dtype(n))
+        order = self.epoch_order(n)
         if self.total_size > n:  # padding repeats the order from its start, like the base class
             order = order.repeat(math.ceil(self.total_size / n))
         return in_chunks(order[: self.total_size][self.rank :: self.num_replicas][skip:])
+
+    def epoch_order(self, n: int) -> torch.Tensor:
+        """The global order of this epoch, before the replicas' split (a subclass may change it:
+        :class:`data_modules.bucketing.BucketSampler` groups similar lengths)."""
+        if self.shuffle:
+            return shuffled_order(n, self.seed, self.epoch, dtype=index_dtype(n))
+        return torch.arange(n, dtype=index_dtype(n))
+
+    def replicated(self, *, num_replicas: int, rank: int, seed: int) -> ResumableSampler:
+        """The same sampler for ``rank`` of ``num_replicas`` with ``seed`` (exact resume's)."""
+        return type(self)(
+            self.dataset,  # type: ignore[arg-type]
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=self.shuffle,
+            seed=seed,
+            drop_last=self.drop_last,
+        )
 
 
 class UnpaddedDistributedSampler(DistributedSampler):

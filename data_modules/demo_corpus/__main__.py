@@ -1,5 +1,5 @@
 """CLI: python -m data_modules.demo_corpus --out DIR --utterances 2000 --seed 0 --workers 2
-[--layout kaggle|librispeech|libriphone]"""
+[--layout kaggle|librispeech|libriphone|wsj_ctc|librispeech_ctc]"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from lightning_dl.errors import run_main
 
 from .generate import build_demo_corpus, corpus_matches, read_manifest
+from .layouts import LAYOUTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--layout",
-        choices=["kaggle", "librispeech", "libriphone"],
+        choices=list(LAYOUTS),
         default="kaggle",
         help="kaggle: CMU 11-785 HW1P2 Fall 2019 (WSJ); librispeech: HW1P2 2021 on; "
         "libriphone: NTU ML2022 HW2",

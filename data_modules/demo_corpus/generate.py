@@ -86,12 +86,14 @@ def _manifest(request: dict, specs: list[UtteranceSpec], results, version: str, 
         "layout": layout,
         "inventory": inventory,
         "espeak_ng": version,
-        "num_classes": inventory["num_classes"],
+        "num_classes": inventory.get("num_classes", len(inventory.get("symbols", []))),
         "feature_dim": inventory["feature_dim"],
         "frames_per_second": features.SAMPLE_RATE // features.HOP,
         "phonemes": list(phonemes.PHONEMES),
         "class_of": "3 * phoneme index + state (0, 1, 2 = first, middle, last third)"
         if layout == "kaggle"
+        else "phoneme sequence of each utterance (runs of frame phonemes collapsed)"
+        if layout.endswith("_ctc")
         else "phoneme index (a frame's phoneme; symbols in inventory for librispeech)",
         "splits": splits,
         "files": layouts.files(layout),

@@ -12,7 +12,15 @@
   demo's dev utterances are left out (this layout has no dev split: validation comes out of
   train), and ``test_labels.txt`` is demo-only.
 
-Phoneme-level layouts label a frame with its phoneme (class // 3 of the state labels).
+* ``wsj_ctc`` (CMU 11-785 HW3P2 2019/2020): ``wsj0_{train,dev,test}.npy`` object arrays of
+  (T, 40) frames and ``wsj0_{split}_merged_labels.npy`` phoneme sequences (indices 0..45 of the
+  demo's inventory; the test split's labels are demo-only).
+* ``librispeech_ctc`` (HW3P2 from 2021): the ``librispeech`` folders, but each transcript is
+  the utterance's phoneme sequence, ``[SOS]`` ... ``[EOS]``, not one symbol per frame.
+
+Phoneme-level layouts label a frame with its phoneme (class // 3 of the state labels); the
+sequence layouts collapse each utterance's run of frame phonemes into its sequence (so two equal
+phonemes in a row count once, as eSpeak gives no boundary between them).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import numpy as np
 
 from . import corpus, features, phonemes
 
-LAYOUTS = ("kaggle", "librispeech", "libriphone")
+LAYOUTS = ("kaggle", "librispeech", "libriphone", "wsj_ctc", "librispeech_ctc")
 PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 LIBRISPEECH_CEPSTRA = 28
 LIBRIPHONE_CEPSTRA = 13
@@ -57,7 +65,33 @@ def inventory(layout: str) -> dict:
             "feature_dim": 3 * LIBRIPHONE_CEPSTRA,
             "num_classes": len(phonemes.PHONEMES),
         }
+    if layout == "wsj_ctc":
+        from data_modules.phoneme_codes import WSJ_CODES
+
+        return {
+            "format": "wsj",
+            "feature_dim": features.N_MELS,
+            "symbols": list(phonemes.PHONEMES),
+            "codes": list(WSJ_CODES),
+        }
+    if layout == "librispeech_ctc":
+        from data_modules.phoneme_codes import LIBRISPEECH_CODES, codes_for
+
+        symbols = sorted(phoneme_symbols())
+        return {
+            "format": "librispeech",
+            "feature_dim": LIBRISPEECH_CEPSTRA,
+            "symbols": symbols,
+            "codes": list(codes_for(symbols, LIBRISPEECH_CODES)),
+        }
     raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def phoneme_sequence(labels: np.ndarray) -> np.ndarray:
+    """The phonemes of an utterance's frame labels, each run of equal phonemes once."""
+    frame_phonemes = labels // phonemes.STATES
+    starts = np.r_[True, frame_phonemes[1:] != frame_phonemes[:-1]]
+    return frame_phonemes[starts]
 
 
 def utterance_id(index: int) -> str:
@@ -80,8 +114,10 @@ def files(layout: str) -> list[str]:
     """Files (or folders) that a complete corpus in ``layout`` has."""
     if layout == "kaggle":
         return [f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_labels")]
-    if layout == "librispeech":
+    if layout in ("librispeech", "librispeech_ctc"):
         return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript")]
+    if layout == "wsj_ctc":
+        return [f"wsj0_{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_merged_labels")]
     return ["feat/train", "feat/test", "train_split.txt", "test_split.txt", "train_labels.txt",
             "test_labels.txt"]  # fmt: skip
 
@@ -93,7 +129,12 @@ def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None
         for split, chosen in by_split.items():
             np.save(out / f"{split}.npy", _object_array([results[i][0] for i in chosen]))
             np.save(out / f"{split}_labels.npy", _object_array([results[i][1] for i in chosen]))
-    elif layout == "librispeech":
+    elif layout == "wsj_ctc":
+        for split, chosen in by_split.items():
+            np.save(out / f"wsj0_{split}.npy", _object_array([results[i][0] for i in chosen]))
+            sequences = [phoneme_sequence(results[i][1]) for i in chosen]
+            np.save(out / f"wsj0_{split}_merged_labels.npy", _object_array(sequences))
+    elif layout in ("librispeech", "librispeech_ctc"):
         symbols = np.array(phoneme_symbols())
         for split, chosen in by_split.items():
             part = out / PARTITIONS[split]
@@ -103,7 +144,11 @@ def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None
                 frames, labels = results[i]
                 name = f"{utterance_id(specs[i].index)}.npy"
                 np.save(part / "mfcc" / name, features.mfcc(frames, LIBRISPEECH_CEPSTRA))
-                transcript = np.concatenate([[SOS], symbols[labels // phonemes.STATES], [EOS]])
+                if layout == "librispeech_ctc":
+                    spoken = symbols[phoneme_sequence(labels)]
+                else:
+                    spoken = symbols[labels // phonemes.STATES]
+                transcript = np.concatenate([[SOS], spoken, [EOS]])
                 np.save(part / "transcript" / name, transcript)
     elif layout == "libriphone":
         import torch  # only this layout writes torch files

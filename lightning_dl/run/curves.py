@@ -23,7 +23,8 @@ def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Two panels, loss and accuracy, each with the train and val series that exist."""
+    """Two panels, loss and accuracy (or, for CTC runs, the mean edit distance ``dist``), each
+    with the train and val series that exist."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +32,8 @@ def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -
 
     series = read_metrics(metrics_csv)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+    second = "dist" if "val/dist" in series and "val/acc" not in series else "acc"
+    for ax, metric in zip(axes, ("loss", second), strict=True):
         for stage, style in (("train", "-"), ("val", "o-")):
             points = [p for p in series.get(f"{stage}/{metric}", []) if math.isfinite(p[1])]
             if points:

@@ -30,6 +30,9 @@ REPORTED_METRICS = (
     "test/loss",
     "global_step",
     "wall_time_s",
+    "best_val/dist",  # CTC (lightning_dl.ctc): mean Levenshtein distance, lower is better
+    "val/dist",
+    "test/dist",
 )
 
 
@@ -44,7 +47,8 @@ def _number(value: Any) -> float | None:
 def collect_summary(
     trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
 ) -> dict[str, Any]:
-    """Final figures of a run: best val/acc and its checkpoint, plus the given val/test metrics."""
+    """Final figures of a run: the best monitored value (``best_val/acc``, ``best_val/dist``)
+    and its checkpoint, plus the given val/test metrics."""
     checkpoint = trainer.checkpoint_callback
     summary: dict[str, Any] = {
         "global_step": trainer.global_step,
@@ -53,7 +57,7 @@ def collect_summary(
         "precision": str(trainer.precision),  # what ran, "auto" resolved
     }
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
-        summary["best_val/acc"] = _number(checkpoint.best_model_score)
+        summary[f"best_{checkpoint.monitor or 'val/acc'}"] = _number(checkpoint.best_model_score)
         summary["best_checkpoint"] = checkpoint.best_model_path
     summary.update({k: _number(v) for k, v in metrics.items()})
     return summary

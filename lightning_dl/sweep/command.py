@@ -107,7 +107,8 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
             f"--pruner {pruner}: pruning watches a metric logged at validation (val/...); "
             f"--metric {args.metric} has none (use --pruner none)"
         )
-    direction = args.direction or ("minimize" if "loss" in args.metric else "maximize")
+    lower_is_better = any(word in args.metric for word in ("loss", "dist"))  # dist: Levenshtein
+    direction = args.direction or ("minimize" if lower_is_better else "maximize")
     startup = args.startup_trials or max(1, min(10, n_trials // 3))
     out = Path(args.out or Path("runs") / "sweeps" / Path(args.space).stem)
     return Sweep(

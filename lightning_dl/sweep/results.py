@@ -30,7 +30,7 @@ from lightning_dl.sweep.trial_attrs import INTERRUPTED, counted, run_dir_of
 # The summary.json figures tabulated for each trial: lightning_dl.run.summary.REPORTED_METRICS,
 # repeated here so that the sweep does not import Lightning (tests/test_sweep.py checks they agree).
 METRICS = ("best_val/acc", "val/acc", "val/loss", "test/acc", "test/loss", "global_step",
-           "wall_time_s")  # fmt: skip
+           "wall_time_s", "best_val/dist", "val/dist", "test/dist")  # fmt: skip
 
 
 def _rows(study: optuna.Study, space: Space) -> list[tuple[FrozenTrial, dict[str, Any]]]:
