@@ -26,13 +26,25 @@ from data_modules import sequence_formats as formats
 from data_modules.augment import mask_frames
 from data_modules.batched import passthrough_collate
 from data_modules.bucketing import BucketSampler
+from data_modules.frame_augment import FrameAugment, check_augment
 from data_modules.resident_frames import resident_budget
 from data_modules.sequence_formats import SequenceInventory, SequenceSplit
-from data_modules.wsj import FrameMasking, _check_masking
 from lightning_dl.errors import UserInputError
 from lightning_dl.samplers import ResumableSampler
 
 DEMO_LAYOUTS = {"wsj": "wsj_ctc", "librispeech": "librispeech_ctc"}
+MASKING_KEYS = ("freq_mask", "time_mask", "p")
+
+
+def _masking_only(spec: dict | None) -> dict | None:
+    """SpecAugment-style masking of whole utterances; VTLP warps frame windows only."""
+    if spec is None:
+        return None
+    if spec["vtlp"]:
+        raise UserInputError(
+            f"augment: vtlp is for frame windows; utterance sequences take {list(MASKING_KEYS)}"
+        )
+    return {key: spec[key] for key in MASKING_KEYS}
 
 
 class SequenceBatch(NamedTuple):
@@ -157,7 +169,7 @@ class UtteranceSequencesDataModule(pl.LightningDataModule):
         bucket_pool: int = 32,
         normalize: Literal["none", "utterance", "global"] = "utterance",
         resident: bool | Literal["auto"] = "auto",
-        augment: FrameMasking | None = None,
+        augment: FrameAugment | None = None,
         sort_eval: bool = True,
         predict_split: Literal["test", "dev"] = "test",
         demo_layout: Literal["wsj", "librispeech"] = "librispeech",
@@ -179,7 +191,7 @@ class UtteranceSequencesDataModule(pl.LightningDataModule):
             raise UserInputError(
                 f"batch_size must be >= 1 and bucket_pool >= 0, got {batch_size}, {bucket_pool}"
             )
-        self.masking = _check_masking(augment)
+        self.masking = _masking_only(check_augment(augment))
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self._format: str | None = None
