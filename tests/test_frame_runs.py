@@ -40,7 +40,7 @@ def _fit(config: str, data: Path, run_dir: Path, *extra: str) -> dict:
             "--model.init_args.backbone.init_args.hidden", "[32]",
             "--trainer.max_steps", "12", "--trainer.val_check_interval", "6",
             "--trainer.logger", "false", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true",
             *extra,
         ]
     )  # fmt: skip
@@ -172,7 +172,8 @@ def _wsj_args(data: list[str], run_dir: Path, *extra: str) -> list[str]:
         "--data.batch_size", "16", "--data.context", "2",
         "--model.init_args.backbone.init_args.hidden", "[32, 32]",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false", "--trainer.max_epochs", "-1", "--trainer.max_steps", "30",
+        "--trainer.logger", "false", "--trainer.precision", "32-true",
+        "--trainer.max_epochs", "-1", "--trainer.max_steps", "30",
         "--trainer.val_check_interval", "10", "--trainer.check_val_every_n_epoch", "null",
         "--run.checkpoint_every_n_steps", "6", *extra,
     ]  # fmt: skip

@@ -60,6 +60,8 @@ def run(tmp_path_factory) -> tuple[Path, Path]:
             "cpu",
             "--trainer.enable_progress_bar",
             "false",
+            "--trainer.precision",
+            "32-true",
         ]
     )
     return root / "run" / "checkpoints" / "best.ckpt", data

@@ -49,6 +49,7 @@ def _wsj_args(tmp_path: Path) -> Callable[..., list[str]]:
             "--data.batch_size", "16", "--data.context", "2",
             "--model.backbone.init_args.hidden", "[32, 32]",
             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+            "--trainer.precision", "32-true",
             "--trainer.max_steps", "30",  # and the config's max_epochs 10: OneCycleLR then
             # builds the loader before the restore (estimated_stepping_batches), see ExactResume
             "--trainer.val_check_interval", "10", "--trainer.check_val_every_n_epoch", "null",

@@ -162,7 +162,7 @@ def _run_args(data: list[str], run_dir: Path, resident: bool, *extra: str) -> li
         "--model.init_args.backbone.init_args.hidden", "[32, 32]",
         "--model.init_args.backbone.init_args.dropout", "0.2",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false",
+        "--trainer.logger", "false", "--trainer.precision", "32-true",
         "--trainer.max_epochs", "-1", "--trainer.max_steps", "30",
         "--trainer.val_check_interval", "10", "--trainer.check_val_every_n_epoch", "null",
         "--run.checkpoint_every_n_steps", "6",
