@@ -30,11 +30,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
-from data_modules.bucketing import padding_fraction
-from data_modules.utterances import UtteranceSequencesDataModule
-from lightning_dl.ctc import ctc_loss
-from lightning_dl.ctc_decode import greedy_decode, prefix_beam_search
+from data_modules.batches.bucketing import padding_fraction
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from lightning_dl.models.conv_bilstm import ConvBiLSTM
+from lightning_dl.tasks.ctc import ctc_loss
+from lightning_dl.tasks.ctc_decode import greedy_decode, prefix_beam_search
 
 SIZES = {"channels": [128], "kernel_size": 5, "stride": 2, "hidden": 128, "layers": 2}
 
@@ -117,7 +117,7 @@ def time_decoding(
 ):
     torch.manual_seed(0)
     if ckpt:
-        from lightning_dl.ctc import CTCRecognizer
+        from lightning_dl.tasks.ctc import CTCRecognizer
 
         model = CTCRecognizer.load_from_checkpoint(ckpt, map_location="cpu").backbone.eval()
     else:

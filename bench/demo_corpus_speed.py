@@ -13,8 +13,8 @@ import os
 import resource
 import time
 
-from data_modules.demo_corpus import corpus
-from data_modules.demo_corpus.generate import check_voices, render_all
+from data_modules.speech.demo_corpus import corpus
+from data_modules.speech.demo_corpus.generate import check_voices, render_all
 
 PROTOTYPE_FRAMES_PER_S = 18_700  # issue 5: prototype, one core, this machine
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_modules.demo_corpus import NUM_CLASSES, PHONEMES
+from data_modules.speech.demo_corpus import NUM_CLASSES, PHONEMES
 
 
 def _segments(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

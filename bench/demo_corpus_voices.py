@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_modules.demo_corpus import layouts
-from data_modules.demo_corpus.corpus import make_specs
-from data_modules.wsj_files import read_utterances
+from data_modules.speech.demo_corpus import layouts
+from data_modules.speech.demo_corpus.corpus import make_specs
+from data_modules.speech.layouts.wsj import read_utterances
 
 
 def object_array(items: list[np.ndarray]) -> np.ndarray:

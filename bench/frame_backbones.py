@@ -79,8 +79,8 @@ def fit(
 
 @torch.no_grad()
 def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
-    from data_modules.wsj import WSJFramesDataModule
-    from lightning_dl.classifier import Classifier
+    from data_modules.speech.frames.datamodule import WSJFramesDataModule
+    from lightning_dl.tasks.classifier import Classifier
 
     model = Classifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)

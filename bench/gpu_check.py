@@ -68,7 +68,7 @@ def _run(command: list[str], timeout: float, log: Path) -> tuple[int, str]:
 def machine() -> dict[str, Any]:
     import torch
 
-    from lightning_dl.precision import resolve_precision
+    from lightning_dl.training.precision import resolve_precision
 
     info: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
     if info["cuda"]:

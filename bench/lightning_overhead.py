@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 
 from torch.utils.data import DataLoader  # noqa: E402
 
-from data_modules.augment import normalize  # noqa: E402
-from data_modules.batched import BatchedTensorDataset, passthrough_collate  # noqa: E402
-from data_modules.cifar10 import CIFAR10DataModule, load_cifar10  # noqa: E402
-from lightning_dl.cli import LightningDLCLI  # noqa: E402
+from data_modules.batches.augment import normalize  # noqa: E402
+from data_modules.batches.batched import BatchedTensorDataset, passthrough_collate  # noqa: E402
+from data_modules.images.cifar10 import CIFAR10DataModule, load_cifar10  # noqa: E402
 from lightning_dl.models.mlp import MLP  # noqa: E402
+from lightning_dl.training.cli import LightningDLCLI  # noqa: E402
 from tests.datafiles import write_cifar10  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cifar10_mlp.yaml"

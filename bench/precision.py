@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 
 from lightning_dl.fit import main as fit_main
-from lightning_dl.precision import cpu_has_native_bf16, resolve_precision
+from lightning_dl.training.precision import cpu_has_native_bf16, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("32-true", "bf16-mixed")

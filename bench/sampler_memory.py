@@ -24,7 +24,7 @@ def peak_growth_mib(which: str, n: int) -> float:
     sys.path.insert(0, str(ROOT))
     from torch.utils.data import DistributedSampler
 
-    from lightning_dl.samplers import ResumableSampler
+    from data_modules.batches.samplers import ResumableSampler
 
     cls = {"torch": DistributedSampler, "ours": ResumableSampler}[which]
     sampler = cls(range(n), num_replicas=1, rank=0, shuffle=True, seed=0)

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_modules import augment
-from data_modules.cifar10 import CIFAR10DataModule
-from lightning_dl.classifier import Classifier
+from data_modules.batches import augment
+from data_modules.images.cifar10 import CIFAR10DataModule
 from lightning_dl.models.convnet import ConvNet
 from lightning_dl.models.resnet import ResNet18
-from lightning_dl.precision import resolve_precision
+from lightning_dl.tasks.classifier import Classifier
+from lightning_dl.training.precision import resolve_precision
 
 SHAPE, CLASSES = (3, 32, 32), 10
 MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {

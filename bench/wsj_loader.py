@@ -75,7 +75,7 @@ def _config() -> dict:
 
 # ------------------------------------------------------------------ measurements (child side)
 def run_convert(args: argparse.Namespace) -> dict:
-    from data_modules.wsj_cache import build_or_load
+    from data_modules.speech.frames.cache import build_or_load
 
     shutil.rmtree(args.data_dir / ".wsj_cache", ignore_errors=True)
     base = _status_kb("VmRSS")
@@ -85,7 +85,7 @@ def run_convert(args: argparse.Namespace) -> dict:
 
 
 def _datamodule(args: argparse.Namespace, resident: bool):
-    from data_modules.wsj import WSJFramesDataModule
+    from data_modules.speech.frames.datamodule import WSJFramesDataModule
 
     dm = WSJFramesDataModule(
         str(args.data_dir),
@@ -109,7 +109,7 @@ def _epoch(dm) -> tuple[int, float]:
 
 def _imported() -> int:
     """RSS (kB) once the loader's modules (torch) are imported: the base a loader adds to."""
-    import data_modules.wsj  # noqa: F401
+    import data_modules.speech.frames.datamodule  # noqa: F401
 
     return _status_kb("VmRSS")
 

@@ -12,8 +12,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from data_modules.batched import BatchedTensorDataset, passthrough_collate
-from lightning_dl.errors import UserInputError, require_at_least
+from data_modules.batches.batched import BatchedTensorDataset, passthrough_collate
+from data_modules.errors import UserInputError, require_at_least
 
 
 def make_clusters(n: int, num_features: int, num_classes: int, noise: float, seed: int):

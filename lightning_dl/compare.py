@@ -18,17 +18,17 @@ from typing import Any
 
 import yaml
 
-from lightning_dl.atomic import atomic_path, write_text_atomic
-from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
-from lightning_dl.run.curves import read_metrics
-from lightning_dl.run.resume import read_summary
+from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
+from data_modules.io.atomic import atomic_path, write_text_atomic
+from lightning_dl.training.run.curves import read_metrics
+from lightning_dl.training.run.resume import read_summary
 
 PANELS = (("train/loss", "val/loss"), ("train/acc", "val/acc"))
 # Config keys that differ between any two runs without being a setting of the experiment.
 NOT_SETTINGS = ("run", "ckpt_path", "config", "checkpoint.dirpath", "trainer.default_root_dir",
                 "trainer.logger")  # fmt: skip
 # Callbacks a tool adds to each run for itself (the sweep's trial reporter).
-TOOL_CALLBACKS = ("lightning_dl.callbacks.optuna_pruning.OptunaPruning",)
+TOOL_CALLBACKS = ("lightning_dl.training.callbacks.optuna_pruning.OptunaPruning",)
 
 
 @dataclass

@@ -22,13 +22,13 @@ from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from lightning_dl.atomic import write_json_atomic
-from lightning_dl.cli import LightningDLCLI
-from lightning_dl.config_errors import check_config_files
-from lightning_dl.console import silence_harmless_notices
-from lightning_dl.errors import ReportedError, run_main
-from lightning_dl.run import directory, ranks, signals
-from lightning_dl.run.summary import (
+from data_modules.errors import ReportedError, run_main
+from data_modules.io.atomic import write_json_atomic
+from lightning_dl.training.cli import LightningDLCLI
+from lightning_dl.training.config_errors import check_config_files
+from lightning_dl.training.console import silence_harmless_notices
+from lightning_dl.training.run import directory, ranks, signals
+from lightning_dl.training.run.summary import (
     collect_summary,
     failure_report,
     finish_run,

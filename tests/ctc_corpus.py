@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_modules.demo_corpus.layouts import _object_array
+from data_modules.speech.demo_corpus.layouts import _object_array
 
 SYMBOLS = ("[SIL]", "AA", "B", "K", "S", "T")
 

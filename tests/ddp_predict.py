@@ -16,11 +16,11 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 
+from data_modules.io.atomic import write_text_atomic
 from data_modules.synthetic import SyntheticClustersDataModule
-from lightning_dl.atomic import write_text_atomic
-from lightning_dl.classifier import Classifier
 from lightning_dl.models.mlp import MLP
-from lightning_dl.predict import predict_in_order
+from lightning_dl.predict.ordered import predict_in_order
+from lightning_dl.tasks.classifier import Classifier
 
 
 def _write_csv(path: str, labels) -> None:

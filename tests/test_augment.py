@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from data_modules import augment
+from data_modules.batches import augment
 
 
 def test_random_crop_is_a_crop_of_the_padded_image():
@@ -92,7 +92,7 @@ def test_mask_frames_probability_and_seeding():
 
 # -- vocal-tract-length perturbation ------------------------------------------------------------
 def _dct(bands: int, ceps: int) -> torch.Tensor:
-    from data_modules.demo_corpus.features import dct_matrix
+    from data_modules.speech.demo_corpus.features import dct_matrix
 
     return torch.from_numpy(dct_matrix(bands, ceps)).float()
 

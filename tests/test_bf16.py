@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_dl.classifier import Classifier
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.convnet import ConvNet
 from lightning_dl.models.resnet import ResNet18
 from lightning_dl.models.tdnn import TDNN
+from lightning_dl.tasks.classifier import Classifier
 from tests.tiny_runs import ROOT
 from tests.wsj_corpus import write_corpus
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_modules.bucketing import BucketSampler, padding_fraction
-from lightning_dl.samplers import ResumableSampler
+from data_modules.batches.bucketing import BucketSampler, padding_fraction
+from data_modules.batches.samplers import ResumableSampler
 
 LENGTHS = np.random.default_rng(0).integers(50, 1500, size=203)
 

@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from data_modules.cifar10 import load_cifar10
-from data_modules.safe_pickle import UnsafePickleError
-from lightning_dl.errors import InputFileNotFoundError, UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
+from data_modules.images.cifar10 import load_cifar10
+from data_modules.io.safe_pickle import UnsafePickleError
 
 
 def test_load_train_and_test(cifar_dir):

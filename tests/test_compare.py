@@ -8,10 +8,10 @@ import json
 import pytest
 import yaml
 
+from data_modules.errors import run_main
 from lightning_dl import compare
-from lightning_dl.errors import run_main
 
-PRUNING = "lightning_dl.callbacks.optuna_pruning.OptunaPruning"
+PRUNING = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
 
 
 def _config(run_dir, hidden, lr, trial):
@@ -23,7 +23,7 @@ def _config(run_dir, hidden, lr, trial):
             "logger": [{"class_path": "x.CSVLogger", "init_args": {"save_dir": str(run_dir)}}],
             "callbacks": [{"class_path": PRUNING, "init_args": {"trial_number": trial}}],
         },
-        "model": {"class_path": "lightning_dl.classifier.Classifier", "init_args": {
+        "model": {"class_path": "lightning_dl.tasks.classifier.Classifier", "init_args": {
             "backbone": {"class_path": "lightning_dl.models.mlp.MLP",
                          "init_args": {"hidden": hidden, "norm": "batchnorm"}},
             "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": lr}},
@@ -168,6 +168,6 @@ def test_unknown_metric_is_named(tmp_path, capsys):
 
 
 def test_tool_callbacks_name_the_pruning_callback():
-    from lightning_dl.callbacks.optuna_pruning import OptunaPruning
+    from lightning_dl.training.callbacks.optuna_pruning import OptunaPruning
 
     assert f"{OptunaPruning.__module__}.{OptunaPruning.__qualname__}" in compare.TOOL_CALLBACKS

@@ -20,20 +20,22 @@ from tests.wsj_corpus import write_run_corpus
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
 TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
-    "data_modules.mnist.MNISTDataModule": lambda d: [
+    "data_modules.images.mnist.MNISTDataModule": lambda d: [
         "--data.data_dir",
         str(write_mnist(d / "mnist")),
         "--data.val_split",
         "16",
     ],
-    "data_modules.cifar10.CIFAR10DataModule": lambda d: [
+    "data_modules.images.cifar10.CIFAR10DataModule": lambda d: [
         "--data.data_dir",
         str(write_cifar10(d / "cifar")),
         "--data.val_split",
         "16",
     ],
-    "data_modules.wsj.WSJFramesDataModule": lambda d: write_run_corpus(d / "wsj"),
-    "data_modules.utterances.UtteranceSequencesDataModule": lambda d: [
+    "data_modules.speech.frames.datamodule.WSJFramesDataModule": lambda d: write_run_corpus(
+        d / "wsj"
+    ),
+    "data_modules.speech.sequences.datamodule.UtteranceSequencesDataModule": lambda d: [
         "--data.data_dir",
         str(write_librispeech(d / "hw3p2")),
         "--data.source",

@@ -16,8 +16,8 @@ import rich
 from pytorch_lightning.callbacks import RichModelSummary, TQDMProgressBar
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from lightning_dl import console
-from lightning_dl.cli import LightningDLCLI
+from lightning_dl.training import console
+from lightning_dl.training.cli import LightningDLCLI
 from tests.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.tiny_runs import BF16, run_fit, tiny_args
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.text import edit_distance
 
-from lightning_dl.ctc_decode import greedy_decode, prefix_beam_search, to_text
+from lightning_dl.tasks.ctc_decode import greedy_decode, prefix_beam_search, to_text
 
 
 def _log(p: list[list[float]]) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lightning_dl.ctc import ctc_loss
 from lightning_dl.models.conv_bilstm import ConvBiLSTM, MaskedBatchNorm1d
+from lightning_dl.tasks.ctc import ctc_loss
 
 
 def test_masked_batchnorm_statistics_ignore_padding():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules import phoneme_codes
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.speech.layouts import phoneme_codes
 from lightning_dl.fit import main as fit_main
 from tests.ctc_corpus import SYMBOLS, write_librispeech, write_wsj
 
@@ -99,8 +99,8 @@ def test_killed_ctc_run_resumes_bit_identical(tmp_path):
 def test_an_impossible_alignment_stops_the_run_through_the_nan_guard(tmp_path, monkeypatch):
     """With the up-front length check switched off, the infinite CTC loss is not zeroed: the
     NaN guard stops the run at the first step, before any optimizer update is kept."""
-    from data_modules.utterances import UtteranceDataset
-    from lightning_dl.callbacks.nonfinite import NonFiniteLossError
+    from data_modules.speech.sequences.datamodule import UtteranceDataset
+    from lightning_dl.training.callbacks.nonfinite import NonFiniteLossError
 
     monkeypatch.setattr(UtteranceDataset, "check_ctc_lengths", lambda self, lengths: None)
     data = write_wsj(tmp_path / "d")

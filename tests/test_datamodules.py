@@ -7,13 +7,13 @@ import hashlib
 import pytest
 import torch
 
-from data_modules.batched import BatchedTensorDataset
-from data_modules.cifar10 import CIFAR10DataModule
-from data_modules.download import download_verified
-from data_modules.image_datamodule import split_sizes
-from data_modules.mnist import MNISTDataModule
+from data_modules.batches.batched import BatchedTensorDataset
+from data_modules.errors import ReportedError, UserInputError
+from data_modules.images.cifar10 import CIFAR10DataModule
+from data_modules.images.datamodule import split_sizes
+from data_modules.images.mnist import MNISTDataModule
+from data_modules.io.download import download_verified
 from data_modules.synthetic import SyntheticClustersDataModule
-from lightning_dl.errors import ReportedError, UserInputError
 from tests.cuda import needs_cuda
 
 
@@ -28,7 +28,7 @@ def test_split_sizes_count_and_fraction():
 
 
 def test_bad_settings_are_user_input_errors(cifar_dir):
-    """Each reaches the user as one ``error: ...`` line with exit status 2 (lightning_dl.errors)."""
+    """Each reaches the user as one ``error: ...`` line with exit status 2 (data_modules.errors)."""
     with pytest.raises(UserInputError, match="leaves no training data"):
         split_sizes(100, 100)
     with pytest.raises(UserInputError, match=r"mean needs 3 values"):

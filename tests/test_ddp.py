@@ -15,7 +15,7 @@ import pytest
 
 from data_modules.synthetic import make_clusters
 from lightning_dl.fit import main
-from lightning_dl.tracking.wandb_offline import read_offline_run
+from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
 
 DDP = ("--trainer.devices", "2", "--trainer.strategy", "ddp")

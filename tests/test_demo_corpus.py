@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from data_modules.demo_corpus import corpus, features, phonemes
-from data_modules.demo_corpus.generate import FILES, build_demo_corpus, read_manifest
-from data_modules.demo_corpus.phonemes import NUM_CLASSES, PHONEMES, SIL
+from data_modules.speech.demo_corpus import corpus, features, phonemes
+from data_modules.speech.demo_corpus.generate import FILES, build_demo_corpus, read_manifest
+from data_modules.speech.demo_corpus.phonemes import NUM_CLASSES, PHONEMES, SIL
 
 N_TINY = 12  # 10 train, 1 dev, 1 test
 
@@ -21,7 +21,7 @@ N_TINY = 12  # 10 train, 1 dev, 1 test
 @pytest.fixture(scope="module")
 def espeak():
     pytest.importorskip("espeakng_loader")
-    from data_modules.demo_corpus import espeak
+    from data_modules.speech.demo_corpus import espeak
 
     return espeak
 
@@ -136,7 +136,7 @@ def test_mapping_covers_every_phoneme_emitted_for_the_corpus_sentences(synth):
 
 
 def test_unknown_voice_variant_is_refused(espeak):
-    from data_modules.demo_corpus.generate import check_voices
+    from data_modules.speech.demo_corpus.generate import check_voices
 
     spec = corpus.make_specs(3, seed=0)[0]
     check_voices([spec])
@@ -214,7 +214,7 @@ def test_resample_keeps_a_tone():
 
 
 def test_missing_espeak_gives_install_hint(monkeypatch):
-    from data_modules.demo_corpus import espeak
+    from data_modules.speech.demo_corpus import espeak
 
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[demo\]"'):
@@ -224,7 +224,7 @@ def test_missing_espeak_gives_install_hint(monkeypatch):
 def test_files_pass_the_wsj_reader(tiny):
     # The WSJ loader reads Kaggle files without trusting their pickles and validates every
     # utterance; the demo corpus must pass that gate unchanged.
-    from data_modules.wsj_files import read_split
+    from data_modules.speech.layouts.wsj import read_split
 
     for split in corpus.SPLITS:
         data = read_split(tiny / f"{split}.npy", tiny / f"{split}_labels.npy")
@@ -236,8 +236,8 @@ def test_files_pass_the_wsj_reader(tiny):
 
 @pytest.mark.parametrize("layout", ["librispeech", "libriphone"])
 def test_other_layouts_hold_the_same_speech_and_pass_their_readers(espeak, tiny, tmp_path, layout):
-    from data_modules.demo_corpus import layouts
-    from data_modules.wsj import WSJFramesDataModule
+    from data_modules.speech.demo_corpus import layouts
+    from data_modules.speech.frames.datamodule import WSJFramesDataModule
 
     out = build_demo_corpus(tmp_path / layout, N_TINY, seed=0, layout=layout)
     manifest = read_manifest(out)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from lightning_dl.callbacks.ema import WarmupEMA, warmup_ema
+from lightning_dl.training.callbacks.ema import WarmupEMA, warmup_ema
 
 
 def _model() -> nn.Module:

@@ -13,8 +13,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from lightning_dl.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from lightning_dl.fit import main
+from lightning_dl.training.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
 from tests.tiny_runs import BF16, ROOT, tiny_args
 
 # Plain SGD with lr 1e4 and no normalisation blows the weights up within a few steps.
@@ -97,7 +97,7 @@ def test_readme_recovery_resume_with_a_lower_lr_keeps_the_optimizer_state(tmp_pa
 
 
 def test_new_settings_after_a_resume_keep_state_and_schedule_shape():
-    from lightning_dl.optim import apply_new_settings, settings
+    from lightning_dl.tasks.optim import apply_new_settings, settings
 
     weight = torch.nn.Parameter(torch.ones(3))
     optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
@@ -123,8 +123,8 @@ def test_new_settings_after_a_resume_keep_state_and_schedule_shape():
 def test_a_nan_step_leaves_weights_and_optimizer_state_as_they_were(tmp_path, precision):
     """The deferred check's promise: the update from a non-finite step never happens."""
     from data_modules.synthetic import SyntheticClustersDataModule
-    from lightning_dl.classifier import Classifier
     from lightning_dl.models.mlp import MLP
+    from lightning_dl.tasks.classifier import Classifier
     from tests.faults import NanInputOnRank
 
     class Snapshots(pl.Callback):
@@ -170,7 +170,7 @@ _CRASH_WHILE_WRITING = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+    from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
 
     path = sys.argv[1]
     io = AtomicCheckpointIO()
@@ -204,8 +204,8 @@ def test_crash_mid_write_leaves_previous_last_ckpt_intact(tmp_path):
 
 
 def test_fit_writes_checkpoints_through_the_atomic_io(tmp_path):
-    from lightning_dl.cli import LightningDLCLI
-    from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+    from lightning_dl.training.cli import LightningDLCLI
+    from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
 
     cli = LightningDLCLI(
         args=tiny_args("--run.dir", str(tmp_path / "r"), "--trainer.logger", "false")
@@ -215,7 +215,7 @@ def test_fit_writes_checkpoints_through_the_atomic_io(tmp_path):
 
 def test_leftover_temp_file_is_not_taken_for_a_checkpoint(tmp_path):
     """A killed writer's ``.last.ckpt.*.tmp`` is never resumed from."""
-    from lightning_dl.run.resume import last_checkpoint
+    from lightning_dl.training.run.resume import last_checkpoint
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.ckpt.abc123.tmp").write_bytes(b"partial")

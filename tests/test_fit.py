@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from lightning_dl.classifier import Classifier
 from lightning_dl.fit import main
-from lightning_dl.precision import resolve_precision
-from lightning_dl.tracking.wandb_offline import read_offline_run
+from lightning_dl.tasks.classifier import Classifier
+from lightning_dl.training.precision import resolve_precision
+from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.tiny_runs import BF16, QUICK, tiny_args
 
 

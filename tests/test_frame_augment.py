@@ -11,10 +11,10 @@ import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.trainer.states import RunningStage
 
-from data_modules.augment import warp_windows
-from data_modules.frame_augment import FrameAugmenter, check_augment
-from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.errors import UserInputError
+from data_modules.batches.augment import warp_windows
+from data_modules.errors import UserInputError
+from data_modules.speech.frames.augment import FrameAugmenter, check_augment
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from tests.wsj_corpus import write_run_corpus
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.frame_formats import detect_format
-from data_modules.libriphone_files import split_ids
-from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.layouts.frames import detect_format
+from data_modules.speech.layouts.libriphone import split_ids
 from tests.frame_corpora import PARTITIONS, PHONES, write_libriphone, write_librispeech
 from tests.wsj_corpus import naive_windows, save_split, write_corpus
 

@@ -15,12 +15,12 @@ import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import Callback
 
-from data_modules.frame_checks import Inventory
-from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.classifier import Classifier
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.speech.frames.checks import Inventory
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.mlp import MLP
+from lightning_dl.tasks.classifier import Classifier
 from tests.frame_corpora import PHONES, write_libriphone, write_librispeech
 from tests.wsj_corpus import naive_windows, write_run_corpus
 
@@ -55,7 +55,7 @@ def _normalised(frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _expected_classes(ckpt: Path, frames: list[np.ndarray]) -> np.ndarray:
-    model = predict.Classifier.load_from_checkpoint(ckpt, weights_only=True).eval()
+    model = Classifier.load_from_checkpoint(ckpt, weights_only=True).eval()
     x = naive_windows(_normalised(frames), K, "zero").reshape(-1, 2 * K + 1, frames[0].shape[1])
     with torch.inference_mode():
         return model(torch.from_numpy(x)).argmax(-1).numpy()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_modules.demo_corpus.corpus import make_specs
-from data_modules.frame_voices import split_voices, voices_report
-from lightning_dl.run.summary import _voice_lines
+from data_modules.speech.demo_corpus.corpus import make_specs
+from data_modules.speech.frames.voices import split_voices, voices_report
+from lightning_dl.training.run.summary import _voice_lines
 
 
 def test_librispeech_ids_name_the_speaker():

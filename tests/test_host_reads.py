@@ -12,12 +12,12 @@ import pytest
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
-from lightning_dl.cli import LightningDLCLI
+from lightning_dl.training.cli import LightningDLCLI
 from tests.cuda import needs_cuda
 from tests.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.tiny_runs import tiny_args
 
-EMA = "--trainer.callbacks+=lightning_dl.callbacks.ema.WarmupEMA"
+EMA = "--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA"
 
 
 def _count_reads(tmp_path, *extra: str) -> HostReadsPerStep:

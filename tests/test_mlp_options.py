@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
 from lightning_dl.models.mlp import MLP
 
 # The state_dict keys of MLP(hidden=[16, 8], norm="batchnorm", dropout=0.1) before these options

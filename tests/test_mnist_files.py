@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-from data_modules.idx import read_idx
-from data_modules.mnist import load_mnist
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.images.mnist import load_mnist
+from data_modules.io.idx import read_idx
 from tests.datafiles import idx_bytes, write_idx, write_mnist
 
 

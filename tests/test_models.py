@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from data_modules.synthetic import SyntheticClustersDataModule
-from lightning_dl.classifier import Classifier
 from lightning_dl.models.mlp import ACTIVATIONS, MLP
-from lightning_dl.optim import CosineAnnealingLR
+from lightning_dl.tasks.classifier import Classifier
+from lightning_dl.tasks.optim import CosineAnnealingLR
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

@@ -25,9 +25,9 @@ import torch
 import yaml
 
 from data_modules.synthetic import make_clusters
-from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
-from lightning_dl.run.checkpoint_io import read_checkpoint
+from lightning_dl.training.cli import LightningDLCLI
+from lightning_dl.training.run.checkpoint_io import read_checkpoint
 from tests.ddp_predict import main as predict_csv
 from tests.tiny_runs import QUICK, ROOT, tiny_args
 from tests.two_nodes import TWO_NODES, srun_two_tasks, torchrun_two_nodes

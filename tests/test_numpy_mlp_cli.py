@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from data_modules.idx import read_idx
-from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
+from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
+from data_modules.io.idx import read_idx
 from lightning_dl.numpy_mlp.__main__ import main
 from tests.datafiles import write_idx, write_mnist
 

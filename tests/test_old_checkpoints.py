@@ -4,7 +4,8 @@
 moved: a tiny frame MLP (wsj_mlp.yaml, k=2, global normalisation, hidden [8], 8 steps) trained on
 the Kaggle-format corpus beside it, with the submission that commit's ``kaggle/predict.py`` wrote.
 Its hyperparameters name the classes by their old dotted paths (``lightning_dl.classifier``,
-``lightning_dl.models.mlp``, ``data_modules.wsj``), and it predates the precision record.
+``data_modules.wsj``: ``data_modules.legacy_paths`` still imports them), and it predates the
+precision record.
 """
 
 from __future__ import annotations
@@ -29,9 +30,15 @@ def test_the_fixture_names_the_old_paths():
     ckpt = torch.load(FIXTURE / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["_class_path"] == "lightning_dl.classifier.Classifier"
     assert ckpt["hyper_parameters"]["backbone"]["class_path"] == "lightning_dl.models.mlp.MLP"
-    assert (
-        ckpt["datamodule_hyper_parameters"]["_class_path"] == "data_modules.wsj.WSJFramesDataModule"
-    )
+    old_datamodule = ckpt["datamodule_hyper_parameters"]["_class_path"]
+    assert old_datamodule == "data_modules.wsj.WSJFramesDataModule"
+    # the old paths still import, as the very classes at their new places
+    from data_modules.speech.frames.datamodule import WSJFramesDataModule
+    from lightning_dl.tasks.classifier import Classifier
+
+    module, _, name = old_datamodule.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is WSJFramesDataModule
+    assert importlib.import_module("lightning_dl.classifier").Classifier is Classifier
 
 
 def test_predict_writes_the_same_submission_from_an_old_checkpoint(tmp_path):
@@ -45,7 +52,7 @@ def test_predict_writes_the_same_submission_from_an_old_checkpoint(tmp_path):
 
 
 def test_load_from_checkpoint_and_resume_an_old_run(tmp_path):
-    from lightning_dl.classifier import Classifier
+    from lightning_dl.tasks.classifier import Classifier
 
     model = Classifier.load_from_checkpoint(
         FIXTURE / "checkpoints" / "best.ckpt", weights_only=True

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_dl import precision
-from lightning_dl.errors import UserInputError
-from lightning_dl.precision import Trainer, cpu_has_native_bf16, resolve_precision
+from data_modules.errors import UserInputError
+from lightning_dl.training import precision
+from lightning_dl.training.precision import Trainer, cpu_has_native_bf16, resolve_precision
 from tests.cuda import needs_cuda
 
 X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.wsj import WSJFramesDataModule
-from lightning_dl.errors import EXIT_BAD_INPUT, UserInputError
+from data_modules.errors import EXIT_BAD_INPUT, UserInputError
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
+from lightning_dl.predict import submission
+from lightning_dl.tasks.classifier import Classifier
 from tests.wsj_corpus import naive_windows, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ def test_submission_has_one_row_per_test_frame_in_order(run, tmp_path):
 
     # Same labels as the model applied to independently built windows, with training's k and
     # training's global statistics (train.npy of this corpus, as the checkpoint stored them).
-    model = predict.Classifier.load_from_checkpoint(ckpt, weights_only=True).eval()
+    model = Classifier.load_from_checkpoint(ckpt, weights_only=True).eval()
     frames = list(np.load(data / "test.npy", allow_pickle=True))  # our own file: trusted
     train = np.concatenate(list(np.load(data / "train.npy", allow_pickle=True))).astype(np.float64)
     mean, std = train.mean(0), np.sqrt(train.var(0) + 1e-6)
@@ -159,8 +161,8 @@ def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp
 
 def test_row_count_is_checked(run, tmp_path, monkeypatch):
     ckpt, data = run
-    real = predict.predict
-    monkeypatch.setattr(predict, "predict", lambda *a: real(*a)[:-1])  # a path dropping a frame
+    real = submission.predict
+    monkeypatch.setattr(submission, "predict", lambda *a: real(*a)[:-1])  # a path dropping a frame
     with pytest.raises(
         RuntimeError,
         match=f"{sum(TEST_LENGTHS) - 1} predictions for {sum(TEST_LENGTHS)} test frames",
@@ -172,7 +174,7 @@ def test_row_count_is_checked(run, tmp_path, monkeypatch):
 def test_settings_come_from_the_checkpoint(run):
     ckpt, _ = run
     state = torch.load(ckpt, weights_only=True)
-    settings = predict.datamodule_settings(state, ckpt)
+    settings = submission.datamodule_settings(state, ckpt)
     assert settings["context"] == 3 and settings["normalize"] == "global"
     dm = WSJFramesDataModule(".", **settings)  # no data here: all comes from the checkpoint
     dm.load_state_dict(state["WSJFramesDataModule"])
@@ -219,7 +221,7 @@ def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monke
     def no_work(*args):
         raise AssertionError("loaded the checkpoint before checking --out")
 
-    monkeypatch.setattr(predict, "load_checkpoint", no_work)
+    monkeypatch.setattr(submission, "load_checkpoint", no_work)
     with pytest.raises(UserInputError, match="is a directory"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path)])
     with pytest.raises(UserInputError, match="folder .*nowhere does not exist"):
@@ -229,14 +231,14 @@ def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monke
     def read_only(*args, **kwargs):  # a read-only mount (as root, permissions would not stop us)
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("lightning_dl.atomic.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("data_modules.io.atomic.tempfile.mkstemp", read_only)
     out = tmp_path / "s.csv"
     with pytest.raises(UserInputError, match=f"--out {out}: cannot write into {tmp_path} \\(Read-"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out)])
 
 
 def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatch, capsys):
-    """The script runs through lightning_dl.errors.run_main: no traceback for a user's mistake."""
+    """The script runs through data_modules.errors.run_main: no traceback for a user's mistake."""
     ckpt, data = run
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(ckpt.read_bytes()[:500])

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch.distributed as dist
 
-from lightning_dl.cli import LightningDLCLI
-from lightning_dl.errors import UserInputError
-from lightning_dl.run.ranks import SameRunOnEveryRank
+from data_modules.errors import UserInputError
+from lightning_dl.training.cli import LightningDLCLI
+from lightning_dl.training.run.ranks import SameRunOnEveryRank
 from tests.tiny_runs import tiny_args
 from tests.two_nodes import TWO_NODES
 

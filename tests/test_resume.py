@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_dl.callbacks.exact_resume import truncate_metrics_csv
-from lightning_dl.cli import LightningDLCLI
 from lightning_dl.fit import main
-from lightning_dl.run.resume import newest_unfinished_run, wandb_run_id
-from lightning_dl.tracking.wandb_offline import read_offline_run
+from lightning_dl.training.callbacks.exact_resume import truncate_metrics_csv
+from lightning_dl.training.cli import LightningDLCLI
+from lightning_dl.training.run.resume import newest_unfinished_run, wandb_run_id
+from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.faults import SimulatedKill
 from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
 from tests.wsj_corpus import write_run_corpus
@@ -31,7 +31,7 @@ def _state(ckpt: Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=True)  # fit writes no pickled code
 
 
-EMA = ("--trainer.callbacks+=lightning_dl.callbacks.ema.WarmupEMA",
+EMA = ("--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA",
        "--trainer.callbacks.decay", "0.9")  # fmt: skip
 
 

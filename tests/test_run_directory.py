@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
 from lightning_dl.fit import main
-from lightning_dl.run.directory import remove_stale_temp_files
+from lightning_dl.training.run.directory import remove_stale_temp_files
 from tests.tiny_runs import tiny_args
 
 QUICK_RUN = ("--trainer.max_steps", "10", "--trainer.logger", "false")

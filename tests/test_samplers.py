@@ -6,10 +6,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from data_modules import index_order
-from data_modules.batched import BatchedTensorDataset, passthrough_collate
-from lightning_dl.resumable_loader import ResumableDataLoader, make_resumable
-from lightning_dl.samplers import ResumableSampler, UnpaddedDistributedSampler, shuffled_order
+from data_modules.batches import index_order
+from data_modules.batches.batched import BatchedTensorDataset, passthrough_collate
+from data_modules.batches.resumable_loader import ResumableDataLoader, make_resumable
+from data_modules.batches.samplers import (
+    ResumableSampler,
+    UnpaddedDistributedSampler,
+    shuffled_order,
+)
 
 
 def test_resumable_sampler_is_seeded_by_epoch_and_skips_on_resume():

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_modules import sequence_formats as formats
-from data_modules.demo_corpus.layouts import _object_array
-from data_modules.utterances import UtteranceSequencesDataModule
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.speech.demo_corpus.layouts import _object_array
+from data_modules.speech.layouts import sequences as formats
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from tests.ctc_corpus import SYMBOLS, utterances, write_librispeech, write_wsj
 
 
@@ -109,7 +109,7 @@ def test_demo_corpus_writes_the_sequence_layouts(tmp_path, layout):
     """The demo writer's sequences are each utterance's frame phonemes with runs collapsed."""
     from types import SimpleNamespace
 
-    from data_modules.demo_corpus import layouts
+    from data_modules.speech.demo_corpus import layouts
 
     rng = np.random.default_rng(0)
     specs, results = [], []

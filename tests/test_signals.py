@@ -12,8 +12,8 @@ import stat
 import pytest
 
 from lightning_dl.fit import main
-from lightning_dl.run import signals
-from lightning_dl.run.checkpoint_io import read_checkpoint
+from lightning_dl.training.run import signals
+from lightning_dl.training.run.checkpoint_io import read_checkpoint
 from tests.tiny_runs import tiny_args
 
 

@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from pytorch_lightning.callbacks import Callback
 
-from lightning_dl.errors import InputFileNotFoundError, UserInputError, run_main
+from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
 from lightning_dl.sweep import load_space, main
 from lightning_dl.sweep.command import build, parser
 from lightning_dl.sweep.space import slug
@@ -149,8 +149,8 @@ def test_space_files_grid_and_distributions(tmp_path):
 
 
 def test_results_columns_follow_run_summary():
-    from lightning_dl.run.summary import REPORTED_METRICS
     from lightning_dl.sweep.results import METRICS
+    from lightning_dl.training.run.summary import REPORTED_METRICS
 
     assert METRICS == REPORTED_METRICS
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lightning_dl.fit import main
-from lightning_dl.tracking.wandb_offline import _payloads, read_offline_run
+from lightning_dl.training.run.tracking.wandb_offline import _payloads, read_offline_run
 from tests.tiny_runs import tiny_args
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_dl.atomic import atomic_path
-from lightning_dl.errors import DiskFullError, UserInputError, run_main
+from data_modules.errors import DiskFullError, UserInputError, run_main
+from data_modules.io.atomic import atomic_path
 from lightning_dl.fit import main
-from lightning_dl.run.checkpoint_io import AtomicCheckpointIO
+from lightning_dl.predict import submission
+from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
 from tests.datafiles import write_cifar10, write_idx, write_mnist
 from tests.tiny_runs import QUICK, ROOT, tiny_args
 from tests.wsj_corpus import write_corpus
@@ -268,7 +269,7 @@ def _disk_full_while_a_temp_file_exists(monkeypatch, folder) -> None:
         full = any(p.name.endswith(".tmp") for p in folder.iterdir())
         return shutil._ntuple_diskusage(10**9, 10**9 if full else 0, 0 if full else 10**9)
 
-    monkeypatch.setattr("lightning_dl.errors.shutil.disk_usage", disk_usage)
+    monkeypatch.setattr("data_modules.errors.shutil.disk_usage", disk_usage)
 
 
 def test_a_full_disk_is_named_and_the_old_checkpoint_kept(tmp_path, monkeypatch):
@@ -292,9 +293,9 @@ def test_a_run_directory_on_a_read_only_mount_is_one_line(tmp_path, monkeypatch,
     def read_only(*args, **kwargs):  # as root, permissions would not stop us: a read-only mount
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr("lightning_dl.atomic.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("data_modules.io.atomic.tempfile.mkstemp", read_only)
     monkeypatch.setattr(  # such a mount also reports no free space: still not a full disk
-        "lightning_dl.errors.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0)
+        "data_modules.errors.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0)
     )
     run_dir = tmp_path / "r"
     code, err = _exit(capsys, tiny_args(*QUIET, "--run.dir", str(run_dir)))
@@ -318,7 +319,7 @@ def test_a_full_disk_while_writing_a_submission_is_one_line(tmp_path, monkeypatc
 
     def write() -> None:
         with atomic_path(out) as tmp:  # as kaggle/predict.py writes it
-            predict_script.write_submission(tmp, np.arange(5), "id,label", None)
+            submission.write_submission(tmp, np.arange(5), "id,label", None)
 
     with pytest.raises(SystemExit) as stopped:
         run_main(write)

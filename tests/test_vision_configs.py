@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from lightning_dl.cli import LightningDLCLI
 from lightning_dl.models.airbench import AirbenchNet
 from lightning_dl.models.convnet import ConvNet
 from lightning_dl.models.resnet import ResNet18
+from lightning_dl.training.cli import LightningDLCLI
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BACKBONES = {

@@ -9,9 +9,9 @@ import pytest
 import torch
 from pytorch_lightning.utilities.data import _is_dataloader_shuffled
 
-from data_modules.memmap_frames import ChunkedRandomSampler
-from data_modules.wsj import WSJFramesDataModule
-from data_modules.wsj_cache import build_or_load
+from data_modules.speech.frames.cache import build_or_load
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.memmap import ChunkedRandomSampler
 from tests.wsj_corpus import naive_windows, save_split, write_corpus
 
 

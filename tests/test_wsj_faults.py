@@ -11,11 +11,11 @@ import warnings
 import numpy as np
 import pytest
 
-import data_modules.wsj_cache as wsj_cache
-import lightning_dl.errors as errors
-from data_modules.wsj import WSJFramesDataModule
-from data_modules.wsj_cache import build_or_load
-from lightning_dl.errors import EXIT_BAD_INPUT, DiskFullError, UserInputError
+import data_modules.errors as errors
+import data_modules.speech.frames.cache as wsj_cache
+from data_modules.errors import EXIT_BAD_INPUT, DiskFullError, UserInputError
+from data_modules.speech.frames.cache import build_or_load
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from tests.wsj_corpus import write_corpus
 
 
@@ -129,7 +129,7 @@ def test_demo_corpus_command_reports_one_line_and_exit_status_2(tmp_path, monkey
     argv = ["demo_corpus", "--out", str(tmp_path), "--utterances", "3"]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_:
-        runpy.run_module("data_modules.demo_corpus", run_name="__main__", alter_sys=False)
+        runpy.run_module("data_modules.speech.demo_corpus", run_name="__main__", alter_sys=False)
     assert exit_.value.code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "holds Kaggle WSJ files" in err[0]

@@ -9,9 +9,9 @@ import pickle
 import numpy as np
 import pytest
 
-from data_modules.wsj_cache import build_or_load
-from data_modules.wsj_files import UnsafePickleError, read_utterances
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
+from data_modules.speech.frames.cache import build_or_load
+from data_modules.speech.layouts.wsj import UnsafePickleError, read_utterances
 from tests.wsj_corpus import object_array, save_split, write_corpus
 
 

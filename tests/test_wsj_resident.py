@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import data_modules.wsj as wsj
-from data_modules.memmap_frames import ContextWindowDataset
-from data_modules.resident_frames import (
+import data_modules.speech.frames.datamodule as wsj
+from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.memmap import ContextWindowDataset
+from data_modules.speech.frames.resident import (
     ResidentWindowDataset,
     padded_sources,
     resident_budget,
 )
-from data_modules.wsj import WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
 from tests.cuda import needs_cuda
 from tests.wsj_corpus import naive_windows, save_split, write_corpus, write_run_corpus

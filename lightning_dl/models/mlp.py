@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
 from lightning_dl.layers import CustomBatchNormManualModule, CustomLayerNormManualModule
 
 Activation = Literal["relu", "elu", "leaky_relu", "tanh", "sigmoid", "gelu"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_dl.atomic import write_json_atomic
-from lightning_dl.errors import InputFileNotFoundError, ReportedError, UserInputError, run_main
+from data_modules.errors import InputFileNotFoundError, ReportedError, UserInputError, run_main
+from data_modules.io.atomic import write_json_atomic
 from lightning_dl.numpy_mlp.cli import parse_args
 from lightning_dl.numpy_mlp.data import Arrays, load_arrays
 from lightning_dl.numpy_mlp.mlp import MLP

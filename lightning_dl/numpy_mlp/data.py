@@ -33,11 +33,11 @@ class Arrays:
 def read_images(dataset: str, data_dir: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, [C,] H, W) and int64 labels from the shared readers in data_modules."""
     if dataset == "mnist":
-        from data_modules.mnist import load_mnist
+        from data_modules.images.mnist import load_mnist
 
         return load_mnist(data_dir, train=train)
     if dataset == "cifar10":
-        from data_modules.cifar10 import load_cifar10
+        from data_modules.images.cifar10 import load_cifar10
 
         return load_cifar10(data_dir, train=train)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {DATASETS}")

@@ -1,4 +1,4 @@
-"""Loss and accuracy curves as PNGs, written atomically (``lightning_dl.atomic``)."""
+"""Loss and accuracy curves as PNGs, written atomically (``data_modules.io.atomic``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lightning_dl.atomic import atomic_path  # noqa: E402
+from data_modules.io.atomic import atomic_path  # noqa: E402
 from lightning_dl.numpy_mlp.training import TrainingStats  # noqa: E402
 
 

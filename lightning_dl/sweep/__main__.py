@@ -1,4 +1,4 @@
-from lightning_dl.errors import run_main
+from data_modules.errors import run_main
 from lightning_dl.sweep.command import main
 
 if __name__ == "__main__":

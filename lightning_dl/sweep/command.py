@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from lightning_dl.errors import InputFileNotFoundError, UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
 from lightning_dl.sweep.keys import check_keys
 from lightning_dl.sweep.pruners import PRUNERS, monitor_for
 from lightning_dl.sweep.runner import Sweep, make_sampler, require_grid

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
 from lightning_dl.sweep.space import Space, cli_value
 
 
@@ -34,8 +34,11 @@ def first_values(space: Space) -> dict[str, Any]:
 def check_keys(configs: list[str], space: Space, space_path: str | Path, extra: list[str]) -> None:
     """Raise :class:`UserInputError` naming the space file if fit refuses the first point of
     ``space`` with ``configs`` and the arguments after ``--`` (``extra``); the reason is fit's
-    own one line (:mod:`lightning_dl.config_errors`: the key, and the nearest one it takes)."""
-    from lightning_dl.cli import LightningDLCLI  # Lightning: imported only when a sweep starts
+    own one line (:mod:`lightning_dl.training.config_errors`: the key, and the nearest one it
+    takes)."""
+    from lightning_dl.training.cli import (
+        LightningDLCLI,  # Lightning: imported only when a sweep starts
+    )
 
     class ParseOnly(LightningDLCLI):
         def before_instantiate_classes(self) -> None:

@@ -20,14 +20,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lightning_dl.atomic import atomic_path, write_text_atomic
-from lightning_dl.errors import UserInputError
-from lightning_dl.run.resume import read_summary
+from data_modules.errors import UserInputError
+from data_modules.io.atomic import atomic_path, write_text_atomic
 from lightning_dl.sweep.pruners import monitor_for
 from lightning_dl.sweep.space import Space, cli_value
 from lightning_dl.sweep.trial_attrs import INTERRUPTED, counted, run_dir_of
+from lightning_dl.training.run.resume import read_summary
 
-# The summary.json figures tabulated for each trial: lightning_dl.run.summary.REPORTED_METRICS,
+# The summary.json figures tabulated for each trial:
+# lightning_dl.training.run.summary.REPORTED_METRICS,
 # repeated here so that the sweep does not import Lightning (tests/test_sweep.py checks they agree).
 METRICS = ("best_val/acc", "val/acc", "val/loss", "test/acc", "test/loss", "global_step",
            "wall_time_s", "best_val/dist", "val/dist", "test/dist")  # fmt: skip

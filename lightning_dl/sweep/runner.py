@@ -32,9 +32,8 @@ from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from lightning_dl.atomic import write_json_atomic
-from lightning_dl.errors import UserInputError
-from lightning_dl.run.resume import COMPLETED, read_summary
+from data_modules.errors import UserInputError
+from data_modules.io.atomic import write_json_atomic
 from lightning_dl.sweep import locks
 from lightning_dl.sweep.pruners import PRUNED_AT_STEP, monitor_for
 from lightning_dl.sweep.results import write_all
@@ -51,9 +50,10 @@ from lightning_dl.sweep.trial_attrs import (
     counted,
     run_dir_of,
 )
+from lightning_dl.training.run.resume import COMPLETED, read_summary
 
 LOCK = ".sweep.lock"
-PRUNING_CALLBACK = "lightning_dl.callbacks.optuna_pruning.OptunaPruning"
+PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
 
 
 class _Grid(GridSampler):

@@ -29,7 +29,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from lightning_dl.errors import InputFileNotFoundError, UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
 
 RANGE_KEYS = {"low", "high", "log", "step"}
 

@@ -16,7 +16,7 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from lightning_dl.errors import UserInputError
+from data_modules.errors import UserInputError
 
 JOURNAL = "journal:"
 SQLITE_TIMEOUT_S = 60  # seconds a worker waits for another one's write instead of failing

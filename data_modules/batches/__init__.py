@@ -1,0 +1,1 @@
+"""Batches built at once on the device, their augmentation, and their exact-resumable order."""

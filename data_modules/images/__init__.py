@@ -1,0 +1,1 @@
+"""Image datasets: MNIST, CIFAR-10 and the DataModule they share."""

@@ -1,0 +1,1 @@
+"""File IO shared by every reader: atomic writes, downloads, IDX, safe pickles."""

@@ -1,0 +1,174 @@
+"""The rendered demo corpus written in each course's file layout, so every format trains offline.
+
+* ``kaggle`` (CMU 11-785 HW1P2 Fall 2019): object arrays of (T, 40) log-mel frames and (T,)
+  classes 0..137 (46 phonemes x 3 states), as the WSJ files.
+* ``librispeech`` (HW1P2 from 2021): ``<partition>/mfcc/<utt>.npy`` with 28 cepstra (orthonormal
+  DCT of the 40 log-mel bands) and ``transcript/<utt>.npy`` with T + 2 phoneme symbols
+  (``[SOS]``, one per frame, ``[EOS]``; ``[SIL]`` for silence). ``test-clean`` gets transcripts
+  too (the course's has none) so that test accuracy can be measured.
+* ``libriphone`` (NTU ML2022 HW2): ``feat/{train,test}/<utt>.pt`` torch tensors of 13 cepstra
+  plus deltas and delta-deltas (39), ``train_split.txt``, ``test_split.txt`` (a seeded shuffle:
+  a submission follows its order) and ``train_labels.txt`` with phoneme classes 0..45; the
+  demo's dev utterances are left out (this layout has no dev split: validation comes out of
+  train), and ``test_labels.txt`` is demo-only.
+
+* ``wsj_ctc`` (CMU 11-785 HW3P2 2019/2020): ``wsj0_{train,dev,test}.npy`` object arrays of
+  (T, 40) frames and ``wsj0_{split}_merged_labels.npy`` phoneme sequences (indices 0..45 of the
+  demo's inventory; the test split's labels are demo-only).
+* ``librispeech_ctc`` (HW3P2 from 2021): the ``librispeech`` folders, but each transcript is
+  the utterance's phoneme sequence, ``[SOS]`` ... ``[EOS]``, not one symbol per frame.
+
+Phoneme-level layouts label a frame with its phoneme (class // 3 of the state labels); the
+sequence layouts collapse each utterance's run of frame phonemes into its sequence (so two equal
+phonemes in a row count once, as eSpeak gives no boundary between them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import corpus, features, phonemes
+
+LAYOUTS = ("kaggle", "librispeech", "libriphone", "wsj_ctc", "librispeech_ctc")
+PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+LIBRISPEECH_CEPSTRA = 28
+LIBRIPHONE_CEPSTRA = 13
+SOS, EOS = "[SOS]", "[EOS]"
+
+
+def phoneme_symbols() -> list[str]:
+    """The demo's 46 phonemes as LibriSpeech HW1P2 names them (silence is ``[SIL]``)."""
+    return ["[SIL]" if p == "SIL" else p for p in phonemes.PHONEMES]
+
+
+def inventory(layout: str) -> dict:
+    """What a corpus in ``layout`` holds: feature dimension, classes and their symbols."""
+    if layout == "kaggle":
+        return {
+            "format": layout,
+            "feature_dim": features.N_MELS,
+            "num_classes": phonemes.NUM_CLASSES,
+        }
+    if layout == "librispeech":
+        symbols = phoneme_symbols()
+        return {
+            "format": layout,
+            "feature_dim": LIBRISPEECH_CEPSTRA,
+            "num_classes": len(symbols),
+            "symbols": symbols,
+        }
+    if layout == "libriphone":
+        return {
+            "format": layout,
+            "feature_dim": 3 * LIBRIPHONE_CEPSTRA,
+            "num_classes": len(phonemes.PHONEMES),
+        }
+    if layout == "wsj_ctc":
+        from data_modules.speech.layouts.phoneme_codes import WSJ_CODES
+
+        return {
+            "format": "wsj",
+            "feature_dim": features.N_MELS,
+            "symbols": list(phonemes.PHONEMES),
+            "codes": list(WSJ_CODES),
+        }
+    if layout == "librispeech_ctc":
+        from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, codes_for
+
+        symbols = sorted(phoneme_symbols())
+        return {
+            "format": "librispeech",
+            "feature_dim": LIBRISPEECH_CEPSTRA,
+            "symbols": symbols,
+            "codes": list(codes_for(symbols, LIBRISPEECH_CODES)),
+        }
+    raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def phoneme_sequence(labels: np.ndarray) -> np.ndarray:
+    """The phonemes of an utterance's frame labels, each run of equal phonemes once."""
+    frame_phonemes = labels // phonemes.STATES
+    starts = np.r_[True, frame_phonemes[1:] != frame_phonemes[:-1]]
+    return frame_phonemes[starts]
+
+
+def utterance_id(index: int) -> str:
+    return f"demo-{index:06d}"
+
+
+def test_order(n: int, seed: int) -> np.ndarray:
+    """The order of test_split.txt: a seeded shuffle, so that file order is not sorted order."""
+    return np.random.default_rng([seed, 11]).permutation(n)
+
+
+def _object_array(items: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):  # per utterance, not per frame: a few thousand at most
+        out[i] = item
+    return out
+
+
+def files(layout: str) -> list[str]:
+    """Files (or folders) that a complete corpus in ``layout`` has."""
+    if layout == "kaggle":
+        return [f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_labels")]
+    if layout in ("librispeech", "librispeech_ctc"):
+        return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript")]
+    if layout == "wsj_ctc":
+        return [f"wsj0_{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_merged_labels")]
+    return ["feat/train", "feat/test", "train_split.txt", "test_split.txt", "train_labels.txt",
+            "test_labels.txt"]  # fmt: skip
+
+
+def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None:
+    """Write rendered (frames, labels) of ``specs`` into the empty folder ``out``."""
+    by_split = {s: [i for i, spec in enumerate(specs) if spec.split == s] for s in corpus.SPLITS}
+    if layout == "kaggle":
+        for split, chosen in by_split.items():
+            np.save(out / f"{split}.npy", _object_array([results[i][0] for i in chosen]))
+            np.save(out / f"{split}_labels.npy", _object_array([results[i][1] for i in chosen]))
+    elif layout == "wsj_ctc":
+        for split, chosen in by_split.items():
+            np.save(out / f"wsj0_{split}.npy", _object_array([results[i][0] for i in chosen]))
+            sequences = [phoneme_sequence(results[i][1]) for i in chosen]
+            np.save(out / f"wsj0_{split}_merged_labels.npy", _object_array(sequences))
+    elif layout in ("librispeech", "librispeech_ctc"):
+        symbols = np.array(phoneme_symbols())
+        for split, chosen in by_split.items():
+            part = out / PARTITIONS[split]
+            (part / "mfcc").mkdir(parents=True)
+            (part / "transcript").mkdir()
+            for i in chosen:
+                frames, labels = results[i]
+                name = f"{utterance_id(specs[i].index)}.npy"
+                np.save(part / "mfcc" / name, features.mfcc(frames, LIBRISPEECH_CEPSTRA))
+                if layout == "librispeech_ctc":
+                    spoken = symbols[phoneme_sequence(labels)]
+                else:
+                    spoken = symbols[labels // phonemes.STATES]
+                transcript = np.concatenate([[SOS], spoken, [EOS]])
+                np.save(part / "transcript" / name, transcript)
+    elif layout == "libriphone":
+        import torch  # only this layout writes torch files
+
+        for split, folder in (("train", "train"), ("test", "test")):
+            (out / "feat" / folder).mkdir(parents=True, exist_ok=True)
+            chosen = by_split[split]
+            if split == "test":
+                chosen = [chosen[j] for j in test_order(len(chosen), seed)]
+            lines, ids = [], []
+            for i in chosen:
+                frames, labels = results[i]
+                ceps = features.mfcc(frames, LIBRIPHONE_CEPSTRA)
+                d1 = features.deltas(ceps)
+                x = np.concatenate([ceps, d1, features.deltas(d1)], axis=1)
+                utt = utterance_id(specs[i].index)
+                torch.save(torch.from_numpy(x), out / "feat" / folder / f"{utt}.pt")
+                ids.append(utt)
+                lines.append(" ".join([utt, *map(str, (labels // phonemes.STATES).tolist())]))
+            (out / f"{split}_split.txt").write_text("\n".join(ids) + "\n")
+            (out / f"{split}_labels.txt").write_text("\n".join(lines) + "\n")
+    else:
+        raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")

@@ -1,0 +1,121 @@
+"""Context windows gathered on the host from a memory-mapped cache entry.
+
+A batch is one vectorised gather over the (N, D) memory map with an index matrix (B, 2k+1), so
+memory stays O(N x D) whatever k is, and DataLoader workers share the map's pages instead of
+copying the frames. :mod:`data_modules.speech.frames.resident` is the same gather on the training
+device; :class:`data_modules.speech.frames.datamodule.WSJFramesDataModule` chooses between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence, Sized
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, RandomSampler
+
+from data_modules.batches.index_order import CHUNK, in_chunks, index_dtype
+from data_modules.errors import UserInputError
+from data_modules.speech.frames.cache import CacheEntry, inverse_std
+
+
+def gather_windows(
+    frames: np.ndarray,
+    offsets: np.ndarray,
+    frame_ids: np.ndarray,
+    k: int,
+    pad: str = "zero",
+    mean: np.ndarray | None = None,
+    inv_std: np.ndarray | None = None,
+) -> np.ndarray:
+    """Context windows (B, 2k+1, 40) float32 of ``frame_ids`` in one fancy-index of ``frames``.
+
+    Indices outside a frame's utterance are clamped to its first/last frame (``pad="edge"``) or
+    gathered clamped and then zeroed (``pad="zero"``, after normalisation so padding stays 0).
+    """
+    utt = np.searchsorted(offsets, frame_ids, side="right") - 1
+    start = offsets[utt][:, None]
+    end = offsets[utt + 1][:, None]
+    idx = frame_ids[:, None] + np.arange(-k, k + 1)
+    x = np.asarray(frames[np.clip(idx, start, end - 1)]).astype(np.float32, copy=False)
+    if mean is not None:
+        x -= mean
+        x *= inv_std
+    if pad == "zero" and k > 0:
+        x[(idx < start) | (idx >= end)] = 0.0
+    return x
+
+
+class ContextWindowDataset(Dataset):
+    """Frames of one cache entry as flattened context windows, gathered a batch at a time."""
+
+    def __init__(
+        self,
+        entry: CacheEntry,
+        context: int,
+        pad: str,
+        with_labels: bool,
+        global_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if with_labels and not entry.has_labels:
+            raise UserInputError(f"{entry.path}: split has no labels")
+        self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
+        self.offsets = entry.offsets()
+        self.set_global_stats(global_stats)
+        self._frames: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def set_global_stats(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Normalise with (mean, var) per band in the gather; None: frames as cached."""
+        self.mean, self.inv_std = (None, None)
+        if stats is not None:
+            self.mean = np.asarray(stats[0], np.float32)
+            self.inv_std = inverse_std(stats[1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers re-open the map themselves: pickling must never copy the frames.
+        return {**self.__dict__, "_frames": None, "_labels": None}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        if self._frames is None:
+            self._frames = self.entry.open_frames()
+            self._labels = self.entry.open_labels() if self.with_labels else None
+        ids = np.asarray(indices, dtype=np.int64)
+        x = gather_windows(
+            self._frames, self.offsets, ids, self.context, self.pad, self.mean, self.inv_std
+        )
+        x = torch.from_numpy(x)
+        if not self.with_labels:
+            return (x,)
+        return x, torch.from_numpy(self._labels[ids].astype(np.int64))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([index]))
+
+
+class ChunkedRandomSampler(RandomSampler):
+    """RandomSampler whose permutation stays one int32 tensor, handed out in chunks.
+
+    torch's RandomSampler turns the whole permutation into a Python list (~36 bytes a frame,
+    about 650 MB for the Kaggle train set); this keeps 4 bytes a frame. Seeded from torch's
+    global RNG like RandomSampler, so ``seed_everything`` makes it reproducible. Subclassing
+    RandomSampler tells Lightning the loader shuffles (DDP then uses a shuffling sampler).
+    """
+
+    # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its
+    # seeded, resumable equivalent (data_modules.batches.resumable_loader.make_resumable).
+    uniform_permutation = True
+
+    def __init__(self, data_source: Sized, chunk: int = CHUNK) -> None:
+        super().__init__(data_source)
+        self.chunk = chunk
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.data_source)
+        gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
+        perm = torch.randperm(n, generator=gen, dtype=index_dtype(n))
+        return in_chunks(perm, self.chunk)

@@ -1,0 +1,127 @@
+"""CMU 11-785 HW1P2 from 2021 on (LibriSpeech): MFCC frames and phoneme-symbol transcripts.
+
+Layout, as the course's starter code reads it::
+
+    <root>/train-clean-100/mfcc/<utt>.npy         (T, D) float, D = 13..28 by year
+    <root>/train-clean-100/transcript/<utt>.npy   T + 2 symbols: [SOS], one per frame, [EOS]
+    <root>/dev-clean/{mfcc,transcript}/...
+    <root>/test-clean/mfcc/...                    no transcripts (a demo corpus writes them)
+
+Files pair by name (sorted); ``[SOS]`` and ``[EOS]`` are dropped to align the symbols with the
+frames (transcripts of exactly T symbols are taken as they are). The inventory is the sorted
+set of the training transcripts' symbols (``[SIL]`` included), unless a demo corpus's manifest
+gives it; a symbol outside it in another partition is an error naming the file and position.
+Files are read with ``allow_pickle=False``, or through the numpy-only unpickler for object arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from data_modules.errors import InputFileNotFoundError, UserInputError
+from data_modules.speech.frames.checks import (
+    Inventory,
+    SplitData,
+    read_frame_files,
+    symbols_to_classes,
+)
+from data_modules.speech.layouts.wsj import read_array
+
+PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+SOS, EOS = "[SOS]", "[EOS]"
+LAYOUT = (
+    "train-clean-100/, dev-clean/ and test-clean/, each with mfcc/*.npy and (except "
+    "test-clean) transcript/*.npy"
+)
+
+
+def _found(data_dir: Path) -> str:
+    if not data_dir.is_dir():
+        return "the folder does not exist"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
+    return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
+
+
+def partition_files(
+    data_dir: Path, split: str, need_labels: bool
+) -> tuple[list[Path], list[Path] | None]:
+    """The sorted MFCC files of ``split``'s partition and their transcripts (None if absent)."""
+    part = data_dir / PARTITIONS[split]
+    mfcc_dir, transcript_dir = part / "mfcc", part / "transcript"
+    if not mfcc_dir.is_dir():
+        raise InputFileNotFoundError(
+            f"{mfcc_dir}: missing partition. Expected in {data_dir}: {LAYOUT} "
+            f"(found: {_found(data_dir)})"
+        )
+    mfcc = sorted(mfcc_dir.glob("*.npy"))
+    if not mfcc:
+        raise UserInputError(f"{mfcc_dir}: holds no .npy files")
+    if not transcript_dir.is_dir():
+        if need_labels:
+            raise InputFileNotFoundError(
+                f"{transcript_dir}: missing; the {PARTITIONS[split]} partition needs "
+                "transcripts for training and evaluation"
+            )
+        return mfcc, None
+    transcripts = sorted(transcript_dir.glob("*.npy"))
+    frames_names = {p.name for p in mfcc}
+    symbol_names = {p.name for p in transcripts}
+    if frames_names != symbol_names:
+        lonely_frames = sorted(frames_names - symbol_names)
+        if lonely_frames:
+            raise UserInputError(
+                f"{mfcc_dir / lonely_frames[0]}: no transcript {transcript_dir / lonely_frames[0]}"
+                f" ({len(lonely_frames)} MFCC file(s) without a transcript)"
+            )
+        lonely = sorted(symbol_names - frames_names)
+        raise UserInputError(
+            f"{transcript_dir / lonely[0]}: no MFCC file {mfcc_dir / lonely[0]} "
+            f"({len(lonely)} transcript(s) without frames)"
+        )
+    return mfcc, transcripts
+
+
+def read_transcript(path: Path, n_frames: int, frames_path: Path) -> np.ndarray:
+    """The per-frame symbols of one transcript, ``[SOS]``/``[EOS]`` dropped."""
+    symbols = read_array(path)
+    if symbols.ndim != 1 or symbols.dtype.kind not in "USO":
+        raise UserInputError(
+            f"{path}: holds {symbols.dtype} {symbols.shape}, expected a 1-D array of phoneme "
+            "symbols"
+        )
+    if len(symbols) == n_frames + 2 and str(symbols[0]) == SOS and str(symbols[-1]) == EOS:
+        return symbols[1:-1]
+    if len(symbols) == n_frames:
+        return symbols
+    raise UserInputError(
+        f"{path}: {len(symbols)} symbols for the {n_frames} frames of {frames_path} (expected "
+        f"{n_frames + 2}, with {SOS} and {EOS} at the ends)"
+    )
+
+
+def read_split(
+    mfcc: list[Path], transcripts: list[Path] | None, inventory: Inventory | None
+) -> SplitData:
+    """Read and validate one partition; labels are class indices of ``inventory``'s symbols
+    (or, for the training partition without one, of the sorted symbols found)."""
+    frames, width = read_frame_files(mfcc, read_array, inventory)
+    if transcripts is None:
+        return SplitData(frames, None, width)
+    per_frame = [
+        read_transcript(path, len(utt), frames_path)
+        for path, utt, frames_path in zip(transcripts, frames, mfcc, strict=True)
+    ]
+    if inventory is not None and inventory.symbols is not None:
+        symbols = inventory.symbols
+        classes_from = "the training transcripts"
+    else:
+        symbols = tuple(sorted({str(s) for utt in per_frame for s in utt}))
+        classes_from = "the symbols found"
+    index = {s: i for i, s in enumerate(symbols)}
+    labels = [
+        symbols_to_classes(str(path), syms, index, classes_from)
+        for path, syms in zip(transcripts, per_frame, strict=True)
+    ]
+    return SplitData(frames, labels, width, len(symbols), symbols)

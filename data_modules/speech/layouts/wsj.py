@@ -1,0 +1,164 @@
+"""Safe reading and validation of the Kaggle WSJ ``.npy`` files.
+
+The Kaggle files are object arrays, i.e. pickles inside ``.npy``. ``np.load(allow_pickle=True)``
+would execute whatever a downloaded file's pickle says, so we parse the ``.npy`` header with
+``numpy.lib.format`` and unpickle the payload with an unpickler that can only reach the handful of
+numpy callables needed to rebuild arrays. Anything else is refused before it is called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_modules.errors import InputFileNotFoundError, UserInputError
+from data_modules.io.safe_pickle import UnsafePickleError, safe_load
+from data_modules.speech.frames.checks import (
+    Inventory,
+    SplitData,
+    check_frames,
+    check_labels,
+    frame_width,
+    inventory_width,
+    largest_class,
+)
+
+CLASSES = 138  # the Kaggle WSJ task's: 46 phonemes x 3 states
+CLASSES_FROM = f"the classes of the training labels, or of dev's up to the task's {CLASSES}"
+
+
+# what one utterance of a frames or labels file is, and its number of dimensions
+UTTERANCE_KINDS = {"frames": ("(T, D) frames", 2), "labels": ("(T,) labels", 1)}
+
+
+def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:  # 3.0 only differs by a utf-8 header; numpy has no public reader for it
+        shape, _fortran, dtype = np.lib.format._read_array_header(f, version)
+    return shape, dtype
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """One ``.npy`` file: plain arrays with ``allow_pickle=False``, object arrays through the
+    numpy-only unpickler (they may hold arrays, numbers and strings, never code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileNotFoundError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        try:
+            shape, dtype = _read_header(f)
+        except ValueError as e:
+            raise UserInputError(f"{path}: not a valid .npy file ({e})") from e
+        if not dtype.hasobject:
+            f.seek(0)
+            try:
+                return np.load(f, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise UserInputError(f"{path}: not a readable .npy file ({e})") from e
+        try:
+            obj = safe_load(f, str(path))
+        except UnsafePickleError:
+            raise
+        except Exception as e:  # truncated or corrupt pickle
+            raise UserInputError(f"{path}: cannot read pickled object array ({e})") from e
+    if not isinstance(obj, np.ndarray) or obj.shape != shape:
+        raise UserInputError(f"{path}: payload is not an array of shape {shape} as the header says")
+    return obj
+
+
+def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
+    """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
+
+    Object arrays hold one array per utterance; a plain numeric array is split along its first
+    axis when it stacks equal-length utterances. ``kind`` ("frames" or "labels") says what one
+    utterance holds; a plain array with the dimensions of one utterance (all frames in one
+    (N, 40) array) is refused with a message saying what the file must be.
+    """
+    item, item_ndim = UTTERANCE_KINDS[kind]
+    arr = read_array(path)
+    if not arr.dtype.hasobject:
+        if arr.ndim != item_ndim + 1:
+            raise UserInputError(
+                f"{path}: holds one plain {arr.dtype} array of shape {arr.shape}, not "
+                f"utterances: it must be a numpy object array of utterances, each an array of "
+                f"{item} (as the Kaggle files are), or one stacked (utterances, ...) array"
+            )
+        return list(arr)
+    out = []
+    for i, utt in enumerate(arr.reshape(-1)):
+        if not isinstance(utt, np.ndarray) or utt.dtype.hasobject:
+            raise UserInputError(
+                f"{path}: utterance {i} is {type(utt).__name__}, expected a numeric ndarray "
+                f"of {item}"
+            )
+        out.append(utt)
+    return out
+
+
+def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
+    """The frames file and labels file (None if absent and not needed) of ``split``."""
+    frames = data_dir / f"{split}.npy"
+    labels = data_dir / f"{split}_labels.npy"
+    for p in (frames, labels) if need_labels else (frames,):
+        if not p.is_file():
+            found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
+            raise InputFileNotFoundError(
+                f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
+                f"dev_labels.npy, test.npy (found: "
+                f"{found if data_dir.is_dir() else 'the folder does not exist'})"
+            )
+    return frames, (labels if labels.is_file() else None)
+
+
+def _largest_dev_class(path: Path | None) -> int:
+    """The largest class in a dev labels file (-1: none); reading dev itself checks the rest."""
+    if path is None:
+        return -1
+    labels = [
+        lab for lab in read_utterances(path, "labels")
+        if lab.ndim == 1 and np.issubdtype(lab.dtype, np.integer)
+    ]  # fmt: skip
+    return largest_class(labels)
+
+
+def read_split(
+    frames_path: Path,
+    labels_path: Path | None,
+    inventory: Inventory | None = None,
+    dev_labels: Path | None = None,
+) -> SplitData:
+    """Read and validate one split: utterances, and labels when given.
+
+    The feature dimension is the training data's (``inventory``) or, reading the training split
+    itself, the first utterance's; labels are checked against the inventory's classes. The
+    training split defines the classes with ``dev_labels``: dev is labelled data too, and a
+    training subset may lack the highest class that dev has.
+    """
+    utts = read_utterances(frames_path)
+    if not utts:
+        raise UserInputError(f"{frames_path}: holds no utterances")
+    width, width_from = inventory_width(inventory)
+    if width is None:
+        width, width_from = frame_width(f"{frames_path}: utterance 0", utts[0]), "utterance 0"
+    for i, u in enumerate(utts):
+        check_frames(f"{frames_path}: utterance {i}", u, width, width_from)
+    if labels_path is None:
+        return SplitData(utts, None, width)
+    labs = read_utterances(labels_path, "labels")
+    if len(labs) != len(utts):
+        raise UserInputError(
+            f"{labels_path}: {len(labs)} label arrays but {frames_path} has {len(utts)} utterances"
+        )
+    num_classes = inventory.num_classes if inventory is not None else None
+    for i, (u, lab) in enumerate(zip(utts, labs, strict=True)):
+        check_labels(f"{labels_path}: utterance {i}", lab, len(u), num_classes, CLASSES_FROM)
+    if num_classes is None:
+        dev_classes = min(_largest_dev_class(dev_labels) + 1, CLASSES)  # beyond: refused there
+        num_classes = max(largest_class(labs) + 1, dev_classes)
+    return SplitData(utts, labs, width, num_classes)

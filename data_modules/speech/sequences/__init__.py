@@ -1,0 +1,1 @@
+"""Whole utterances and their phoneme sequences, for CTC."""

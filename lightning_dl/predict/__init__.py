@@ -1,0 +1,1 @@
+"""Predictions in dataset order and the Kaggle submissions built from them."""

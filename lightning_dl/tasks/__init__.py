@@ -1,0 +1,1 @@
+"""The LightningModules (frame/image classifier, CTC recogniser) and their optimizer wiring."""

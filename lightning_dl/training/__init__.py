@@ -1,0 +1,1 @@
+"""The training run: CLI, callbacks, run directory plumbing, console, precision."""

@@ -1,0 +1,175 @@
+"""Never update the weights from a non-finite loss or gradient, and stop the run that made one.
+
+Two ways to keep that promise, chosen per run:
+
+- **On the device, without waiting for it** (fused SGD / Adam / AdamW / Adagrad, the default
+  optimizers, without a GradScaler). Each step computes one flag on the device, "loss or a
+  gradient is NaN/inf", and hands it to the optimizer as ``found_inf``: the fused kernel then
+  skips the update, momentum and step counts included, exactly as under GradScaler. The flags are
+  read back in one transfer on the steps that log anyway, before each validation and at the end
+  of training; the first non-finite step stops the run there, named by step and batch.
+- **By reading the loss every step** (any other optimizer, or 16-bit mixed precision, whose
+  GradScaler owns ``found_inf``): the check runs before backward, so the step never happens.
+  This waits for the device once a step.
+
+Either way the weights and optimizer state hold finite steps only, and no checkpoint is written
+after a non-finite step (the flags are also read before every checkpoint), so ``last.ckpt`` is
+the state to resume from with a lower learning rate. Under DDP the gradients are all-reduced,
+so every rank sees the same flags and stops at the same step; the per-step check agrees across
+ranks with one boolean all-reduce.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.trainer.states import TrainerFn
+
+from data_modules.errors import ReportedError
+
+_FLAGS = 64  # flag slots preallocated on the device; more are added when a check is far apart
+
+
+def _gradient_sum(grads: list[torch.Tensor]) -> torch.Tensor | float:
+    """A number that is NaN or inf when any gradient is: one pass over the gradients.
+
+    On CUDA the largest |gradient| (one fused multi-tensor kernel); on CPU, where that norm runs
+    tensor by tensor (3 ms a step for the 1.5 M-parameter CIFAR MLP), the sum of all gradients
+    (0.25 ms; it overflows to inf only for gradients near 1e38, a false alarm nobody trains with).
+    """
+    if not grads:
+        return 0.0
+    if grads[0].is_cuda:
+        return torch.nn.utils.get_total_norm(grads, norm_type=math.inf, foreach=True)
+    return torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum()
+
+
+class NonFiniteLossError(ReportedError, FloatingPointError):
+    """The training loss or a gradient was NaN or infinite; the message names the step."""
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer, trainer: pl.Trainer) -> bool:
+    """True when ``optimizer`` can skip a step from a device flag (``found_inf``)."""
+    fused = all(group.get("fused") for group in optimizer.param_groups)
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    return fused and getattr(optimizer, "_step_supports_amp_scaling", False) and scaler is None
+
+
+class NonFiniteLossGuard(Callback):
+    """Skip and then stop at the first non-finite training step; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.batch_idx = -1
+        self._loss: torch.Tensor | None = None
+        self._flags: torch.Tensor | None = None  # one float per step since the last check
+        self._steps: list[tuple[int, int, int]] = []  # (global step, epoch, batch) of each flag
+        self._on_device: bool | None = None
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.batch_idx = batch_idx
+
+    def _where(self, trainer: pl.Trainer, step: tuple[int, int, int] | None = None) -> str:
+        global_step, epoch, batch = step or (
+            trainer.global_step,
+            trainer.current_epoch,
+            self.batch_idx,
+        )
+        return f"global step {global_step} (epoch {epoch}, batch index {batch})"
+
+    # -- the per-step check, for optimizers that cannot skip on the device -------------------
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        self._loss = loss.detach()
+        if self._on_device is None:
+            self._on_device = all(skips_on_device(o, trainer) for o in trainer.optimizers)
+        if self._on_device:
+            return
+        loss = self._loss
+        # One scalar read (a sync on GPU, as any check before the step must be) instead of two
+        # tensor ops and a read: ~1 us against ~11 us a step on CPU.
+        local = math.isfinite(loss.item()) if loss.numel() == 1 else bool(loss.isfinite().all())
+        finite = local
+        if trainer.world_size > 1:
+            finite = trainer.strategy.reduce_boolean_decision(local, all=True)
+        if finite:
+            return
+        what = (
+            f"non-finite training loss {loss.float().mean().item()} on rank {trainer.global_rank}"
+            if not local
+            else "non-finite training loss on another rank"
+        )
+        self._stop(
+            trainer,
+            f"{what} at {self._where(trainer)}; stopped before the optimizer step, so the "
+            "checkpoints on disk are from earlier, finite steps",
+        )
+
+    # -- the device-side skip ----------------------------------------------------------------
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if not self._on_device or self._loss is None:
+            return
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        found = torch.isfinite(self._loss.float().sum() + _gradient_sum(grads)).logical_not()
+        found = found.float()
+        optimizer.found_inf = found  # read by the fused kernel: no update when it is 1
+        slot = len(self._steps)
+        if self._flags is None or slot >= len(self._flags):
+            grown = torch.zeros(max(_FLAGS, 2 * slot), device=found.device)
+            if self._flags is not None:
+                grown[:slot] = self._flags
+            self._flags = grown
+        self._flags[slot].copy_(found)
+        self._steps.append((trainer.global_step, trainer.current_epoch, self.batch_idx))
+
+    def _check(self, trainer: pl.Trainer) -> None:
+        """Read the flags of the steps since the last check (one transfer); stop if any is set."""
+        if not self._steps or self._flags is None:
+            return
+        flags = self._flags[: len(self._steps)].tolist()
+        steps, self._steps = self._steps, []
+        bad = [step for step, flag in zip(steps, flags, strict=True) if flag]
+        if not bad:
+            return
+        more = f" and {len(bad) - 1} more step(s) up to global step {bad[-1][0]}" if bad[1:] else ""
+        self._stop(
+            trainer,
+            f"non-finite training loss or gradient at {self._where(trainer, bad[0])}{more}; "
+            "those optimizer updates were skipped and no checkpoint was written after them",
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer._logger_connector.should_update_logs:  # a step that reads the device anyway
+            self._check(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._check(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # raising here writes nothing
+            self._check(trainer)
+
+    # -- stopping ----------------------------------------------------------------------------
+    def _stop(self, trainer: pl.Trainer, message: str) -> None:
+        self._steps = []
+        recovery = ""
+        if getattr(trainer, "checkpoint_callback", None) is not None:
+            recovery = (
+                "; to continue, resume from the last checkpoint with a lower learning rate "
+                "(--ckpt_path last --model.optimizer.lr ...)"
+            )
+        raise NonFiniteLossError(message + recovery)

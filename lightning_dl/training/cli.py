@@ -1,0 +1,301 @@
+"""LightningCLI for lightning-dl: a run directory per run, CSV logs always, shapes from the data.
+
+What a run directory holds and how runs start, resume and stop: :mod:`lightning_dl.training.run`.
+Resuming: ``--ckpt_path last --run.dir DIR`` continues DIR from DIR/checkpoints/last.ckpt;
+``--run.auto_resume true`` does the same for the given ``--run.dir``, or else for the newest
+unfinished run of the same name, and starts a new run when there is nothing to resume. The
+wandb run of a resumed run is the same wandb run (same id, ``resume="allow"``). The Trainer is
+:class:`lightning_dl.training.precision.Trainer` (``precision: auto``); config errors are one line
+(:mod:`lightning_dl.training.config_errors`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from data_modules.errors import (
+    ReportedError,
+    UserInputError,
+    describe,
+    reported_cause,
+    require_at_least,
+)
+from lightning_dl.training import console
+from lightning_dl.training.callbacks.exact_resume import ExactResume
+from lightning_dl.training.callbacks.final_validation import ValidateAtEnd
+from lightning_dl.training.callbacks.nonfinite import NonFiniteLossGuard
+from lightning_dl.training.callbacks.periodic_checkpoint import PeriodicCheckpoint
+from lightning_dl.training.config_errors import OneLineErrorParser
+from lightning_dl.training.precision import RecordPrecision, Trainer
+from lightning_dl.training.run import directory, resume
+from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
+from lightning_dl.training.run.ranks import SameRunOnEveryRank, decides_run_directory
+from lightning_dl.training.run.signals import CheckpointOnTerminate, install_agreed_signals
+
+RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
+CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
+CSV_LOGGER = "lightning_dl.training.run.tracking.csv_logger.ResumableCSVLogger"
+DEFAULT_MONITOR = ("val/acc", "max")  # a model class's ``monitor`` replaces it
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Writes config.yaml into the run directory and logs the full config to every logger once."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        as_dict = yaml.safe_load(self.parser.dump(self.config, skip_none=False, format="yaml"))
+        for logger in trainer.loggers:
+            logger.log_hyperparams(as_dict)
+
+
+def _class_name(entry: Any) -> str:
+    return str(entry.get("class_path", "")) if isinstance(entry, dict | Namespace) else ""
+
+
+def _check_trainer_options(trainer: Namespace) -> None:
+    """Refuse the trainer options that Lightning accepts and then divides by (a traceback)."""
+    require_at_least(
+        "--trainer",
+        1,
+        accumulate_grad_batches=trainer.get("accumulate_grad_batches"),
+        log_every_n_steps=trainer.get("log_every_n_steps"),
+        check_val_every_n_epoch=trainer.get("check_val_every_n_epoch"),
+    )
+    interval = trainer.get("val_check_interval")
+    if interval is not None and not isinstance(interval, str) and interval <= 0:
+        raise UserInputError(
+            f"--trainer: val_check_interval={interval}, expected steps >= 1 or a fraction of an "
+            "epoch in (0, 1]"
+        )
+
+
+def _monitor_from_model(config: Namespace) -> None:
+    """The checkpoint's monitor and mode from the model class (``monitor = ("val/dist", "min")``
+    on :class:`lightning_dl.tasks.ctc.CTCRecognizer`) unless the config chose others."""
+    class_path = _class_name(config.get("model"))
+    module, _, name = class_path.rpartition(".")
+    try:
+        model_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return  # the CLI has already checked the class; nothing to learn here
+    monitor = getattr(model_class, "monitor", None)
+    checkpoint = config.get("checkpoint")
+    if (
+        monitor
+        and checkpoint is not None
+        and (checkpoint.monitor, checkpoint.mode) == DEFAULT_MONITOR
+    ):
+        checkpoint.monitor, checkpoint.mode = monitor
+
+
+class LightningDLCLI(LightningCLI):
+    """LightningCLI with run directories; see the module docstring."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_class", OneLineErrorParser)
+        kwargs.setdefault("trainer_class", Trainer)
+        self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
+        super().__init__(
+            pl.LightningModule,  # Classifier, lightning_dl.tasks.ctc.CTCRecognizer, ...
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            run=False,
+            args=args,
+            auto_configure_optimizers=False,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.input_shape", "model.init_args.input_shape", apply_on="instantiate"
+        )
+        parser.add_argument(
+            "--run.root", type=str, default="runs", help="Parent of run directories."
+        )
+        parser.add_argument(
+            "--run.name", type=str | None, default=None, help="Default: config stem."
+        )
+        parser.add_argument("--run.dir", type=str | None, default=None, help="Exact run directory.")
+        parser.add_argument(
+            "--run.auto_resume",
+            type=bool,
+            default=False,
+            help="Continue --run.dir, or the newest unfinished run of this name, if resumable.",
+        )
+        parser.add_argument(
+            "--run.checkpoint_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write checkpoints/last.ckpt every K optimizer steps.",
+        )
+        parser.add_argument(
+            "--run.signal_check_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Under DDP, agree on a SIGTERM/requeue signal every K steps (default: logging).",
+        )
+        parser.add_argument(
+            "--run.exact_resume",
+            type=bool,
+            default=True,
+            help="Seeded, resumable data order and per-batch RNG seeds (callbacks.exact_resume).",
+        )
+        parser.add_argument(
+            "--run.stop_on_nonfinite",
+            type=bool,
+            default=True,
+            help="Stop at the first NaN/inf training loss, before the optimizer step.",
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Checkpoint to continue from; 'last' = <run.dir>/checkpoints/last.ckpt.",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.filename": "best",
+                "checkpoint.monitor": DEFAULT_MONITOR[0],
+                "checkpoint.mode": DEFAULT_MONITOR[1],
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,  # a resumed run updates its files
+            }
+        )
+
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a class that refuses its arguments (a
+        :class:`~data_modules.errors.UserInputError` from ``__init__``: ``batch_size: -5``) is
+        reported as that one error, not as jsonargparse's report about Union subtypes."""
+        try:
+            super().instantiate_classes()
+        except ReportedError:
+            raise
+        except Exception as error:
+            if (reported := reported_cause(error)) is None:
+                raise
+            raise reported from error
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config
+        _monitor_from_model(config)
+        if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
+            run_dir = Path(os.environ[RUN_DIR_ENV])
+            config.ckpt_path = os.environ.get(CKPT_ENV) or None
+        elif not decides_run_directory():  # another node's process: rank 0 decides
+            run_dir, config.ckpt_path = directory.follow(config)
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+            os.environ[CKPT_ENV] = config.ckpt_path or ""
+        else:
+            run_dir, config.ckpt_path, self.named_run_dir = directory.resolve(config)
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+            os.environ[CKPT_ENV] = config.ckpt_path or ""
+        config.run.dir = str(run_dir)
+        config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        config.trainer.default_root_dir = str(run_dir)
+        config.trainer.logger = self._loggers_in(
+            run_dir, config.trainer.logger, resuming=bool(config.ckpt_path)
+        )
+        self._configure_wandb(run_dir, config)
+
+    @staticmethod
+    def _configure_wandb(run_dir: Path, config: Namespace) -> None:
+        """Name new wandb runs after the run directory; resume (same id) a resumed run's."""
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else []
+        for entry in loggers:
+            if not _class_name(entry).endswith("WandbLogger"):
+                continue
+            args = entry.init_args
+            if not args.get("name"):
+                args.name = f"{run_dir.parent.name}/{run_dir.name}"
+            previous = resume.wandb_run_id(run_dir) if config.ckpt_path else None
+            if previous and not args.get("id"):
+                args.id = previous
+                args.resume = "allow"
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The configured Trainer plus our callbacks and atomic checkpoint writes.
+
+        ``--trainer.enable_checkpointing false`` drops our ModelCheckpoint (``checkpoint.*``),
+        which Lightning would otherwise refuse as a contradiction.
+        """
+        parser = self._parser(self.subcommand)
+        keys = parser.callback_keys
+        if self.config_init.trainer.get("enable_checkpointing") is False:
+            parser.callback_keys = [key for key in keys if key != "checkpoint"]
+        _check_trainer_options(self.config_init.trainer)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as error:  # Lightning's refusal of an option
+            raise UserInputError(f"--trainer: {describe(error)}") from error
+        finally:
+            parser.callback_keys = keys
+        console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
+        run = self.config.run
+        ours: list[pl.Callback] = [RecordPrecision()]
+        if run.exact_resume:
+            ours.append(ExactResume())
+        if run.stop_on_nonfinite:
+            ours.append(NonFiniteLossGuard())
+        checkpoints = Path(run.dir) / "checkpoints"
+        if trainer.checkpoint_callback is not None:
+            ours.append(ValidateAtEnd())
+        install_agreed_signals(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
+        ours += [
+            CheckpointOnTerminate(checkpoints, run.signal_check_every_n_steps),
+            SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")),
+        ]
+        trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
+        if run.checkpoint_every_n_steps is not None:
+            trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    @staticmethod
+    def _loggers_in(run_dir: Path, loggers: Any, resuming: bool = False) -> Any:
+        """Point every logger at ``run_dir``; a CSVLogger (metrics.csv) there always comes first.
+
+        The CSV logger is always our ``ResumableCSVLogger`` (a CSVLogger subclass), so that a
+        resumed run appends to its metrics.csv instead of deleting it.
+        """
+        if loggers is False:
+            return False
+        entries = (
+            list(loggers)
+            if isinstance(loggers, list)
+            else ([] if loggers in (None, True) else [loggers])
+        )
+        csv_entries = [e for e in entries if _class_name(e).endswith("CSVLogger")]
+        others = [e for e in entries if not _class_name(e).endswith("CSVLogger")]
+        csv_entry = (
+            csv_entries[0]
+            if csv_entries
+            else Namespace(class_path=CSV_LOGGER, init_args=Namespace())
+        )
+        csv_entry.class_path = CSV_LOGGER
+        csv_entry.init_args.keep_existing = resuming
+        csv_entry.init_args.save_dir = str(run_dir)
+        csv_entry.init_args.name = ""
+        csv_entry.init_args.version = ""
+        for entry in others:
+            if "save_dir" in entry.init_args or _class_name(entry).endswith("WandbLogger"):
+                entry.init_args.save_dir = str(run_dir)
+        return [csv_entry, *others]

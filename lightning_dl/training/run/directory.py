@@ -1,0 +1,184 @@
+"""Which directory a run writes to, and the rules that keep a user's files safe.
+
+- A new run gets ``<run.root>/<run.name>/<timestamp>/`` (``run.name``: the last config's stem);
+  ``<run.root>/<run.name>/latest`` then points at the newest one. An explicit ``--run.dir`` gets
+  no ``latest`` link: it is the user's own name for the run.
+- An existing non-empty directory is written to only when it is a run of ours being resumed
+  (``--ckpt_path last`` or ``--run.auto_resume true``), or a run of ours that failed or was
+  interrupted before any checkpoint (its own retry starts it over). Anything else is refused.
+- With several processes only global rank 0 checks the directory; the others :func:`follow`.
+- Temp files of our atomic writes (``.last.ckpt.<random>.tmp``) left by a killed process are
+  removed when a run starts or resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from data_modules.errors import InputFileNotFoundError, UserInputError
+from data_modules.io.atomic import point_symlink
+from lightning_dl.training.run import resume
+
+LATEST = "latest"
+# data_modules.io.atomic.atomic_path names its temp files ".<name>.<8 mkstemp characters>.tmp"
+_OUR_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+_SHOWN = 4  # entries named when refusing a directory
+# What a run of ours writes into its directory (lightning_dl.training.run's package docstring).
+_RUN_FILES = frozenset(
+    {"summary.json", "config.yaml", "metrics.csv", "hparams.yaml", "curves.png", "wandb",
+     "errors", "checkpoints"}
+)  # fmt: skip
+_RETRIED = ("failed", "interrupted")
+
+
+def config_stem(config: Any) -> str:
+    """The stem of the last ``--config`` file, or "run"."""
+    paths = config.get("config") or []
+    last = paths[-1] if paths else None
+    if last is None:
+        return "run"
+    return Path(str(last.relative if hasattr(last, "relative") else last)).stem
+
+
+def run_name(config: Any) -> str:
+    return config.run.name or config_stem(config)
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """``root/name/<timestamp>``; two runs started in the same second get distinct folders."""
+    run_dir = Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while run_dir.exists():
+        run_dir = run_dir.with_name(f"{run_dir.name.split('_')[0]}_{suffix}")
+        suffix += 1
+    return run_dir
+
+
+def resolve(config: Any) -> tuple[Path, str | None, bool]:
+    """(run directory, checkpoint to resume from or None, whether we named the directory)."""
+    run = config.run
+    ckpt_path = config.get("ckpt_path")
+    named_by_us = not run.dir
+    if run.dir:
+        run_dir = Path(run.dir)
+    elif _several_processes(config):
+        raise UserInputError(_RUN_DIR_NEEDED)
+    elif run.auto_resume and (
+        found := resume.newest_unfinished_run(Path(run.root) / run_name(config))
+    ):
+        run_dir = found
+    else:
+        run_dir = new_run_dir(run.root, run_name(config))
+    if _resumes_last(config):
+        last = resume.last_checkpoint(run_dir)
+        if last is None and ckpt_path == "last":
+            raise InputFileNotFoundError(
+                f"--ckpt_path last: no {resume.LAST} in run directory {run_dir}"
+            )
+        if last is not None and resume.is_finished(run_dir) and not ckpt_path:
+            raise UserInputError(
+                f"--run.auto_resume: run directory {run_dir} holds a finished run "
+                "(summary.json status 'completed'); choose another --run.dir"
+            )
+        ckpt_path = str(last) if last else None
+    resuming_here = ckpt_path is not None and _inside(Path(ckpt_path), run_dir)
+    _refuse_foreign(run_dir, resuming_here, auto_resume=run.auto_resume)
+    return run_dir, ckpt_path, named_by_us
+
+
+def follow(config: Any) -> tuple[Path, str | None]:
+    """What a process other than global rank 0 runs in: ``--run.dir``, resumed by the same rule.
+
+    It checks and refuses nothing (rank 0 does, :mod:`lightning_dl.training.run.ranks`): a node that
+    starts after rank 0 has written ``summary.json`` must not take the run for someone else's.
+    """
+    if not config.run.dir:
+        raise UserInputError(_RUN_DIR_NEEDED)
+    run_dir = Path(config.run.dir)
+    ckpt_path = config.get("ckpt_path")
+    if _resumes_last(config):
+        last = resume.last_checkpoint(run_dir)
+        ckpt_path = str(last) if last else None
+    return run_dir, ckpt_path
+
+
+_RUN_DIR_NEEDED = (
+    "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1, or "
+    "--trainer.num_nodes > 1: torchrun or srun): pass --run.dir so that every process writes "
+    "to the same run directory"
+)
+
+
+def _several_processes(config: Any) -> bool:
+    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
+    return world > 1 or int(config.trainer.get("num_nodes") or 1) > 1
+
+
+def _resumes_last(config: Any) -> bool:
+    ckpt_path = config.get("ckpt_path")
+    return ckpt_path == "last" or (bool(config.run.auto_resume) and not ckpt_path)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> None:
+    """Raise unless ``run_dir`` is absent, empty, or a run of ours that is being resumed."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UserInputError(f"--run.dir {run_dir} exists and is not a directory")
+    entries = sorted(p.name for p in run_dir.iterdir())
+    ours = (run_dir / "summary.json").is_file()
+    if not entries or resuming_here or (auto_resume and ours):
+        return  # auto_resume of a run of ours that never checkpointed starts it over
+    if ours and _failed_before_any_checkpoint(run_dir, entries):
+        return  # the retry of a run that failed (a wrong data_dir): nothing to keep or resume
+    if (run_dir / "checkpoints").is_dir():
+        raise UserInputError(
+            f"run directory {run_dir} already holds a run (checkpoints/ exists); pass "
+            "--ckpt_path last (or --run.auto_resume true) to continue it, or choose "
+            "another --run.dir (or --run.dir null)"
+        )
+    shown = ", ".join(entries[:_SHOWN]) + (", ..." if len(entries) > _SHOWN else "")
+    raise UserInputError(
+        f"run directory {run_dir} already exists and holds files ({shown}) but no run to "
+        "resume; nothing in it is overwritten: choose another --run.dir (or --run.dir null)"
+    )
+
+
+def _failed_before_any_checkpoint(run_dir: Path, entries: list[str]) -> bool:
+    """True for a run of ours that failed or was interrupted and holds nothing but its own
+    files, no checkpoint among them. (A run still training says "running": never taken.)"""
+    if resume.run_status(run_dir) not in _RETRIED:
+        return False
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        return False
+    return all(name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete temp files of our atomic writes that a killed process left in ``run_dir``."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "errors"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and _OUR_TEMP_FILE.match(path.name):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def point_latest(run_dir: Path) -> None:
+    """``<run.root>/<run.name>/latest`` -> this run (only for directories we named)."""
+    point_symlink(run_dir.parent / LATEST, run_dir.name)

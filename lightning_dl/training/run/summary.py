@@ -1,0 +1,162 @@
+"""Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
+
+``summary.json`` always says where a run stands (STATUSES): ``"running"`` while it trains,
+``"completed"`` with the final metrics, ``"failed"`` with the error, the step it happened at
+and the last checkpoint left on disk, or ``"interrupted"`` (SIGTERM, Ctrl-C) with the same
+details. A run killed outright (SIGKILL, power loss) stays ``"running"``;
+``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
+
+from data_modules.io.atomic import write_json_atomic
+from lightning_dl.training.run.curves import plot_curves
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+# The figures printed at the end of a run and tabulated by sweeps, in that order.
+REPORTED_METRICS = (
+    "best_val/acc",
+    "val/acc",
+    "val/loss",
+    "test/acc",
+    "test/loss",
+    "global_step",
+    "wall_time_s",
+    "best_val/dist",  # CTC (lightning_dl.tasks.ctc): mean Levenshtein distance, lower is better
+    "val/dist",
+    "test/dist",
+)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def collect_summary(
+    trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
+) -> dict[str, Any]:
+    """Final figures of a run: the best monitored value (``best_val/acc``, ``best_val/dist``)
+    and its checkpoint, plus the given val/test metrics."""
+    checkpoint = trainer.checkpoint_callback
+    summary: dict[str, Any] = {
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall_time_s, 2),
+        "precision": str(trainer.precision),  # what ran, "auto" resolved
+    }
+    if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
+        summary[f"best_{checkpoint.monitor or 'val/acc'}"] = _number(checkpoint.best_model_score)
+        summary["best_checkpoint"] = checkpoint.best_model_path
+    summary.update({k: _number(v) for k, v in metrics.items()})
+    return summary
+
+
+def held_out_voices(datamodule: Any) -> dict[str, Any]:
+    """``voices`` (each split's, and dev's and test's also in training) and the split test/acc
+    is on, for a DataModule whose layout tells its speakers (frame corpora); else nothing."""
+    voices = getattr(datamodule, "voices", None)
+    try:
+        report = voices() if callable(voices) else None
+    except (OSError, ValueError, KeyError) as error:  # a side figure: never fail a finished run
+        rank_zero_warn(f"the voices of each split could not be read: {error}")
+        return {}
+    if not report:
+        return {}
+    tested = getattr(datamodule, "_test_split", lambda: "test")()
+    return {"voices": report, "tested_split": tested}
+
+
+def _voice_lines(report: dict, tested_split: str) -> list[str]:
+    """Lines of the final table: each split's voices, how many training had, and which voices
+    test/acc is on."""
+    line = f"voices: train {report['train']['voices']}"
+    for split in ("dev", "test"):
+        if split in report:
+            seen = report[split]["in_train"]
+            held_out = "all held out" if seen == 0 else f"{seen} also in training"
+            line += f"; {split} {report[split]['voices']} ({held_out})"
+    lines = [line]
+    tested = report.get(tested_split)
+    if tested is not None:
+        kind = "voices not heard in training" if tested["in_train"] == 0 else "some training voices"
+        if tested["in_train"] == tested["voices"]:
+            kind = "training voices only"
+        lines.append(f"test/acc is on the {tested_split} split: {kind}")
+    return lines
+
+
+def write_status(run_dir: Path, status: str, **details: Any) -> None:
+    """Write (atomically) a summary.json that holds only the status and ``details``."""
+    write_json_atomic(run_dir / "summary.json", {"status": status, **details})
+
+
+def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float) -> dict[str, Any]:
+    """What a failed run's summary.json says: error, where it happened, what is left on disk."""
+    checkpoint = trainer.checkpoint_callback
+    last = Path(checkpoint.dirpath or "", "last.ckpt") if checkpoint is not None else None
+    status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+    return {
+        "status": status,
+        "error": f"{type(error).__name__}: {error}",
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "last_checkpoint": str(last) if last is not None and last.is_file() else None,
+        "wall_time_s": round(wall_time_s, 2),
+    }
+
+
+def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``).
+
+    When one rank fails, the others usually fail only as a consequence ("connection closed by
+    peer"); rank 0's summary names the original error with this. Older files (from an earlier
+    attempt of a resumed run) are left out.
+    """
+    errors = {}
+    for path in sorted((run_dir / "errors").glob("rank*.json")):
+        try:
+            if path.stat().st_mtime >= since:
+                errors[path.stem] = json.loads(path.read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            continue  # a report being written or damaged: the summary does without it
+    return errors
+
+
+def plot_run_curves(run_dir: Path) -> None:
+    """curves.png from the run's metrics.csv, when there is one yet."""
+    if (run_dir / "metrics.csv").is_file():
+        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
+
+
+def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
+    """Write summary.json and curves.png into ``run_dir``; return the table to print."""
+    write_json_atomic(run_dir / "summary.json", summary)
+    plot_run_curves(run_dir)
+    lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
+    for key in REPORTED_METRICS:
+        if summary.get(key) is not None:
+            value = summary[key]
+            lines.append(
+                f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
+            )
+    if summary.get("voices"):
+        lines += _voice_lines(summary["voices"], summary.get("tested_split", "test"))
+    lines.append(f"precision: {summary.get('precision')}")
+    if summary.get("tested_checkpoint"):
+        lines.append(f"tested: {summary['tested_checkpoint']}")
+    lines.append(f"run directory: {run_dir}")
+    for wandb_dir in wandb_dirs:
+        lines.append(f"wandb (offline): sync with `wandb sync {wandb_dir}`")
+    return "\n".join(lines)
