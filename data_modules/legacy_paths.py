@@ -85,3 +85,13 @@ def install() -> None:
     The old names no longer exist, so the finder shadows nothing."""
     if not any(isinstance(finder, _OldPaths) for finder in sys.meta_path):
         sys.meta_path.insert(0, _OldPaths())
+
+
+def alias_old_paths(module_name: str) -> None:
+    """Enter a module that was just imported under its old names too. Lightning checks a
+    checkpoint's ``_class_path`` in ``sys.modules`` alone (it never imports), so a
+    LightningModule's module calls this for checkpoints that name its old path."""
+    module = sys.modules[module_name]
+    for old, new in MOVED.items():
+        if new == module_name:
+            sys.modules.setdefault(old, module)

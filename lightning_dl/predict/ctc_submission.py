@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,9 @@ from data_modules.errors import UserInputError
 from data_modules.io.atomic import atomic_path
 from data_modules.speech.layouts.sequences import SUBMISSION_HEADER, read_split
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
-from lightning_dl.predict.ordered import predict_in_order
+from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
 from lightning_dl.tasks.ctc import CTCRecognizer
 from lightning_dl.tasks.ctc_decode import to_text
-from lightning_dl.training.precision import checkpoint_precision, resolve_precision
 
 DM_CLASS = UtteranceSequencesDataModule.__qualname__
 DM_KEYS = ("normalize",)
@@ -90,16 +88,7 @@ def run(args: argparse.Namespace, ckpt: dict[str, Any]) -> float | Path:
             f"inventory has {inventory.num_classes}"
         )
     model.codes = np.array(inventory.codes)
-    trainer = pl.Trainer(
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy="ddp" if args.devices > 1 else "auto",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=sys.stdout.isatty(),
-        precision=resolve_precision(args.precision or checkpoint_precision(ckpt), args.accelerator),
-    )
+    trainer = prediction_trainer(ckpt, args.accelerator, args.devices, args.precision)
     sequences = decoded(trainer, model, dm)
     if not trainer.is_global_zero:
         return args.out

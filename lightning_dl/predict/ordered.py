@@ -14,6 +14,7 @@ run, on every rank (write files from ``trainer.is_global_zero`` only)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
+
+from lightning_dl.training.precision import checkpoint_precision, resolve_precision
 
 
 class _IndexedCollector(BasePredictionWriter):
@@ -112,3 +115,21 @@ def predict_in_order(
     finally:
         trainer.callbacks.remove(collector)
     return outputs
+
+
+def prediction_trainer(
+    checkpoint: dict[str, Any], accelerator: str, devices: int, precision: str | None
+) -> pl.Trainer:
+    """The Trainer a submission predicts with: ``devices`` processes (DDP above one), nothing
+    logged or checkpointed, a bar only on a terminal, and the precision the checkpoint trained
+    at unless ``precision`` says otherwise, so the labels are those fit's test saw."""
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
+        precision=resolve_precision(precision or checkpoint_precision(checkpoint), accelerator),
+    )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,8 @@ from data_modules.speech.frames.checks import Inventory
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from data_modules.speech.layouts.frames import SUBMISSION_HEADER
 from lightning_dl.predict import ctc_submission
-from lightning_dl.predict.ordered import predict_in_order
+from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
 from lightning_dl.tasks.classifier import Classifier
-from lightning_dl.training.precision import checkpoint_precision, resolve_precision
 from lightning_dl.training.run.checkpoint_io import read_checkpoint
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
@@ -206,16 +204,7 @@ def main(argv: list[str] | None = None) -> float | Path:
             f"gives {dm.input_shape} -> {dm.num_classes}"
         )
 
-    trainer = pl.Trainer(
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy="ddp" if args.devices > 1 else "auto",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
-        precision=resolve_precision(args.precision or checkpoint_precision(ckpt), args.accelerator),
-    )
+    trainer = prediction_trainer(ckpt, args.accelerator, args.devices, args.precision)
     preds = predict(trainer, model, dm)
     n_frames = dm.datasets[f"{args.split}-unlabelled"].entry.meta["n_frames"]
     if len(preds) != n_frames:

@@ -32,6 +32,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.text import EditDistance
 
+from data_modules.legacy_paths import alias_old_paths
 from lightning_dl.tasks import optim
 from lightning_dl.tasks.ctc_decode import beam_decode, greedy_decode, to_text
 
@@ -188,3 +189,6 @@ class CTCRecognizer(pl.LightningModule):
             "optimizer": opt,
             "lr_scheduler": optim.build_scheduler(self.scheduler_factory, opt, total),
         }
+
+
+alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module
