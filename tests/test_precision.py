@@ -31,6 +31,7 @@ def test_arm_bf16_feature_counts_and_an_unreadable_cpuinfo_does_not(tmp_path):
 
 
 def test_auto_follows_the_cpu_and_explicit_choices_are_kept(monkeypatch):
+    monkeypatch.delenv(precision.FORCE_ENV, raising=False)  # a suite run as the other host kind
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16-mixed"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
