@@ -34,7 +34,7 @@ import yaml
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.atomic import atomic_path, check_writable
-from data_modules.speech.frames.checks import Inventory
+from data_modules.speech.frames.checks import Inventory, window_frames
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from data_modules.speech.layouts.frames import SUBMISSION_HEADER
 from lightning_dl.predict import ctc_submission
@@ -101,7 +101,7 @@ def legacy_inventory(model: Classifier, settings: dict[str, Any]) -> Inventory:
     """The inventory of a checkpoint written before inventories were kept: Kaggle WSJ, with the
     model's classes and the feature dimension its input implies."""
     shape = tuple(model.hparams.input_shape)
-    window = 2 * int(settings.get("context", 0)) + 1
+    window = window_frames(settings.get("context", 0))
     width = shape[-1] if len(shape) == 2 else shape[0] // window
     return Inventory("kaggle", int(width), int(model.hparams.num_classes))
 

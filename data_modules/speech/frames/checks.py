@@ -23,6 +23,11 @@ from data_modules.errors import UserInputError
 MAX_CLASSES = 1 << 16  # labels are cached as uint8 or uint16
 
 
+def window_frames(context: int) -> int:
+    """Frames in one input window: the frame itself and ``context`` frames on each side."""
+    return 2 * int(context) + 1
+
+
 @dataclass(frozen=True)
 class Inventory:
     """Feature dimension and classes of a dataset; ``symbols`` names classes 0..C-1 in order

@@ -32,7 +32,7 @@ from data_modules.batches.batched import passthrough_collate
 from data_modules.errors import InputFileNotFoundError, UserInputError, require_at_least
 from data_modules.speech.frames.augment import FrameAugment, FrameAugmenter, check_augment
 from data_modules.speech.frames.cache import CacheEntry, build_or_load
-from data_modules.speech.frames.checks import Inventory
+from data_modules.speech.frames.checks import Inventory, window_frames
 from data_modules.speech.frames.memmap import ChunkedRandomSampler, ContextWindowDataset
 from data_modules.speech.frames.resident import ResidentWindowDataset, entry_bytes, resident_budget
 from data_modules.speech.frames.voices import split_voices, voices_report
@@ -166,7 +166,7 @@ class WSJFramesDataModule(pl.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int]:
-        return (2 * self.hparams.context + 1, self.inventory.feature_dim)
+        return (window_frames(self.hparams.context), self.inventory.feature_dim)
 
     # -- files and cache ------------------------------------------------------------------------
     def _source(self, split: str, need_labels: bool) -> SplitSource:

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from data_modules.batches.batched import index_batch
 from data_modules.errors import UserInputError
 from data_modules.speech.frames.cache import CacheEntry, inverse_std
+from data_modules.speech.frames.checks import window_frames
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)
@@ -150,7 +151,7 @@ class ResidentWindowDataset(Dataset):
         self._fill = fill
         self.offsets = torch.from_numpy(offsets).to(self.device)
         rows, width = self.frames.shape
-        size = 2 * self.context + 1
+        size = window_frames(self.context)
         # windows[r] = frames[r : r + 2k + 1]: overlapping rows, nothing copied
         self.windows = self.frames.as_strided((rows - size + 1, size, width), (width, width, 1))
         self.step = self.context if self.pad == "zero" else 2 * self.context
