@@ -164,13 +164,7 @@ class Classifier(pl.LightningModule):
                 f"configures {self._configured['class']}: its optimizer state cannot carry over; "
                 "resume with the same optimizer class, or start a new run"
             )
-        if self.scheduler_factory is None:
-            return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": optim.build_scheduler(self.scheduler_factory, opt, total),
-        }
+        return optim.with_schedule(opt, self.scheduler_factory, self.trainer)
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:

@@ -182,13 +182,7 @@ class CTCRecognizer(pl.LightningModule):
         opt = optim.build_optimizer(
             self.optimizer_factory, [{"params": params}], fused=self.hparams.fused_optimizer
         )
-        if self.scheduler_factory is None:
-            return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": optim.build_scheduler(self.scheduler_factory, opt, total),
-        }
+        return optim.with_schedule(opt, self.scheduler_factory, self.trainer)
 
 
 alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module

@@ -146,3 +146,13 @@ def apply_new_settings(
                 group[key] = value
             changes.append(f"{key} {old.get(key)!r} -> {value!r}{where}")
     return changes
+
+
+def with_schedule(opt: Optimizer, scheduler_factory: SchedulerFactory | None, trainer: Any) -> Any:
+    """What ``configure_optimizers`` returns: ``opt`` alone, or with the schedule built for the
+    run's length (``estimated_stepping_batches``, asked only when there is a schedule: with a
+    finite ``max_epochs`` it builds the train loader)."""
+    if scheduler_factory is None:
+        return opt
+    total = int(trainer.estimated_stepping_batches)
+    return {"optimizer": opt, "lr_scheduler": build_scheduler(scheduler_factory, opt, total)}
