@@ -164,7 +164,9 @@ class Classifier(pl.LightningModule):
                 f"configures {self._configured['class']}: its optimizer state cannot carry over; "
                 "resume with the same optimizer class, or start a new run"
             )
-        return optim.with_schedule(opt, self.scheduler_factory, self.trainer)
+        return optim.with_schedule(
+            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
+        )
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:

@@ -182,7 +182,9 @@ class CTCRecognizer(pl.LightningModule):
         opt = optim.build_optimizer(
             self.optimizer_factory, [{"params": params}], fused=self.hparams.fused_optimizer
         )
-        return optim.with_schedule(opt, self.scheduler_factory, self.trainer)
+        return optim.with_schedule(
+            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
+        )
 
 
 alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module

@@ -148,11 +148,13 @@ def apply_new_settings(
     return changes
 
 
-def with_schedule(opt: Optimizer, scheduler_factory: SchedulerFactory | None, trainer: Any) -> Any:
+def with_schedule(
+    opt: Optimizer, scheduler_factory: SchedulerFactory | None, total_steps: Callable[[], float]
+) -> Any:
     """What ``configure_optimizers`` returns: ``opt`` alone, or with the schedule built for the
-    run's length (``estimated_stepping_batches``, asked only when there is a schedule: with a
-    finite ``max_epochs`` it builds the train loader)."""
+    run's length. ``total_steps`` (``estimated_stepping_batches``) is asked only when there is
+    a schedule: with a finite ``max_epochs`` it builds the train loader."""
     if scheduler_factory is None:
         return opt
-    total = int(trainer.estimated_stepping_batches)
+    total = int(total_steps())
     return {"optimizer": opt, "lr_scheduler": build_scheduler(scheduler_factory, opt, total)}
