@@ -48,7 +48,7 @@ from data_modules.batches.batched import BatchedTensorDataset, passthrough_colla
 from data_modules.images.cifar10 import CIFAR10DataModule, load_cifar10  # noqa: E402
 from lightning_dl.models.mlp import MLP  # noqa: E402
 from lightning_dl.training.cli import LightningDLCLI  # noqa: E402
-from tests.datafiles import write_cifar10  # noqa: E402
+from tests.helpers.datafiles import write_cifar10  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cifar10_mlp.yaml"
 HIDDEN = [400, 300, 250, 200, 150, 100]

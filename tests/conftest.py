@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.datafiles import write_cifar10, write_mnist
+from tests.helpers.datafiles import write_cifar10, write_mnist
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -20,8 +20,8 @@ from lightning_dl.models.convnet import ConvNet
 from lightning_dl.models.resnet import ResNet18
 from lightning_dl.models.tdnn import TDNN
 from lightning_dl.tasks.classifier import Classifier
-from tests.tiny_runs import ROOT
-from tests.wsj_corpus import write_corpus
+from tests.helpers.tiny_runs import ROOT
+from tests.helpers.wsj_corpus import write_corpus
 
 pytestmark = pytest.mark.bf16
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from lightning_dl.fit import main
-from tests.ctc_corpus import write_librispeech
-from tests.datafiles import write_cifar10, write_mnist
-from tests.wsj_corpus import write_run_corpus
+from tests.helpers.ctc_corpus import write_librispeech
+from tests.helpers.datafiles import write_cifar10, write_mnist
+from tests.helpers.wsj_corpus import write_run_corpus
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

@@ -18,8 +18,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from lightning_dl.training import console
 from lightning_dl.training.cli import LightningDLCLI
-from tests.host_reads import HostReadsPerStep, counting_tensor_reads
-from tests.tiny_runs import BF16, run_fit, tiny_args
+from tests.helpers.host_reads import HostReadsPerStep, counting_tensor_reads
+from tests.helpers.tiny_runs import BF16, run_fit, tiny_args
 
 SILENCED = ("litlogger", "LeafSpec", "TPU available: False", "anonymous setting", "wandb: ")
 

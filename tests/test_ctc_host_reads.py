@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from lightning_dl.training.cli import LightningDLCLI
-from tests.ctc_corpus import write_wsj
-from tests.host_reads import HostReadsPerStep, counting_tensor_reads
+from tests.helpers.ctc_corpus import write_wsj
+from tests.helpers.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.test_ctc_runs import ROOT, TINY
 
 

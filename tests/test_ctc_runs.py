@@ -13,7 +13,7 @@ import torch
 from data_modules.errors import UserInputError
 from data_modules.speech.layouts import phoneme_codes
 from lightning_dl.fit import main as fit_main
-from tests.ctc_corpus import SYMBOLS, write_librispeech, write_wsj
+from tests.helpers.ctc_corpus import SYMBOLS, write_librispeech, write_wsj
 
 ROOT = Path(__file__).parent.parent
 _spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
@@ -69,7 +69,7 @@ def test_fit_and_submission(layout, tmp_path):
 
 def test_killed_ctc_run_resumes_bit_identical(tmp_path):
     """Killed at step 14 (last.ckpt from step 12, mid-epoch: 5 bucketed batches an epoch)."""
-    from tests.tiny_runs import run_fit
+    from tests.helpers.tiny_runs import run_fit
 
     data = write_wsj(tmp_path / "d")
     args = [
@@ -80,8 +80,8 @@ def test_killed_ctc_run_resumes_bit_identical(tmp_path):
     ]  # fmt: skip
     reference = fit_main([*args, "--run.dir", str(tmp_path / "a")])
     killed = run_fit(
-        [*args, "--run.dir", str(tmp_path / "b"), "--trainer.callbacks+=tests.faults.KillAtStep",
-         "--trainer.callbacks.step", "14"]
+        [*args, "--run.dir", str(tmp_path / "b"),
+         "--trainer.callbacks+=tests.helpers.faults.KillAtStep", "--trainer.callbacks.step", "14"]
     )  # fmt: skip
     assert killed.returncode != 0 and "will not continue the same data order" not in killed.stderr
     resumed = fit_main([*args, "--run.dir", str(tmp_path / "b"), "--ckpt_path", "last"])

@@ -14,7 +14,7 @@ from data_modules.images.datamodule import split_sizes
 from data_modules.images.mnist import MNISTDataModule
 from data_modules.io.download import download_verified
 from data_modules.synthetic import SyntheticClustersDataModule
-from tests.cuda import needs_cuda
+from tests.helpers.cuda import needs_cuda
 
 
 def test_split_sizes_count_and_fraction():

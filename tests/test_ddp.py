@@ -16,7 +16,7 @@ import pytest
 from data_modules.synthetic import make_clusters
 from lightning_dl.fit import main
 from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
-from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
+from tests.helpers.tiny_runs import BF16, ROOT, run_fit, tiny_args
 
 DDP = ("--trainer.devices", "2", "--trainer.strategy", "ddp")
 # No BatchNorm: per-rank batch statistics differ from the global batch's (SyncBatchNorm is
@@ -40,7 +40,7 @@ def test_two_processes_match_one_and_see_every_sample_once(tmp_path, precision):
         tiny_args(
             *PARITY, *DDP, "--data.batch_size", "32",  # 2 x 32 = the single run's 64
             "--run.root", str(tmp_path / "runs"), "--run.name", "ddp",
-            "--trainer.callbacks+=tests.faults.RecordBatches",
+            "--trainer.callbacks+=tests.helpers.faults.RecordBatches",
             "--trainer.callbacks.out_dir", str(record),
             steps=16, precision=precision,
         )
@@ -80,7 +80,7 @@ def test_exception_in_one_rank_does_not_hang_the_other(tmp_path):
     done = run_fit(
         tiny_args(
             *DDP, "--run.dir", str(run_dir), "--trainer.logger", "false",
-            "--trainer.callbacks+=tests.faults.RaiseOnRank",
+            "--trainer.callbacks+=tests.helpers.faults.RaiseOnRank",
             "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "3",
         ),
         timeout=240,  # a hang shows up as subprocess.TimeoutExpired
@@ -100,7 +100,7 @@ def test_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     done = run_fit(
         tiny_args(
             *DDP, "--run.dir", str(run_dir), "--trainer.logger", "false",
-            "--trainer.callbacks+=tests.faults.NanInputOnRank",
+            "--trainer.callbacks+=tests.helpers.faults.NanInputOnRank",
             "--trainer.callbacks.rank", "1", "--trainer.callbacks.step", "5",
         ),
         timeout=240,
@@ -123,7 +123,7 @@ def test_prediction_csv_is_byte_identical_under_ddp(tmp_path):
     def predict(devices: int) -> tuple[bytes, bytes]:
         out, naive = tmp_path / f"{devices}.csv", tmp_path / f"{devices}-naive.csv"
         done = subprocess.run(
-            [sys.executable, "-m", "tests.ddp_predict", str(devices), str(out), str(naive)],
+            [sys.executable, "-m", "tests.helpers.ddp_predict", str(devices), str(out), str(naive)],
             cwd=ROOT,
             capture_output=True,
             text=True,

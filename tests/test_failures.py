@@ -15,7 +15,7 @@ import torch
 
 from lightning_dl.fit import main
 from lightning_dl.training.callbacks.nonfinite import NonFiniteLossError, NonFiniteLossGuard
-from tests.tiny_runs import BF16, ROOT, tiny_args
+from tests.helpers.tiny_runs import BF16, ROOT, tiny_args
 
 # Plain SGD with lr 1e4 and no normalisation blows the weights up within a few steps.
 DIVERGING = (
@@ -61,7 +61,7 @@ def test_diverging_run_skips_the_bad_steps_and_stops_at_the_next_check(tmp_path,
 def test_optimizers_without_a_device_skip_stop_before_the_bad_step(tmp_path):
     message, summary = _diverge(
         tmp_path / "run", "--model.optimizer", "torch.optim.RMSprop",
-        "--trainer.callbacks+=tests.faults.NanInputOnRank", "--trainer.callbacks.rank", "0",
+        "--trainer.callbacks+=tests.helpers.faults.NanInputOnRank", "--trainer.callbacks.rank", "0",
         "--trainer.callbacks.step", "6",
     )  # fmt: skip
     assert _first_bad_step(message) == summary["global_step"] == 6
@@ -81,7 +81,8 @@ def test_readme_recovery_resume_with_a_lower_lr_keeps_the_optimizer_state(tmp_pa
     )  # fmt: skip
     with pytest.raises(NonFiniteLossError, match="at global step 13 "):
         main(tiny_args(
-            *sgd, "--model.optimizer.lr", "0.5", "--trainer.callbacks+=tests.faults.NanInputOnRank",
+            *sgd, "--model.optimizer.lr", "0.5",
+            "--trainer.callbacks+=tests.helpers.faults.NanInputOnRank",
             "--trainer.callbacks.rank", "0", "--trainer.callbacks.step", "13",
         ))  # fmt: skip
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -125,7 +126,7 @@ def test_a_nan_step_leaves_weights_and_optimizer_state_as_they_were(tmp_path, pr
     from data_modules.synthetic import SyntheticClustersDataModule
     from lightning_dl.models.mlp import MLP
     from lightning_dl.tasks.classifier import Classifier
-    from tests.faults import NanInputOnRank
+    from tests.helpers.faults import NanInputOnRank
 
     class Snapshots(pl.Callback):
         def __init__(self) -> None:

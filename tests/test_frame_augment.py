@@ -15,7 +15,7 @@ from data_modules.batches.augment import warp_windows
 from data_modules.errors import UserInputError
 from data_modules.speech.frames.augment import FrameAugmenter, check_augment
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
-from tests.wsj_corpus import write_run_corpus
+from tests.helpers.wsj_corpus import write_run_corpus
 
 
 def test_vtlp_changes_training_batches_only(tmp_path):

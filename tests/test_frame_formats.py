@@ -13,8 +13,8 @@ from data_modules.errors import UserInputError
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from data_modules.speech.layouts.frames import detect_format
 from data_modules.speech.layouts.libriphone import split_ids
-from tests.frame_corpora import PARTITIONS, PHONES, write_libriphone, write_librispeech
-from tests.wsj_corpus import naive_windows, save_split, write_corpus
+from tests.helpers.frame_corpora import PARTITIONS, PHONES, write_libriphone, write_librispeech
+from tests.helpers.wsj_corpus import naive_windows, save_split, write_corpus
 
 
 def _all(ds) -> tuple[torch.Tensor, ...]:

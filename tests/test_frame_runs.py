@@ -21,8 +21,8 @@ from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.mlp import MLP
 from lightning_dl.tasks.classifier import Classifier
-from tests.frame_corpora import PHONES, write_libriphone, write_librispeech
-from tests.wsj_corpus import naive_windows, write_run_corpus
+from tests.helpers.frame_corpora import PHONES, write_libriphone, write_librispeech
+from tests.helpers.wsj_corpus import naive_windows, write_run_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
@@ -200,8 +200,8 @@ def test_exact_resume_holds_with_masking(tmp_path):
     data = write_run_corpus(tmp_path / "wsj")
     reference = fit_main(_wsj_args(data, tmp_path / "a", *MASKING))
     fit_main(_wsj_args(data, tmp_path / "plain"))  # the same run without masking
-    crash = ("--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank", "0",
-             "--trainer.callbacks.step", "19")  # fmt: skip
+    crash = ("--trainer.callbacks+=tests.helpers.faults.RaiseOnRank",
+             "--trainer.callbacks.rank", "0", "--trainer.callbacks.step", "19")  # fmt: skip
     with pytest.raises(RuntimeError, match="injected failure"):
         fit_main(_wsj_args(data, tmp_path / "b", *MASKING, *crash))
     resumed = fit_main(_wsj_args(data, tmp_path / "b", *MASKING, "--ckpt_path", "last"))

@@ -13,9 +13,9 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from lightning_dl.training.cli import LightningDLCLI
-from tests.cuda import needs_cuda
-from tests.host_reads import HostReadsPerStep, counting_tensor_reads
-from tests.tiny_runs import tiny_args
+from tests.helpers.cuda import needs_cuda
+from tests.helpers.host_reads import HostReadsPerStep, counting_tensor_reads
+from tests.helpers.tiny_runs import tiny_args
 
 EMA = "--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA"
 

@@ -9,7 +9,7 @@ import yaml
 
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.mlp import MLP
-from tests.frame_corpora import write_librispeech
+from tests.helpers.frame_corpora import write_librispeech
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "librispeech_mlp_large.yaml"
 

@@ -12,7 +12,7 @@ import pytest
 from data_modules.errors import UserInputError
 from data_modules.images.mnist import load_mnist
 from data_modules.io.idx import read_idx
-from tests.datafiles import idx_bytes, write_idx, write_mnist
+from tests.helpers.datafiles import idx_bytes, write_idx, write_mnist
 
 
 def test_roundtrip_gz_and_plain(tmp_path):

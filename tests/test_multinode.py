@@ -28,9 +28,9 @@ from data_modules.synthetic import make_clusters
 from lightning_dl.fit import main
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.run.checkpoint_io import read_checkpoint
-from tests.ddp_predict import main as predict_csv
-from tests.tiny_runs import QUICK, ROOT, tiny_args
-from tests.two_nodes import TWO_NODES, srun_two_tasks, torchrun_two_nodes
+from tests.helpers.ddp_predict import main as predict_csv
+from tests.helpers.tiny_runs import QUICK, ROOT, tiny_args
+from tests.helpers.two_nodes import TWO_NODES, srun_two_tasks, torchrun_two_nodes
 
 # No BatchNorm or dropout: every step is then exactly a mean over the global batch (2 x 32 on two
 # nodes, 64 in one process). 8 steps an epoch, validation at 8 and 16, logging every 5.
@@ -53,7 +53,8 @@ def _two_node_args(run_dir: Path, *extra: str) -> list[str]:
 
 def _signal(rank: int, step: int, name: str = "SIGTERM") -> list[str]:
     return [
-        "--trainer.callbacks+=tests.faults.SignalOnRank", "--trainer.callbacks.rank", str(rank),
+        "--trainer.callbacks+=tests.helpers.faults.SignalOnRank",
+        "--trainer.callbacks.rank", str(rank),
         "--trainer.callbacks.step", str(step), "--trainer.callbacks.signal", name,
     ]  # fmt: skip
 
@@ -70,9 +71,9 @@ def uninterrupted(tmp_path_factory) -> Path:
     nodes = torchrun_two_nodes(
         _two_node_args(
             out / "run",
-            "--trainer.callbacks+=tests.faults.RecordBatches",
+            "--trainer.callbacks+=tests.helpers.faults.RecordBatches",
             "--trainer.callbacks.out_dir", str(out / "batches"),
-            "--trainer.callbacks+=tests.host_reads.HostReadsToFile",
+            "--trainer.callbacks+=tests.helpers.host_reads.HostReadsToFile",
             "--trainer.callbacks.out_dir", str(out / "reads"),
         ),
         out / "logs",
@@ -138,7 +139,7 @@ def test_two_nodes_out_of_step_match_one_process(uninterrupted, tmp_path):
 def test_prediction_csv_is_identical_on_two_nodes(tmp_path):
     predict_csv(1, str(tmp_path / "one.csv"))
     nodes = torchrun_two_nodes(
-        ["1", str(tmp_path / "two.csv")], tmp_path / "logs", module="tests.ddp_predict"
+        ["1", str(tmp_path / "two.csv")], tmp_path / "logs", module="tests.helpers.ddp_predict"
     )
     _ok(nodes)
     one = (tmp_path / "one.csv").read_bytes()

@@ -11,7 +11,7 @@ import pytest
 from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
 from data_modules.io.idx import read_idx
 from lightning_dl.numpy_mlp.__main__ import main
-from tests.datafiles import write_idx, write_mnist
+from tests.helpers.datafiles import write_idx, write_mnist
 
 QUICK = ["--hidden", "32", "--batch-size", "16", "--steps", "60", "--init-std", "0.01"]
 QUICK += ["--val-fraction", "0.25", "--eval-every", "20"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lightning_dl.fit import main as fit_main
-from tests.tiny_runs import ROOT
+from tests.helpers.tiny_runs import ROOT
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_relayout"
 

@@ -8,7 +8,7 @@ import torch
 from data_modules.errors import UserInputError
 from lightning_dl.training import precision
 from lightning_dl.training.precision import Trainer, cpu_has_native_bf16, resolve_precision
-from tests.cuda import needs_cuda
+from tests.helpers.cuda import needs_cuda
 
 X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n"
 

@@ -20,7 +20,7 @@ from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.predict import submission
 from lightning_dl.tasks.classifier import Classifier
-from tests.wsj_corpus import naive_windows, write_corpus
+from tests.helpers.wsj_corpus import naive_windows, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")

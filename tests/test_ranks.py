@@ -14,8 +14,8 @@ import torch.distributed as dist
 from data_modules.errors import UserInputError
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.run.ranks import SameRunOnEveryRank
-from tests.tiny_runs import tiny_args
-from tests.two_nodes import TWO_NODES
+from tests.helpers.tiny_runs import tiny_args
+from tests.helpers.two_nodes import TWO_NODES
 
 
 def _as_torchrun_rank(monkeypatch, rank: int) -> None:

@@ -17,9 +17,9 @@ from lightning_dl.training.callbacks.exact_resume import truncate_metrics_csv
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.run.resume import newest_unfinished_run, wandb_run_id
 from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
-from tests.faults import SimulatedKill
-from tests.tiny_runs import BF16, ROOT, run_fit, tiny_args
-from tests.wsj_corpus import write_run_corpus
+from tests.helpers.faults import SimulatedKill
+from tests.helpers.tiny_runs import BF16, ROOT, run_fit, tiny_args
+from tests.helpers.wsj_corpus import write_run_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
 # 18 falls inside epoch 2 (2 of its 8 batches done), so the resume is mid-epoch; it is not a
@@ -79,7 +79,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, case):
     killed = run_fit(
         base(
             *RUN, *averaging, "--run.root", str(tmp_path / "runs"), "--run.name", "b",
-            f"--trainer.callbacks+=tests.faults.{fault}", "--trainer.callbacks.step",
+            f"--trainer.callbacks+=tests.helpers.faults.{fault}", "--trainer.callbacks.step",
             "21" if case == "after_validation" else "19",
         )
     )  # fmt: skip
@@ -157,8 +157,10 @@ def test_a_run_killed_at_any_point_of_a_validation_tests_the_same_best_checkpoin
     main([*args, "--run.dir", str(tmp_path / "whole")])
     step, weights, test_acc = _best(tmp_path / "whole")
     kills = {
-        "during": {"class_path": "tests.faults.KillDuringValidation", "init_args": {"step": step}},
-        "between": {"class_path": "tests.faults.KillAfterWrite",
+        "during": {
+            "class_path": "tests.helpers.faults.KillDuringValidation", "init_args": {"step": step}
+        },
+        "between": {"class_path": "tests.helpers.faults.KillAfterWrite",
                     "init_args": {"name": "best.ckpt", "step": step}},
     }  # fmt: skip
     for name, kill in kills.items():

@@ -10,7 +10,7 @@ import torch
 from data_modules.errors import UserInputError
 from lightning_dl.fit import main
 from lightning_dl.training.run.directory import remove_stale_temp_files
-from tests.tiny_runs import tiny_args
+from tests.helpers.tiny_runs import tiny_args
 
 QUICK_RUN = ("--trainer.max_steps", "10", "--trainer.logger", "false")
 

@@ -11,7 +11,7 @@ from data_modules.errors import UserInputError
 from data_modules.speech.demo_corpus.layouts import _object_array
 from data_modules.speech.layouts import sequences as formats
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
-from tests.ctc_corpus import SYMBOLS, utterances, write_librispeech, write_wsj
+from tests.helpers.ctc_corpus import SYMBOLS, utterances, write_librispeech, write_wsj
 
 
 def test_wsj_layout_reads_frames_and_sequences(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from lightning_dl.fit import main
 from lightning_dl.training.run import signals
 from lightning_dl.training.run.checkpoint_io import read_checkpoint
-from tests.tiny_runs import tiny_args
+from tests.helpers.tiny_runs import tiny_args
 
 
 def _stand_in(tmp_path, name: str, body: str):
@@ -47,8 +47,9 @@ def test_requeue_signal_in_one_process_checkpoints_then_requeues(tmp_path, monke
             tiny_args(
                 "--run.dir", str(run_dir), "--trainer.logger", "[]",
                 "--trainer.precision", "32-true",
-                "--trainer.callbacks+=tests.faults.SignalOnRank", "--trainer.callbacks.rank",
-                "0", "--trainer.callbacks.step", "13", "--trainer.callbacks.signal", "SIGUSR1",
+                "--trainer.callbacks+=tests.helpers.faults.SignalOnRank",
+                "--trainer.callbacks.rank", "0", "--trainer.callbacks.step", "13",
+                "--trainer.callbacks.signal", "SIGUSR1",
             )
         )  # fmt: skip
     assert stopped.value.code == 143

@@ -21,7 +21,7 @@ from lightning_dl.sweep import load_space, main
 from lightning_dl.sweep.command import build, parser
 from lightning_dl.sweep.space import slug
 from lightning_dl.sweep.storage import open_storage
-from tests.tiny_runs import QUICK, ROOT
+from tests.helpers.tiny_runs import QUICK, ROOT
 
 HIDDEN = "model.backbone.init_args.hidden"
 INIT_STD = "model.backbone.init_args.init_std"

@@ -9,7 +9,7 @@ import yaml
 
 from lightning_dl.fit import main
 from lightning_dl.training.run.tracking.wandb_offline import _payloads, read_offline_run
-from tests.tiny_runs import tiny_args
+from tests.helpers.tiny_runs import tiny_args
 
 
 def _records(run: Path) -> dict[str, list]:

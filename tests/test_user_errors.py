@@ -21,9 +21,9 @@ from data_modules.io.atomic import atomic_path
 from lightning_dl.fit import main
 from lightning_dl.predict import submission
 from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
-from tests.datafiles import write_cifar10, write_idx, write_mnist
-from tests.tiny_runs import QUICK, ROOT, tiny_args
-from tests.wsj_corpus import write_corpus
+from tests.helpers.datafiles import write_cifar10, write_idx, write_mnist
+from tests.helpers.tiny_runs import QUICK, ROOT, tiny_args
+from tests.helpers.wsj_corpus import write_corpus
 
 MNIST = str(ROOT / "configs" / "mnist_mlp.yaml")
 CIFAR = str(ROOT / "configs" / "cifar10_mlp.yaml")

@@ -12,7 +12,7 @@ from pytorch_lightning.utilities.data import _is_dataloader_shuffled
 from data_modules.speech.frames.cache import build_or_load
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from data_modules.speech.frames.memmap import ChunkedRandomSampler
-from tests.wsj_corpus import naive_windows, save_split, write_corpus
+from tests.helpers.wsj_corpus import naive_windows, save_split, write_corpus
 
 
 def _norm_utt(u: np.ndarray) -> np.ndarray:

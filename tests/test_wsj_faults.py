@@ -16,7 +16,7 @@ import data_modules.speech.frames.cache as wsj_cache
 from data_modules.errors import EXIT_BAD_INPUT, DiskFullError, UserInputError
 from data_modules.speech.frames.cache import build_or_load
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
-from tests.wsj_corpus import write_corpus
+from tests.helpers.wsj_corpus import write_corpus
 
 
 def _truncate(path, keep: int = 100) -> None:

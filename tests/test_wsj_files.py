@@ -12,7 +12,7 @@ import pytest
 from data_modules.errors import UserInputError
 from data_modules.speech.frames.cache import build_or_load
 from data_modules.speech.layouts.wsj import UnsafePickleError, read_utterances
-from tests.wsj_corpus import object_array, save_split, write_corpus
+from tests.helpers.wsj_corpus import object_array, save_split, write_corpus
 
 
 class _RunsCode:

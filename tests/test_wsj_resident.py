@@ -18,8 +18,8 @@ from data_modules.speech.frames.resident import (
     resident_budget,
 )
 from lightning_dl.fit import main as fit_main
-from tests.cuda import needs_cuda
-from tests.wsj_corpus import naive_windows, save_split, write_corpus, write_run_corpus
+from tests.helpers.cuda import needs_cuda
+from tests.helpers.wsj_corpus import naive_windows, save_split, write_corpus, write_run_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,8 +196,8 @@ def test_training_is_identical_on_both_paths(memmap_run):
 def test_interrupted_resident_run_resumes_to_the_memmap_result(memmap_run):
     data, root, reference = memmap_run
     run_dir = root / "resumed"
-    crash = ("--trainer.callbacks+=tests.faults.RaiseOnRank", "--trainer.callbacks.rank", "0",
-             "--trainer.callbacks.step", "19")  # fmt: skip
+    crash = ("--trainer.callbacks+=tests.helpers.faults.RaiseOnRank",
+             "--trainer.callbacks.rank", "0", "--trainer.callbacks.step", "19")  # fmt: skip
     with pytest.raises(RuntimeError, match="injected failure"):
         fit_main(_run_args(data, run_dir, True, *crash))
     summary = fit_main(_run_args(data, run_dir, True, "--ckpt_path", "last"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The bf16 leg: tests that run bf16-mixed autocast on any host (emulated, and slower, on CPUs
 # without native bf16), so that what changes under autocast is tested where CI runs.
 BF16 = pytest.mark.bf16

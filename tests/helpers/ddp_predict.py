@@ -1,4 +1,4 @@
-"""``python -m tests.ddp_predict DEVICES OUT.csv [NAIVE.csv]``: Kaggle-style CSVs (tests only).
+"""``python -m tests.helpers.ddp_predict DEVICES OUT.csv [NAIVE.csv]``: Kaggle-style CSVs.
 
 Under torchrun on several nodes the number of nodes is ``WORLD_SIZE / DEVICES``.
 

@@ -1,5 +1,5 @@
 """Fault-injection callbacks for the reliability tests, selected on the command line with
-``--trainer.callbacks+=tests.faults.<Name>``; they make a run die the way real ones do."""
+``--trainer.callbacks+=tests.helpers.faults.<Name>``; they make a run die the way real ones do."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class RecordBatches(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        x = batch[0]  # kept as tensors until the end: no host read per step (tests/host_reads)
+        x = batch[0]  # tensors until the end: no host read per step (helpers/host_reads)
         self.rows.setdefault(trainer.current_epoch, []).append(x[:, :2].detach().clone())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

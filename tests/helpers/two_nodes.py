@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.tiny_runs import ROOT
+from tests.helpers.tiny_runs import ROOT
 
 # the settings every two-node run shares: one process per node, two nodes, DDP on CPU
 TWO_NODES = ("--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp")

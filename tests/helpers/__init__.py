@@ -1,0 +1,1 @@
+"""Shared by the test files: tiny corpora in the real formats, run arguments, fault injectors."""
