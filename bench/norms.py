@@ -6,7 +6,7 @@
 For each size and each norm it times one training step's worth of work, y = norm(x) and the
 gradients of x, gamma, beta for a fixed upstream gradient, and prints the median time of the native
 op and the median over repeats of each custom variant's time ratio to it.
-Goal from issue 3: manual Function <= 1.2x native. On CPU the Functions run the fused loops of
+Goal: the manual Function within 1.2x native. On CPU the Functions run the fused loops of
 lightning_dl/layers/csrc/norms.cpp when they build (the header line says which path ran).
 """
 

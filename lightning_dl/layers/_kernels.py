@@ -1,13 +1,10 @@
 """The fused CPU loops of csrc/norms.cpp, compiled on first use; None where they cannot be.
 
-The torch-op versions in batchnorm.py / layernorm.py make 5-7 passes over memory per step where
-PyTorch's native norms make 2-3, so on CPU they run 1.5-2.3x native time (bench/norms.py). The
-same hand-derived formulas written as loops (one statistics pass, one output pass; one reduction
-pass, one dx pass) run at about native speed. They are built with ``torch.utils.cpp_extension``
-(a C++ compiler and ninja, about 30 s once; the result is cached by PyTorch) for the CPU's
-instruction set as PyTorch reports it, so a cache shared between machines cannot hand one a
-binary it cannot run. Without a compiler, or with ``LIGHTNING_DL_NORM_KERNELS=0``, the torch-op
-versions are used; they are also the path for GPU tensors.
+The torch-op formulas make 5-7 passes over memory a step where PyTorch's norms make 2-3 (1.5-2.3x
+native time on CPU, bench/norms.py); as loops they run at about native speed. They are built for
+the instruction set PyTorch reports (a C++ compiler and ninja, ~30 s once, cached), so a cache
+shared between machines cannot hand one a binary it cannot run. Without a compiler, with
+``LIGHTNING_DL_NORM_KERNELS=0`` and for GPU tensors, the torch-op versions run.
 """
 
 from __future__ import annotations
@@ -66,20 +63,22 @@ def use_kernels(x: torch.Tensor, gamma: torch.Tensor) -> ModuleType | None:
 
 
 def kernel_forward(
-    ctx: Any, forward: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
+    ctx: Any, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, per_row: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, mean, 1/std) from a kernel ``forward``; saves what ``kernel_grads`` will need."""
+    """(y, mean, 1/std), per row (LayerNorm) or per column (BatchNorm), from the kernels; saves
+    what ``kernel_grads`` will need."""
     x, gamma = x.contiguous(), gamma.contiguous()
-    y, mean, inv_std = forward(x, gamma, beta.contiguous(), eps)
+    y, mean, inv_std = ctx.kernels.norm_forward(x, gamma, beta.contiguous(), eps, per_row)
+    ctx.per_row = per_row
     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:  # beta's gradient needs nothing
         ctx.save_for_backward(x, mean, inv_std, gamma)
     return y, mean, inv_std
 
 
-def kernel_grads(ctx: Any, dy: torch.Tensor, backward: Any) -> tuple[torch.Tensor | None, ...]:
-    """(dx, dgamma, dbeta) from a kernel ``backward``, None where the input needs no gradient."""
+def kernel_grads(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """(dx, dgamma, dbeta) from the kernels, None where the input needs no gradient."""
     need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
     if not (need_x or need_gamma):  # only beta: kernel_forward saved nothing
         return None, None, dy.sum(0)
-    dx, dgamma, dbeta = backward(dy.contiguous(), *ctx.saved_tensors)
+    dx, dgamma, dbeta = ctx.kernels.norm_backward(dy.contiguous(), *ctx.saved_tensors, ctx.per_row)
     return dx if need_x else None, dgamma if need_gamma else None, dbeta if need_beta else None

@@ -1,17 +1,16 @@
 """LayerNorm over (batch, features): statistics per sample across its features.
 
 Same trio as ``batchnorm.py``: autograd reference, ``autograd.Function`` with the analytic
-backward, and the module around it. No running statistics: each sample normalises itself, so train
-and eval behave the same and a batch of one is fine.
+backward, and the module around it. Each sample normalises itself (no running statistics), so
+train and eval agree and a batch of one is fine.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lightning_dl.layers._checks import check_features, statistics_dtype
+from lightning_dl.layers._base import Norm
 from lightning_dl.layers._kernels import kernel_forward, kernel_grads, use_kernels
 
 
@@ -24,18 +23,16 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         dx     = r * (dy * gamma - mean_d(dy * gamma) - x_hat * mean_d(dy * gamma * x_hat))
     where mean_d(dy * gamma) = dy @ gamma / D and mean_d(dy * gamma * x_hat) =
     (dy * x_hat) @ gamma / D reuse the product dy * x_hat that dgamma needs anyway.
-    In torch ops below (the path for GPUs); on CPU the same formulas run as fused loops
-    (``csrc/norms.cpp``, see ``_kernels.py``) when they build.
+    In torch ops below (the path for GPUs); on CPU as the fused loops of ``_kernels.py``.
     """
 
     @staticmethod
     def forward(
         ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5
     ) -> torch.Tensor:
-        kernels = use_kernels(x, gamma)
-        ctx.kernels = kernels
-        if kernels is not None:
-            return kernel_forward(ctx, kernels.layer_norm_forward, x, gamma, beta, eps)[0]
+        ctx.kernels = use_kernels(x, gamma)
+        if ctx.kernels is not None:
+            return kernel_forward(ctx, x, gamma, beta, eps, per_row=True)[0]
         d = x.shape[1]
         x_hat = x - x.mean(dim=1, keepdim=True)
         sum_sq = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_()
@@ -53,7 +50,7 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
         if ctx.kernels is not None:
-            return (*kernel_grads(ctx, dy, ctx.kernels.layer_norm_backward), None)
+            return (*kernel_grads(ctx, dy), None)
         need_x, need_gamma, need_beta = ctx.needs_input_grad[:3]
         x_hat, rstd, gamma = ctx.saved_tensors
         n, d = dy.shape
@@ -72,31 +69,7 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         return dx, dgamma, dbeta, None
 
 
-class _LayerNormBase(nn.Module):
-    """Parameters and shape checks shared by both LayerNorm modules."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5):
-        super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(num_features))
-        self.beta = nn.Parameter(torch.zeros(num_features))
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Statistics in fp32 when ``x`` is bf16/fp16 (``statistics_dtype``), with autocast off
-        inside; the output in x's dtype, as PyTorch's norms under autocast."""
-        check_features(x, self.num_features, type(self).__name__)
-        with torch.autocast(x.device.type, enabled=False):  # its matmuls would run in bf16
-            return self._normalize(x.to(statistics_dtype(x))).to(x.dtype)
-
-    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class CustomLayerNormAutograd(_LayerNormBase):
+class CustomLayerNormAutograd(Norm):
     """Reference version: the forward pass spelled out, gradients left to autograd."""
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +79,7 @@ class CustomLayerNormAutograd(_LayerNormBase):
         return self.gamma * centered / torch.sqrt(var + self.eps) + self.beta
 
 
-class CustomLayerNormManualModule(_LayerNormBase):
+class CustomLayerNormManualModule(Norm):
     """LayerNorm whose gradient is the hand-written one above."""
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -138,82 +138,57 @@ void check(const torch::Tensor& x, const torch::Tensor& g) {
 
 }  // namespace
 
-std::vector<torch::Tensor> batch_norm_forward(torch::Tensor x, torch::Tensor g, torch::Tensor b,
-                                              double eps) {
+// (y, mean, 1/std): statistics per row (LayerNorm) or per column (BatchNorm), in double.
+std::vector<torch::Tensor> norm_forward(torch::Tensor x, torch::Tensor g, torch::Tensor b,
+                                        double eps, bool per_row) {
   check(x, g);
   check(x, b);
-  const int64_t N = x.size(0), D = x.size(1);
+  const int64_t N = x.size(0), D = x.size(1), S = per_row ? N : D;
   auto y = torch::empty_like(x);
-  auto mean = torch::empty({D}, x.options().dtype(torch::kDouble));
-  auto invstd = torch::empty({D}, x.options().dtype(torch::kDouble));
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_forward", [&] {
-    at::parallel_for(0, D, kGrain, [&](int64_t d0, int64_t d1) {
-      bn_forward_cols<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
-                                b.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                                mean.data_ptr<double>(), invstd.data_ptr<double>(), N, D, eps,
-                                d0, d1);
+  auto mean = torch::empty({S}, x.options().dtype(torch::kDouble));
+  auto invstd = torch::empty({S}, x.options().dtype(torch::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_forward", [&] {
+    const scalar_t *px = x.data_ptr<scalar_t>(), *pg = g.data_ptr<scalar_t>();
+    const scalar_t* pb = b.data_ptr<scalar_t>();
+    scalar_t* py = y.data_ptr<scalar_t>();
+    double *pm = mean.data_ptr<double>(), *ps = invstd.data_ptr<double>();
+    at::parallel_for(0, S, kGrain, [&](int64_t s0, int64_t s1) {
+      if (per_row)
+        ln_forward_rows<scalar_t>(px, pg, pb, py, pm, ps, D, eps, s0, s1);
+      else
+        bn_forward_cols<scalar_t>(px, pg, pb, py, pm, ps, N, D, eps, s0, s1);
     });
   });
   return {y, mean, invstd};
 }
 
-std::vector<torch::Tensor> batch_norm_backward(torch::Tensor dy, torch::Tensor x,
-                                               torch::Tensor mean, torch::Tensor invstd,
-                                               torch::Tensor g) {
+// (dx, dgamma, dbeta). LayerNorm sums dgamma and dbeta over rows: one partial sum per row block,
+// added up at the end; BatchNorm's threads own whole columns.
+std::vector<torch::Tensor> norm_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor mean,
+                                         torch::Tensor invstd, torch::Tensor g, bool per_row) {
   check(x, g);
   check(dy, g);
   const int64_t N = x.size(0), D = x.size(1);
+  const int64_t threads = std::min<int64_t>(N, at::get_num_threads());
+  const int64_t blocks = per_row ? std::max<int64_t>(1, threads) : 1;
   auto dx = torch::empty_like(x);
-  auto dg = torch::empty_like(g);
-  auto db = torch::empty_like(g);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_backward", [&] {
-    at::parallel_for(0, D, kGrain, [&](int64_t d0, int64_t d1) {
-      bn_backward_cols<scalar_t>(dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                 mean.data_ptr<double>(), invstd.data_ptr<double>(),
-                                 g.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
-                                 dg.data_ptr<scalar_t>(), db.data_ptr<scalar_t>(), N, D, d0, d1);
-    });
-  });
-  return {dx, dg, db};
-}
-
-std::vector<torch::Tensor> layer_norm_forward(torch::Tensor x, torch::Tensor g, torch::Tensor b,
-                                              double eps) {
-  check(x, g);
-  check(x, b);
-  const int64_t N = x.size(0), D = x.size(1);
-  auto y = torch::empty_like(x);
-  auto mean = torch::empty({N}, x.options().dtype(torch::kDouble));
-  auto rstd = torch::empty({N}, x.options().dtype(torch::kDouble));
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "layer_norm_forward", [&] {
-    at::parallel_for(0, N, kGrain, [&](int64_t n0, int64_t n1) {
-      ln_forward_rows<scalar_t>(x.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(),
-                                b.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                                mean.data_ptr<double>(), rstd.data_ptr<double>(), D, eps, n0, n1);
-    });
-  });
-  return {y, mean, rstd};
-}
-
-std::vector<torch::Tensor> layer_norm_backward(torch::Tensor dy, torch::Tensor x,
-                                               torch::Tensor mean, torch::Tensor rstd,
-                                               torch::Tensor g) {
-  check(x, g);
-  check(dy, g);
-  const int64_t N = x.size(0), D = x.size(1);
-  auto dx = torch::empty_like(x);
-  // One (dgamma, dbeta) partial sum per row block, added up at the end.
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(N, at::get_num_threads()));
   auto partial = torch::zeros({blocks, 2, D}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "layer_norm_backward", [&] {
-    scalar_t* p = partial.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_backward", [&] {
+    const scalar_t *pdy = dy.data_ptr<scalar_t>(), *px = x.data_ptr<scalar_t>();
+    const scalar_t* pg = g.data_ptr<scalar_t>();
+    const double *pm = mean.data_ptr<double>(), *ps = invstd.data_ptr<double>();
+    scalar_t *pdx = dx.data_ptr<scalar_t>(), *p = partial.data_ptr<scalar_t>();
+    if (!per_row) {
+      at::parallel_for(0, D, kGrain, [&](int64_t d0, int64_t d1) {
+        bn_backward_cols<scalar_t>(pdy, px, pm, ps, pg, pdx, p, p + D, N, D, d0, d1);
+      });
+      return;
+    }
     at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t n0 = N * k / blocks, n1 = N * (k + 1) / blocks;
-        ln_backward_rows<scalar_t>(dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                   mean.data_ptr<double>(), rstd.data_ptr<double>(),
-                                   g.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
-                                   p + (2 * k) * D, p + (2 * k + 1) * D, D, n0, n1);
+        ln_backward_rows<scalar_t>(pdy, px, pm, ps, pg, pdx, p + 2 * k * D, p + (2 * k + 1) * D,
+                                   D, n0, n1);
       }
     });
   });
@@ -222,8 +197,6 @@ std::vector<torch::Tensor> layer_norm_backward(torch::Tensor dy, torch::Tensor x
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("batch_norm_forward", &batch_norm_forward, "BatchNorm forward: y, mean, invstd");
-  m.def("batch_norm_backward", &batch_norm_backward, "BatchNorm backward: dx, dgamma, dbeta");
-  m.def("layer_norm_forward", &layer_norm_forward, "LayerNorm forward: y, mean, rstd");
-  m.def("layer_norm_backward", &layer_norm_backward, "LayerNorm backward: dx, dgamma, dbeta");
+  m.def("norm_forward", &norm_forward, "BatchNorm/LayerNorm forward: y, mean, 1/std");
+  m.def("norm_backward", &norm_backward, "BatchNorm/LayerNorm backward: dx, dgamma, dbeta");
 }
