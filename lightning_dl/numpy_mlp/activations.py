@@ -81,12 +81,12 @@ class ELU(Module):
         self.alpha = alpha
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.mask = x > 0
-        self.neg = self.alpha * (np.exp(np.minimum(x, 0.0)) - 1.0)
-        return np.where(self.mask, x, self.neg)
+        negative = self.alpha * (np.exp(np.minimum(x, 0.0)) - 1.0)
+        self.slope = np.where(x > 0, 1.0, negative + self.alpha)
+        return np.where(x > 0, x, negative)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return np.where(self.mask, dout, dout * (self.neg + self.alpha))
+        return dout * self.slope
 
 
 class Sigmoid(Module):

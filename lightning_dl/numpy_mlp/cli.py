@@ -24,10 +24,7 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="optimizer steps, may stop mid-epoch (default 1500 unless --epochs is given)",
+        "--steps", type=int, help="optimizer steps, may end mid-epoch (1500 without --epochs)"
     )
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (or cap on them)")
     p.add_argument("--num-bn-layers", type=int, default=0)
@@ -46,9 +43,7 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
         "image (UvA recipe the seed protocol needs)",
     )
     p.add_argument("--val-fraction", type=float, default=0.1, help="hold-out from training set")
-    p.add_argument(
-        "--eval-every", type=int, default=100, help="steps between validation measurements"
-    )
+    p.add_argument("--eval-every", type=int, default=100, help="steps between validations")
     p.add_argument(
         "--select",
         choices=("best", "last"),
@@ -58,10 +53,7 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--out-dir",
-        type=Path,
-        default=None,
-        help="curves + metrics.json go here (default runs/numpy_mlp/<dataset>-<time>)",
+        "--out-dir", type=Path, help="for curves, metrics (runs/numpy_mlp/<dataset>-<time>)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out-dir")
     args = p.parse_args(argv)
