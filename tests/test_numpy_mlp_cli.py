@@ -1,5 +1,5 @@
 """The NumPy MLP's command line: training runs on tiny real-format files, its options, and bad
-input reported as one ``error:`` line with exit status 2 (issue 13)."""
+input reported as one ``error:`` line with exit status 2."""
 
 from __future__ import annotations
 

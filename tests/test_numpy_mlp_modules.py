@@ -1,4 +1,4 @@
-"""NumPy MLP's course-API modules (issue 15): Softmax, the losses, GELU's erf, SGD and Adam
+"""NumPy MLP's course-API modules: Softmax, the losses, GELU's erf, SGD and Adam
 objects, backward from an outside gradient, BatchNorm's running variance, gradients set.
 
 Every gradient is checked by central finite differences (relative error < 1e-6, float64) and

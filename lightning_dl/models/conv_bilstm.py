@@ -127,12 +127,13 @@ class ConvBiLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden, num_outputs)
 
-    def output_lengths(self, lengths: np.ndarray) -> np.ndarray:
-        """Output frames of utterances of ``lengths`` frames (the first conv's stride)."""
+    def output_lengths(self, lengths: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Output frames of utterances of ``lengths`` frames (the first conv's stride), on the
+        host (an array) or the device (a tensor)."""
+        lengths = lengths if isinstance(lengths, torch.Tensor) else np.asarray(lengths)
         if not self.front:
-            return np.asarray(lengths)
-        pad = self.kernel_size // 2
-        return (np.asarray(lengths) + 2 * pad - self.kernel_size) // self.stride + 1
+            return lengths
+        return (lengths + 2 * (self.kernel_size // 2) - self.kernel_size) // self.stride + 1
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor, host_lengths: np.ndarray
@@ -144,11 +145,8 @@ class ConvBiLSTM(nn.Module):
         # end on its own (their zero padding), whatever the batch put there
         inside = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
         x = x * inside[..., None]
-        if self.front:
-            pad = self.kernel_size // 2
-            lengths = torch.div(lengths + 2 * pad - self.kernel_size, self.stride,
-                                rounding_mode="floor") + 1  # fmt: skip
-        steps = int(self.output_lengths(np.array([x.shape[1]]))[0])
+        lengths = self.output_lengths(lengths)
+        steps = int(self.output_lengths(x.shape[1]))
         mask = (torch.arange(steps, device=x.device) < lengths[:, None])[:, None, :]  # (B, 1, T')
         h = x.transpose(1, 2)  # (B, D, T)
         for block in self.front:

@@ -2,8 +2,8 @@
 
 Norm and dropout go after every hidden Linear by default; ``norm_layers`` / ``dropout_layers``
 name the hidden layers (0-based) that get them, e.g. ``norm_layers: [0]`` for BatchNorm after
-the first Linear only. ``norm_affine: false`` drops the norm's learnable scale and shift. At
-their defaults the module list, and so the ``state_dict`` keys, are what they always were.
+the first Linear only. ``norm_affine: false`` drops the norm's learnable scale and shift. The
+defaults build the plain stack, whose ``state_dict`` keys checkpoints rely on.
 """
 
 from __future__ import annotations
