@@ -14,13 +14,13 @@ from pytorch_lightning.trainer.states import RunningStage
 from data_modules.batches.augment import warp_windows
 from data_modules.errors import UserInputError
 from data_modules.speech.frames.augment import FrameAugmenter, check_augment
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from tests.helpers.wsj_corpus import write_run_corpus
 
 
 def test_vtlp_changes_training_batches_only(tmp_path):
     data = write_run_corpus(tmp_path / "wsj")
-    dm = WSJFramesDataModule(data[1], context=2, source="kaggle", augment={"vtlp": 0.2})
+    dm = SpeechFramesDataModule(data[1], context=2, source="kaggle", augment={"vtlp": 0.2})
     dm.trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     dm.setup("fit")
     batch = dm.datasets["train"].__getitems__(list(range(32)))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from data_modules.errors import UserInputError
+from data_modules.speech.checks import Inventory
 from data_modules.speech.demo_corpus.layouts import _object_array
 from data_modules.speech.layouts import sequences as formats
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
@@ -121,7 +122,7 @@ def test_demo_corpus_writes_the_sequence_layouts(tmp_path, layout):
     layouts.write(tmp_path, layout, specs, results, seed=0)
     fmt = layout.removesuffix("_ctc")
     assert formats.detect_format(tmp_path)[0] == fmt
-    inventory = formats.SequenceInventory.from_state(layouts.inventory(layout))
+    inventory = Inventory.from_state(layouts.inventory(layout))
     data, _ = formats.read_split(fmt, tmp_path, "train", True, inventory)
     expected = [layouts.phoneme_sequence(results[i][1]) for i in range(4)]
     assert [t.tolist() for t in data.targets] == [

@@ -82,7 +82,7 @@ def inventory(layout: str) -> dict:
             "format": "librispeech",
             "feature_dim": LIBRISPEECH_CEPSTRA,
             "symbols": symbols,
-            "codes": list(codes_for(symbols, LIBRISPEECH_CODES)),
+            "codes": list(codes_for(symbols, LIBRISPEECH_CODES, "the demo corpus")),
         }
     raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
 

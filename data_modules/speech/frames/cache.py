@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from data_modules.errors import UserInputError, raise_if_disk_full
-from data_modules.speech.frames.checks import Inventory, SplitData
+from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts.frames import SplitSource, split_source
 
 CACHE_VERSION = 3  # 2: file sizes and a checksum in meta.json; 3: any layout, D and classes

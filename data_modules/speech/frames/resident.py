@@ -34,8 +34,8 @@ from torch.utils.data import Dataset
 
 from data_modules.batches.batched import index_batch
 from data_modules.errors import UserInputError
+from data_modules.speech.checks import window_frames
 from data_modules.speech.frames.cache import CacheEntry, inverse_std
-from data_modules.speech.frames.checks import window_frames
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)

@@ -13,7 +13,7 @@ libriphone     NTU ML2022 Spring HW2 (libriphone)       ``feat/{train,test}/*.pt
 
 Each layout gives a :class:`SplitSource` per split (``train``, ``dev``, ``test``): the files it
 is read from (for the cache key) and a reader returning a validated
-:class:`~data_modules.speech.frames.checks.SplitData`. Frames come in the order a submission lists
+:class:`~data_modules.speech.checks.SplitData`. Frames come in the order a submission lists
 them: file order (kaggle), sorted file names (librispeech), ``test_split.txt`` (libriphone).
 """
 
@@ -25,8 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import Inventory, SplitData
+from data_modules.errors import UserInputError
+from data_modules.speech import checks
+from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts import libriphone as libriphone_files
 from data_modules.speech.layouts import librispeech as librispeech_files
 from data_modules.speech.layouts import wsj as wsj_files
@@ -81,21 +82,11 @@ def layout_of(data_dir: str | Path) -> tuple[str, list[str]] | None:
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
     """The layout ``source: auto`` reads in ``data_dir``, and the files that told it."""
-    data_dir = Path(data_dir)
-    markers = _markers(data_dir) if data_dir.is_dir() else {}
-    if len(markers) == 1:
-        return next(iter(markers.items()))
-    if markers:
-        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in markers.items())
-        raise UserInputError(
-            f"{data_dir}: holds files of several layouts: {listed}; choose one with "
-            f"--data.source {' or '.join(markers)}"
-        )
-    raise InputFileNotFoundError(
-        f"{data_dir}: no frame-classification data found (source: auto). Expected one of: "
-        f"kaggle (train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy); librispeech "
-        f"({librispeech_files.LAYOUT}); libriphone ({libriphone_files.LAYOUT})"
+    expected = (
+        f"kaggle ({wsj_files.KAGGLE_FILES}); librispeech ({librispeech_files.LAYOUT}); "
+        f"libriphone ({libriphone_files.LAYOUT})"
     )
+    return checks.detect_format(data_dir, _markers, "frame-classification", expected)
 
 
 def split_source(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
     check_labels,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
     read_frame_files,
@@ -83,15 +83,21 @@ def partition_files(
     return mfcc, transcripts
 
 
-def read_transcript(path: Path, n_frames: int, frames_path: Path) -> np.ndarray:
-    """The per-frame symbols of one transcript, ``[SOS]``/``[EOS]`` dropped."""
+def read_symbols(path: Path) -> np.ndarray:
+    """A transcript's symbols as ``str`` (a bytes array's ``str()`` would be "b'AA'")."""
     symbols = read_array(path)
     if symbols.ndim != 1 or symbols.dtype.kind not in "USO":
         raise UserInputError(
             f"{path}: holds {symbols.dtype} {symbols.shape}, expected a 1-D array of phoneme "
             "symbols"
         )
-    if len(symbols) == n_frames + 2 and str(symbols[0]) == SOS and str(symbols[-1]) == EOS:
+    return np.array([s.decode() if isinstance(s, bytes) else str(s) for s in symbols.tolist()])
+
+
+def read_transcript(path: Path, n_frames: int, frames_path: Path) -> np.ndarray:
+    """The per-frame symbols of one transcript, ``[SOS]``/``[EOS]`` dropped."""
+    symbols = read_symbols(path)
+    if len(symbols) == n_frames + 2 and symbols[0] == SOS and symbols[-1] == EOS:
         return symbols[1:-1]
     if len(symbols) == n_frames:
         return symbols

@@ -15,13 +15,11 @@ import numpy as np
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.safe_pickle import UnsafePickleError, safe_load
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
-    check_frames,
     check_labels,
-    frame_width,
-    inventory_width,
+    check_utterances,
     largest_class,
 )
 
@@ -101,16 +99,21 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
     return out
 
 
-def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
-    """The frames file and labels file (None if absent and not needed) of ``split``."""
-    frames = data_dir / f"{split}.npy"
-    labels = data_dir / f"{split}_labels.npy"
+KAGGLE_FILES = "train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy"
+
+
+def split_files(
+    data_dir: Path, split: str, need_labels: bool, names: str = "{}.npy {}_labels.npy",
+    layout: str = KAGGLE_FILES,
+) -> tuple[Path, Path | None]:  # fmt: skip
+    """The frames file and labels file (None if absent and not needed) of ``split``; ``names``
+    are their patterns (the HW3P2 files are named otherwise)."""
+    frames, labels = (data_dir / name.format(split) for name in names.split())
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
             found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
             raise InputFileNotFoundError(
-                f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
-                f"dev_labels.npy, test.npy (found: "
+                f"{p}: missing. Expected in {data_dir}: {layout} (found: "
                 f"{found if data_dir.is_dir() else 'the folder does not exist'})"
             )
     return frames, (labels if labels.is_file() else None)
@@ -143,11 +146,8 @@ def read_split(
     utts = read_utterances(frames_path)
     if not utts:
         raise UserInputError(f"{frames_path}: holds no utterances")
-    width, width_from = inventory_width(inventory)
-    if width is None:
-        width, width_from = frame_width(f"{frames_path}: utterance 0", utts[0]), "utterance 0"
-    for i, u in enumerate(utts):
-        check_frames(f"{frames_path}: utterance {i}", u, width, width_from)
+    names = [f"{frames_path}: utterance {i}" for i in range(len(utts))]
+    width = check_utterances(names, utts, inventory, "utterance 0")
     if labels_path is None:
         return SplitData(utts, None, width)
     labs = read_utterances(labels_path, "labels")
