@@ -62,9 +62,16 @@ def test_cepstral_layouts_warp_in_the_mel_domain(fmt, dim, blocks):
         ({"vtlp": 1.5}, "vtlp must be in [0, 1)"),
         ({"vtlps": 0.1}, "unknown key(s) ['vtlps']"),
         ({"vtlp": 0.1, "mel_hz": [8000, 20]}, "mel_hz must be [low, high]"),
+        ({"vtlp": 0.1, "mel_hz": [20, float("inf")]}, "high <= 8000 (the Nyquist frequency"),
+        ({"vtlp": 0.1, "mel_hz": [float("nan"), 8000]}, "mel_hz must be [low, high]"),
+        ({"vtlp": 0.1, "mel_hz": [20, 11025]}, "got [20.0, 11025.0]"),
+        ({"vtlp": float("nan")}, "vtlp must be in [0, 1)"),
+        ({"freq_mask": float("inf")}, "augment: {'freq_mask': inf}"),
+        ({"time_mask": 2, "p": float("nan")}, "p in [0, 1]"),
     ],
 )
 def test_bad_augment_is_one_clear_error(augment, message):
-    with pytest.raises(UserInputError, match=re.escape(message)):
+    with pytest.raises(UserInputError, match=re.escape(message)) as error:
         check_augment(augment)
+    assert "\n" not in str(error.value)
     assert check_augment({"vtlp": 0.0}) is None  # changes nothing: no augmenter at all

@@ -1,9 +1,8 @@
 """Context windows gathered on the host from a memory-mapped cache entry.
 
-A batch is one vectorised gather over the (N, D) memory map with an index matrix (B, 2k+1), so
-memory stays O(N x D) whatever k is, and DataLoader workers share the map's pages instead of
-copying the frames. :mod:`data_modules.speech.frames.resident` is the same gather on the training
-device; :class:`data_modules.speech.frames.datamodule.WSJFramesDataModule` chooses between them.
+A batch is one vectorised gather over the (N, D) map with an index matrix (B, 2k+1), and
+DataLoader workers share the map's pages instead of copying the frames.
+:mod:`~data_modules.speech.frames.resident` is the same gather on the training device.
 """
 
 from __future__ import annotations
@@ -47,8 +46,28 @@ def gather_windows(
     return x
 
 
-class ContextWindowDataset(Dataset):
-    """Frames of one cache entry as flattened context windows, gathered a batch at a time."""
+class WindowDataset(Dataset):
+    """A cache entry's frames as context windows, gathered a batch at a time (``__getitems__``:
+    ``(x,)`` or ``(x, y)``, x float32 ``(B, 2k+1, D)``); host and device copies alike."""
+
+    def __init__(self, entry: CacheEntry, context: int, pad: str, with_labels: bool) -> None:
+        if with_labels and not entry.has_labels:
+            raise UserInputError(f"{entry.path}: split has no labels")
+        self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
+
+    @staticmethod
+    def _stats(stats: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray | None, ...]:
+        """(mean, 1 / std) per band as float32, or (None, None): frames as cached."""
+        if stats is None:
+            return None, None
+        return np.asarray(stats[0], np.float32), inverse_std(stats[1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([index]))
+
+
+class ContextWindowDataset(WindowDataset):
+    """Frames of one cache entry, gathered from its memory map on the host."""
 
     def __init__(
         self,
@@ -58,9 +77,7 @@ class ContextWindowDataset(Dataset):
         with_labels: bool,
         global_stats: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        if with_labels and not entry.has_labels:
-            raise UserInputError(f"{entry.path}: split has no labels")
-        self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
+        super().__init__(entry, context, pad, with_labels)
         self.offsets = entry.offsets()
         self.set_global_stats(global_stats)
         self._frames: np.ndarray | None = None
@@ -68,10 +85,7 @@ class ContextWindowDataset(Dataset):
 
     def set_global_stats(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Normalise with (mean, var) per band in the gather; None: frames as cached."""
-        self.mean, self.inv_std = (None, None)
-        if stats is not None:
-            self.mean = np.asarray(stats[0], np.float32)
-            self.inv_std = inverse_std(stats[1])
+        self.mean, self.inv_std = self._stats(stats)
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers re-open the map themselves: pickling must never copy the frames.
@@ -92,9 +106,6 @@ class ContextWindowDataset(Dataset):
         if not self.with_labels:
             return (x,)
         return x, torch.from_numpy(self._labels[ids].astype(np.int64))
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[0] for t in self.__getitems__([index]))
 
 
 class ChunkedRandomSampler(RandomSampler):

@@ -1,25 +1,16 @@
 """Frames held on the training device, context windows gathered there: no workers, no copies.
 
-The memory-mapped path gathers each batch on the host and Lightning then copies the batch,
-``(2k+1)`` times the frames it holds, to the device. Here a cache entry's frames (in the cache
-``dtype``), labels and utterance offsets are copied to the device once; a batch costs one small
-host-to-device copy of its frame indices and then one ``index_select`` over the frames, with
-normalisation and padding applied in the same gather. Nothing in it reads a device tensor back
-on the host (no ``.item()``, no data-dependent shape), so on a GPU the host never waits for it.
+A cache entry's frames (in the cache ``dtype``), labels and offsets are copied to the device
+once; a batch is then one small copy of its frame indices and one ``index_select``, with
+normalisation and padding in the same gather, and nothing read back on the host.
 
-The device copy is laid out with the padding written in: each utterance is preceded and
-followed by ``k`` padding rows (zeros, shared between neighbours, for ``pad: zero``; copies of
-the utterance's first and last frame for ``pad: edge``). The window of every frame is then
-``2k+1`` consecutive rows, so a batch is one ``index_select`` of whole windows over an
-overlapping (strided) view, with no per-position index arithmetic. With ``global``
-normalisation and zero padding the padding rows hold NaN, which normalises to NaN and is then
-set to 0 (cached frames are checked to be finite), exactly what the memory-mapped path computes:
-the two paths give the same numbers bit for bit.
+The device copy has the padding written in: ``k`` rows before and after each utterance (zeros
+shared between neighbours for ``pad: zero``; copies of its first and last frame for ``edge``),
+so every window is ``2k+1`` consecutive rows of an overlapping (strided) view. Under ``global``
+normalisation zero padding rows hold NaN, normalised and then set to 0, which is what the
+memory map computes: the two paths agree bit for bit.
 
-What "fits" means for ``resident: auto`` (:func:`resident_budget`): at most half of the device's
-free memory (CUDA: ``torch.cuda.mem_get_info``) or, on the CPU, half of the host's available
-memory (``MemAvailable``) shared by the processes of this machine; other devices are never
-chosen automatically.
+``resident: auto`` takes at most half of the free memory (:func:`resident_budget`).
 """
 
 from __future__ import annotations
@@ -30,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data_modules.batches.batched import index_batch
-from data_modules.errors import UserInputError
 from data_modules.speech.checks import window_frames
-from data_modules.speech.frames.cache import CacheEntry, inverse_std
+from data_modules.speech.frames.cache import CacheEntry
+from data_modules.speech.frames.memmap import WindowDataset
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)
@@ -113,12 +103,8 @@ def padded_to_device(
     return out
 
 
-class ResidentWindowDataset(Dataset):
-    """A cache entry's frames on ``device``; ``__getitems__`` gathers a batch of windows there.
-
-    Batches are ``(x,)`` or ``(x, y)`` with ``x`` float32 ``(B, 2k+1, D)`` and ``y`` int64, on
-    ``device``; the same values as :class:`data_modules.speech.frames.memmap.ContextWindowDataset`.
-    """
+class ResidentWindowDataset(WindowDataset):
+    """A cache entry's frames on ``device``; batches are gathered there, on ``device``."""
 
     def __init__(
         self,
@@ -129,9 +115,7 @@ class ResidentWindowDataset(Dataset):
         global_stats: tuple[np.ndarray, np.ndarray] | None,
         device: torch.device,
     ) -> None:
-        if with_labels and not entry.has_labels:
-            raise UserInputError(f"{entry.path}: split has no labels")
-        self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
+        super().__init__(entry, context, pad, with_labels)
         self.device = torch.device(device)
         offsets = entry.offsets()
         self.n_frames = int(offsets[-1])
@@ -162,12 +146,9 @@ class ResidentWindowDataset(Dataset):
         if nan_padding != self._nan_padding:  # stats arrived after the copy: new padding rows
             self._nan_padding = nan_padding
             self._build(self.entry.offsets(), np.nan if nan_padding else 0.0)
-        self.mean, self.inv_std = (None, None)
-        if stats is not None:
-            mean = np.asarray(stats[0], np.float32)
-            inv_std = inverse_std(stats[1])
-            self.mean = torch.from_numpy(mean).to(self.device)
-            self.inv_std = torch.from_numpy(inv_std).to(self.device)
+        self.mean, self.inv_std = (
+            None if v is None else torch.from_numpy(v).to(self.device) for v in self._stats(stats)
+        )
 
     def __len__(self) -> int:
         return self.n_frames
@@ -188,6 +169,3 @@ class ResidentWindowDataset(Dataset):
         if self.labels is None:
             return (x,)
         return x, self.labels.index_select(0, ids).long()
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[0] for t in self.__getitems__([index]))
