@@ -82,6 +82,9 @@ def test_mean_std_override_for_imagenet_pretrained_backbones(cifar_dir):
         CIFAR10DataModule(str(cifar_dir), mean=(0.5,))
     with pytest.raises(ValueError, match="std must be > 0"):
         MNISTDataModule("x", std=(0.0,))
+    for bad in ({"std": (float("nan"),)}, {"mean": (float("inf"),)}):
+        with pytest.raises(UserInputError, match=f"{next(iter(bad))} must be finite"):
+            MNISTDataModule("x", **bad)  # NaN or inf would normalise every batch to NaN
 
 
 def test_augmentation_only_while_training(cifar_dir):

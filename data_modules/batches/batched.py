@@ -1,9 +1,7 @@
 """Batch-at-once datasets: one vectorised index operation per batch, no per-sample Python.
 
-A ``torch.utils.data.DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists, so a
-dataset backed by tensors (or a memory map) can gather a whole batch with a single fancy-index.
-The loader must then use :func:`passthrough_collate`, because the batch is already stacked.
-Samplers (random, sequential, Lightning's ``DistributedSampler``) keep working unchanged.
+A ``DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists; the batch is then
+already stacked, so the loader uses :func:`passthrough_collate`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank).
 
-``make_resumable`` turns the usual ``DataLoader(shuffle=True)`` (or one whose ``RandomSampler``
-subclass declares ``uniform_permutation = True``, like the WSJ frames' memory-saving sampler)
-into a :class:`ResumableDataLoader`: same dataset, batch size, collate and workers, but a
-:class:`~data_modules.batches.samplers.ResumableSampler` and a private generator, so that it draws
-nothing from the global RNG. The loader implements ``state_dict``/``load_state_dict``, which
-Lightning stores in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and loads
-before the first batch is fetched: a resumed run continues the interrupted epoch with the very
+``make_resumable`` turns a shuffling ``DataLoader`` (or one whose sampler declares
+``uniform_permutation``) into a :class:`ResumableDataLoader`: the same loader but with a
+:class:`~data_modules.batches.samplers.ResumableSampler` and a private generator. Lightning
+stores its ``state_dict`` in every checkpoint, so a resumed run continues the epoch with the
 same permutation, skipping the batches already trained on.
 """
 

@@ -1,12 +1,9 @@
-"""Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and of DDP.
+"""Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and DDP.
 
-* :class:`ResumableSampler` is a ``DistributedSampler`` (so Lightning keeps it instead of
-  injecting its own) that can start an epoch part-way through. With one replica it is a plain
-  seeded shuffle; with ``R`` replicas rank ``r`` takes every ``R``-th index of the same
-  permutation, so one global batch of ``R * b`` samples under DDP is exactly the batch of
-  ``R * b`` samples a single process would draw.
-* :class:`UnpaddedDistributedSampler` splits an evaluation or prediction set into contiguous,
-  possibly uneven shards with no padding: every sample is evaluated exactly once.
+:class:`ResumableSampler` is a ``DistributedSampler`` (Lightning keeps it) that can start an
+epoch part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP
+global batch is the batch one process would draw. :class:`UnpaddedDistributedSampler` shards
+evaluation sets without padding: every sample is evaluated once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Reader for the IDX format of MNIST (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels).
 
-Format: two zero bytes, a type code, the number of dimensions, then one big-endian uint32 per
-dimension, then the data in C order. Files may be gzip-compressed. See yann.lecun.com/exdb/mnist.
-Every problem with a file is a :class:`UserInputError` whose message names it.
+Two zero bytes, a type code, the number of dimensions, one big-endian uint32 per dimension,
+then the data in C order; optionally gzipped. Every problem names the file.
 """
 
 from __future__ import annotations

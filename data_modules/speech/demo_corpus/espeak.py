@@ -1,9 +1,8 @@
-"""ctypes binding to libespeak-ng (from the optional `espeakng-loader` package).
+"""ctypes binding to libespeak-ng (from the optional ``espeakng-loader`` package).
 
-Why ctypes: the library is the only free English synthesizer that reports *where* each phoneme
-starts (sample-exact `espeakEVENT_PHONEME` events), which is what frame labels need. The
-library keeps one global state per process, so each worker process owns one `Synthesizer`.
-eSpeak NG is GPL-3; it is only used to make data and stays an optional extra.
+The only free English synthesizer that reports where each phoneme starts (sample-exact
+phoneme events), which frame labels need. It keeps one global state per process, so each
+worker owns one :class:`Synthesizer`. GPL-3: it only makes data, an optional extra.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Render the demo corpus in parallel and write it in a course's file layout, atomically.
 
-Kaggle WSJ layout (the default): train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy
-(object arrays of per-utterance float32 (T, 40) frames / int64 (T,) classes), test_labels.npy
-(demo only: the Kaggle test set has no labels; it is here so predictions can be checked). The
-LibriSpeech (HW1P2 2021 on) and libriphone (NTU ML2022 HW2) layouts are in ``layouts.py``. Every
-corpus has a manifest.json, which records the request (size, seed, layout) so a later call can
-tell whether the corpus on disk is the one asked for, and what the corpus holds.
+Every corpus has a manifest.json recording the request (size, seed, layout), so a later call
+can tell whether the corpus on disk is the one asked for. Layouts: ``layouts.py``.
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
 """The rendered demo corpus written in each course's file layout, so every format trains offline.
 
-* ``kaggle`` (CMU 11-785 HW1P2 Fall 2019): object arrays of (T, 40) log-mel frames and (T,)
-  classes 0..137 (46 phonemes x 3 states), as the WSJ files.
-* ``librispeech`` (HW1P2 from 2021): ``<partition>/mfcc/<utt>.npy`` with 28 cepstra (orthonormal
-  DCT of the 40 log-mel bands) and ``transcript/<utt>.npy`` with T + 2 phoneme symbols
-  (``[SOS]``, one per frame, ``[EOS]``; ``[SIL]`` for silence). ``test-clean`` gets transcripts
-  too (the course's has none) so that test accuracy can be measured.
-* ``libriphone`` (NTU ML2022 HW2): ``feat/{train,test}/<utt>.pt`` torch tensors of 13 cepstra
-  plus deltas and delta-deltas (39), ``train_split.txt``, ``test_split.txt`` (a seeded shuffle:
-  a submission follows its order) and ``train_labels.txt`` with phoneme classes 0..45; the
-  demo's dev utterances are left out (this layout has no dev split: validation comes out of
-  train), and ``test_labels.txt`` is demo-only.
-
-* ``wsj_ctc`` (CMU 11-785 HW3P2 2019/2020): ``wsj0_{train,dev,test}.npy`` object arrays of
-  (T, 40) frames and ``wsj0_{split}_merged_labels.npy`` phoneme sequences (indices 0..45 of the
-  demo's inventory; the test split's labels are demo-only).
-* ``librispeech_ctc`` (HW3P2 from 2021): the ``librispeech`` folders, but each transcript is
-  the utterance's phoneme sequence, ``[SOS]`` ... ``[EOS]``, not one symbol per frame.
-
-Phoneme-level layouts label a frame with its phoneme (class // 3 of the state labels); the
-sequence layouts collapse each utterance's run of frame phonemes into its sequence (so two equal
-phonemes in a row count once, as eSpeak gives no boundary between them).
+``kaggle`` (HW1P2 2019: (T, 40) log-mels, classes 0..137), ``librispeech`` (HW1P2 2021 on:
+28 cepstra, one symbol a frame), ``libriphone`` (NTU ML2022 HW2: 13 cepstra with deltas,
+classes 0..45; no dev split), ``wsj_ctc`` and ``librispeech_ctc`` (HW3P2: phoneme sequences,
+each run of equal frame phonemes once, as eSpeak gives no boundary between them). Test labels
+are demo-only, so test accuracy can be measured.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """eSpeak NG English phonemes -> a 46-phoneme ARPAbet-style inventory -> 138 frame classes.
 
-Why 46 phonemes: the Kaggle WSJ task has 46 phonemes x 3 states = 138 classes. WSJ's six noise
-classes (+BREATH+, +COUGH+, ...) never occur in synthetic speech, so this inventory spends those
-slots on distinctions eSpeak does make (schwa AX, reduced IX, flap DX, syllabic EL/EN, glottal
-stop Q). Class = 3 * phoneme index + state, state = which third of the phoneme's duration the
-frame centre falls in. Every eSpeak mnemonic must be listed: an unknown one is an error, never
-a silent guess.
+46 as the Kaggle WSJ task (x 3 states = 138 classes), whose six noise classes never occur in
+synthetic speech: their slots go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class =
+3 * phoneme + state (which third of the phoneme the frame centre is in). An unknown eSpeak
+mnemonic is an error, never a guess.
 """
 
 from __future__ import annotations

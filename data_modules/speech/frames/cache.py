@@ -1,17 +1,11 @@
 """One-time conversion of a frame-classification split into a memory-mappable cache.
 
-A cache entry is a directory holding ``frames.npy`` (all frames concatenated, (N, D) float32 or
-float16), ``offsets.npy`` (int64, utterance u is frames[offsets[u]:offsets[u+1]]), ``labels.npy``
-(uint8, or uint16 past 256 classes, when the split has labels) and ``meta.json`` (key, sizes,
-feature dimension and classes, mean/var of the raw frames, the byte size of every file, and a
-checksum of itself). Any layout (:mod:`data_modules.speech.layouts.frames`) converts to it.
-The entry's name carries a key over the sources (size, mtime and head/tail bytes of a few large
-files; size and mtime of each file of a many-file layout) plus the conversion settings and the
-inventory the labels were mapped with, so a changed source or setting gives a new entry and an
-unchanged one is reused. Entries are built in a temporary directory and renamed into place, so a
-crash never leaves a half-written cache behind; an entry damaged afterwards (a truncated file, a
-garbled ``meta.json``) is found before use, by its file sizes, array headers and checksum, and
-rebuilt with a warning. A full disk is reported as such, naming the file.
+An entry is a folder: ``frames.npy`` (N, D), ``offsets.npy`` (utterance u is
+frames[offsets[u]:offsets[u+1]]), ``labels.npy`` (uint8, or uint16 past 256 classes) and
+``meta.json`` (sizes, inventory, raw mean/var, file sizes, a checksum). Its name keys the
+sources (sizes, mtimes, sampled bytes), the settings and the inventory, so a changed source
+gives a new entry. Built in a temporary folder and renamed into place; a damaged entry is found
+before use and rebuilt with a warning; a full disk is named.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Frame-level phoneme classification (every HW1P2-style Kaggle since 2019): context windows.
 
-Each sample is a frame and ``context`` frames on each side, a ``(2k+1, D)`` window. Windows are
-never materialised: a batch is one gather over the (N, D) frames with an index matrix
-(B, 2k+1), so memory stays O(N x D) whatever k is, either from the memory map on the host
-(:mod:`~data_modules.speech.frames.memmap`) or from a copy on the training device
-(:mod:`~data_modules.speech.frames.resident`). Every layout of
-:mod:`data_modules.speech.layouts.frames` converts once to the same cache
-(:mod:`~data_modules.speech.frames.cache`).
-
-``fit`` trains on train and validates on dev (libriphone: a seeded share of train). The
-courses' test sets have no labels, so ``trainer.test`` runs on dev unless test has labels (a
-demo corpus writes them); ``predict`` yields ``(x,)`` over the test split in submission order.
+A sample is a frame and ``context`` frames each side, gathered a batch at a time with one
+index matrix (B, 2k+1) over the (N, D) frames, from the memory map on the host or a copy on the
+device: memory stays O(N x D) whatever k is. The courses' test sets have no labels, so
+``trainer.test`` runs on dev unless test has them (a demo corpus).
 """
 
 from __future__ import annotations

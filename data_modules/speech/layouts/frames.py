@@ -1,20 +1,10 @@
 """The frame-classification layouts one DataModule reads, and how a folder's layout is found.
 
-=============  =======================================  ============================  ==========
-``source``     course and year                          files                         submission
-=============  =======================================  ============================  ==========
-kaggle         CMU 11-785 HW1P2, Fall 2019 (WSJ)        ``train.npy`` ... object       ``id,label``
-                                                        arrays of utterances           (integers)
-librispeech    CMU 11-785 HW1P2, 2021 on (LibriSpeech)  ``<partition>/mfcc/*.npy``,    ``id,label``
-                                                        ``transcript/*.npy``           (symbols)
-libriphone     NTU ML2022 Spring HW2 (libriphone)       ``feat/{train,test}/*.pt``,    ``Id,Class``
-                                                        ``*_split.txt``, labels .txt   (integers)
-=============  =======================================  ============================  ==========
-
-Each layout gives a :class:`SplitSource` per split (``train``, ``dev``, ``test``): the files it
-is read from (for the cache key) and a reader returning a validated
-:class:`~data_modules.speech.checks.SplitData`. Frames come in the order a submission lists
-them: file order (kaggle), sorted file names (librispeech), ``test_split.txt`` (libriphone).
+``kaggle`` (HW1P2 Fall 2019, WSJ: ``train.npy`` ... object arrays, ``id,label``),
+``librispeech`` (HW1P2 2021 on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, labels are
+symbols), ``libriphone`` (NTU ML2022 HW2: ``feat/*/*.pt``, ``*_split.txt``, ``Id,Class``). Each
+gives a :class:`SplitSource` per split: its files (the cache key) and a reader. Frames come in
+submission order.
 """
 
 from __future__ import annotations

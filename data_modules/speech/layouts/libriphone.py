@@ -1,17 +1,9 @@
 """NTU ML2022 Spring HW2 (libriphone): torch feature files, id lists and integer frame labels.
 
-Layout, as the course's sample code reads it::
-
-    <root>/feat/train/<utt>.pt     torch tensor (T, 39) per utterance
-    <root>/feat/test/<utt>.pt
-    <root>/train_split.txt         one utterance id a line
-    <root>/test_split.txt          ... in the order the submission lists frames
-    <root>/train_labels.txt        "<utt> l1 l2 ... lT", integer classes (0..40 in 2022)
-
-There is no dev split: validation takes ``val_fraction`` of the training utterances, drawn with
-``split_seed`` (the rest train). ``test_labels.txt`` (same format) exists only in a demo corpus,
-so that test accuracy can be measured. ``.pt`` files are read with ``torch.load(weights_only=True)``
-(tensors and plain containers only: a downloaded file cannot run code while loading).
+``feat/{train,test}/<utt>.pt`` (T, 39) tensors, ``{train,test}_split.txt`` (one id a line, in
+submission order), ``train_labels.txt`` (``<utt> l1 ... lT``). No dev split: validation is a
+seeded ``val_fraction`` of train. ``test_labels.txt`` exists only in a demo corpus. ``.pt``
+files load with ``weights_only=True``, so a downloaded file cannot run code.
 """
 
 from __future__ import annotations

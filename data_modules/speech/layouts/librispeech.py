@@ -1,17 +1,8 @@
 """CMU 11-785 HW1P2 from 2021 on (LibriSpeech): MFCC frames and phoneme-symbol transcripts.
 
-Layout, as the course's starter code reads it::
-
-    <root>/train-clean-100/mfcc/<utt>.npy         (T, D) float, D = 13..28 by year
-    <root>/train-clean-100/transcript/<utt>.npy   T + 2 symbols: [SOS], one per frame, [EOS]
-    <root>/dev-clean/{mfcc,transcript}/...
-    <root>/test-clean/mfcc/...                    no transcripts (a demo corpus writes them)
-
-Files pair by name (sorted); ``[SOS]`` and ``[EOS]`` are dropped to align the symbols with the
-frames (transcripts of exactly T symbols are taken as they are). The inventory is the sorted
-set of the training transcripts' symbols (``[SIL]`` included), unless a demo corpus's manifest
-gives it; a symbol outside it in another partition is an error naming the file and position.
-Files are read with ``allow_pickle=False``, or through the numpy-only unpickler for object arrays.
+``<root>/{train-clean-100,dev-clean,test-clean}/mfcc/<utt>.npy`` (T, D) and, but for test,
+``transcript/<utt>.npy`` (``[SOS]``, a symbol per frame, ``[EOS]``), paired by sorted name. The
+classes are the training transcripts' sorted symbols (or a demo manifest's).
 """
 
 from __future__ import annotations
