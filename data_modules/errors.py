@@ -1,13 +1,9 @@
 """Errors a user can act on, reported as one line (``error: <message>``) instead of a traceback.
 
-Every command-line entry point runs through :func:`run_main`. An error that comes from what the
-user gave us (a data file, a config key, a checkpoint) is a :class:`UserInputError` and exits
-with status 2, as argparse and jsonargparse do for a bad option. An expected failure whose
-message says it all (a full disk, a NaN loss) is a :class:`ReportedError` and exits with 1.
-Anything else is a bug and keeps its traceback. ``LIGHTNING_DL_DEBUG=1`` shows the traceback of
-every error.
-
-This module imports nothing heavy, so the data readers (``data_modules``) can use it too.
+Entry points run through :func:`run_main`: a :class:`UserInputError` (bad data file, config
+key, checkpoint) exits 2, as argparse does; a :class:`ReportedError` (a full disk, a NaN loss)
+exits 1; anything else is a bug and keeps its traceback (``LIGHTNING_DL_DEBUG=1``: always).
+Imports nothing heavy, so the data readers use it too.
 """
 
 from __future__ import annotations

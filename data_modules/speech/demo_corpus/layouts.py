@@ -29,46 +29,25 @@ def phoneme_symbols() -> list[str]:
 
 def inventory(layout: str) -> dict:
     """What a corpus in ``layout`` holds: feature dimension, classes and their symbols."""
+    from data_modules.speech.checks import Inventory
+    from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, WSJ_CODES, codes_for
+
+    n = len(phonemes.PHONEMES)
     if layout == "kaggle":
-        return {
-            "format": layout,
-            "feature_dim": features.N_MELS,
-            "num_classes": phonemes.NUM_CLASSES,
-        }
-    if layout == "librispeech":
-        symbols = phoneme_symbols()
-        return {
-            "format": layout,
-            "feature_dim": LIBRISPEECH_CEPSTRA,
-            "num_classes": len(symbols),
-            "symbols": symbols,
-        }
-    if layout == "libriphone":
-        return {
-            "format": layout,
-            "feature_dim": 3 * LIBRIPHONE_CEPSTRA,
-            "num_classes": len(phonemes.PHONEMES),
-        }
-    if layout == "wsj_ctc":
-        from data_modules.speech.layouts.phoneme_codes import WSJ_CODES
-
-        return {
-            "format": "wsj",
-            "feature_dim": features.N_MELS,
-            "symbols": list(phonemes.PHONEMES),
-            "codes": list(WSJ_CODES),
-        }
-    if layout == "librispeech_ctc":
-        from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, codes_for
-
-        symbols = sorted(phoneme_symbols())
-        return {
-            "format": "librispeech",
-            "feature_dim": LIBRISPEECH_CEPSTRA,
-            "symbols": symbols,
-            "codes": list(codes_for(symbols, LIBRISPEECH_CODES, "the demo corpus")),
-        }
-    raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+        found = Inventory(layout, features.N_MELS, phonemes.NUM_CLASSES)
+    elif layout == "librispeech":
+        found = Inventory(layout, LIBRISPEECH_CEPSTRA, n, tuple(phoneme_symbols()))
+    elif layout == "libriphone":
+        found = Inventory(layout, 3 * LIBRIPHONE_CEPSTRA, n)
+    elif layout == "wsj_ctc":
+        found = Inventory("wsj", features.N_MELS, n, phonemes.PHONEMES, WSJ_CODES)
+    elif layout == "librispeech_ctc":
+        symbols = tuple(sorted(phoneme_symbols()))
+        codes = codes_for(symbols, LIBRISPEECH_CODES, "the demo corpus")
+        found = Inventory("librispeech", LIBRISPEECH_CEPSTRA, n, symbols, codes)
+    else:
+        raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+    return found.to_state()
 
 
 def phoneme_sequence(labels: np.ndarray) -> np.ndarray:

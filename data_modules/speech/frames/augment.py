@@ -1,18 +1,11 @@
 """What ``--data.augment`` does to training windows of the frame DataModule, on the device.
 
-Drawn per window from the device's default generator (which exact resume reseeds per batch):
-
-* ``vtlp: W``: vocal-tract-length perturbation (Jaitly & Hinton, 2013), the frequency axis
-  warped by ``alpha ~ U[1 - W, 1 + W]``, the same for every frame of a window (a frame
-  classifier sees windows independently, so a per-utterance draw would add nothing). Log-mel
-  bands (Kaggle WSJ) are warped along the bands, cepstra (LibriSpeech; libriphone's cepstra,
-  deltas and delta-deltas alike) in the mel domain through the inverse DCT at 40 bands.
-  ``mel_hz: [low, high]`` is the bands' range (default 20-8000 Hz; at most the Nyquist
-  frequency of the courses' 16 kHz audio). Normalised cepstra are scaled back by the training
-  split's raw standard deviation around the warp.
-* ``freq_mask``, ``time_mask``, ``p``: SpecAugment-style masking, after the warp.
-
-A random gain or tilt per utterance is left out: per-utterance normalisation removes it.
+``vtlp: W`` warps the frequency axis by ``alpha ~ U[1 - W, 1 + W]`` per window (Jaitly & Hinton,
+2013): log-mel bands along the bands, cepstra in the mel domain through the inverse DCT at 40
+bands (unnormalised first by the training split's raw std); ``mel_hz`` is the bands' range,
+within the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
+SpecAugment-style masking, after it. A gain or tilt per utterance is left out: per-utterance
+normalisation removes it.
 """
 
 from __future__ import annotations

@@ -28,25 +28,14 @@ from data_modules.speech.layouts.frames import FORMATS, SplitSource, layout_of, 
 
 
 class SpeechFramesDataModule(SpeechDataModule):
-    """Frame windows of any supported layout: Kaggle WSJ, LibriSpeech HW1P2, libriphone, demo.
+    """Frame windows of Kaggle WSJ, LibriSpeech HW1P2, libriphone or the demo corpus.
 
-    ``source``: a layout of :mod:`data_modules.speech.layouts.frames`; ``auto`` recognises the
-    folder's (and logs it); ``demo`` builds the eSpeak demo corpus in ``demo_layout`` on first
-    use. The feature dimension and classes come from the data and are kept in the checkpoint,
-    so prediction writes the labels the competition expects.
-
-    ``normalize``: "none"; "utterance" (each utterance to zero mean, unit variance per band, in
-    the cache); "global" (train mean/var, applied in the gather, kept in the checkpoint).
-
-    ``resident``: ``true`` holds each split on the training device and gathers there (no
-    workers, no per-batch copy); ``false`` gathers from the memory map in ``num_workers``
-    processes; ``auto`` is resident when a split fits (see
-    :func:`~data_modules.speech.frames.resident.resident_budget`). Under DDP each rank holds
-    its copy.
-
-    ``augment``: VTLP (``{vtlp: 0.1}``) and SpecAugment-style masking (``{freq_mask: F,
-    time_mask: T, p: P}``) of training batches on the device
-    (:mod:`~data_modules.speech.frames.augment`).
+    ``source``: a layout of :mod:`data_modules.speech.layouts.frames`, ``auto`` (recognised and
+    logged) or ``demo`` (built in ``demo_layout`` on first use). ``normalize``: "utterance" (in the
+    cache), "global" (train mean/var in the gather, kept in the checkpoint) or "none".
+    ``resident``: hold each split on the training device (no workers, no per-batch copy), the
+    memory map (``false``) or whichever fits (``auto``; each DDP rank holds its copy).
+    ``augment``: VTLP and masking of training batches (:mod:`~data_modules.speech.frames.augment`).
     """
 
     layouts = layouts

@@ -50,10 +50,21 @@ class WindowDataset(Dataset):
     """A cache entry's frames as context windows, gathered a batch at a time (``__getitems__``:
     ``(x,)`` or ``(x, y)``, x float32 ``(B, 2k+1, D)``); host and device copies alike."""
 
-    def __init__(self, entry: CacheEntry, context: int, pad: str, with_labels: bool) -> None:
+    def __init__(
+        self,
+        entry: CacheEntry,
+        context: int,
+        pad: str,
+        with_labels: bool,
+        global_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         if with_labels and not entry.has_labels:
             raise UserInputError(f"{entry.path}: split has no labels")
         self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
+        self.device = None if device is None else torch.device(device)
+        self._load(global_stats)
+        self.set_global_stats(global_stats)
 
     @staticmethod
     def _stats(stats: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray | None, ...]:
@@ -69,17 +80,8 @@ class WindowDataset(Dataset):
 class ContextWindowDataset(WindowDataset):
     """Frames of one cache entry, gathered from its memory map on the host."""
 
-    def __init__(
-        self,
-        entry: CacheEntry,
-        context: int,
-        pad: str,
-        with_labels: bool,
-        global_stats: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> None:
-        super().__init__(entry, context, pad, with_labels)
-        self.offsets = entry.offsets()
-        self.set_global_stats(global_stats)
+    def _load(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.offsets = self.entry.offsets()
         self._frames: np.ndarray | None = None
         self._labels: np.ndarray | None = None
 

@@ -1,16 +1,9 @@
 """Frames held on the training device, context windows gathered there: no workers, no copies.
 
-A cache entry's frames (in the cache ``dtype``), labels and offsets are copied to the device
-once; a batch is then one small copy of its frame indices and one ``index_select``, with
-normalisation and padding in the same gather, and nothing read back on the host.
-
-The device copy has the padding written in: ``k`` rows before and after each utterance (zeros
-shared between neighbours for ``pad: zero``; copies of its first and last frame for ``edge``),
-so every window is ``2k+1`` consecutive rows of an overlapping (strided) view. Under ``global``
-normalisation zero padding rows hold NaN, normalised and then set to 0, which is what the
-memory map computes: the two paths agree bit for bit.
-
-``resident: auto`` takes at most half of the free memory (:func:`resident_budget`).
+Frames, labels and offsets are copied to the device once, with ``k`` padding rows written
+around each utterance, so every window is ``2k+1`` consecutive rows of a strided view and a
+batch is one ``index_select``, nothing read back on the host. Zero padding under ``global``
+normalisation holds NaN, normalised and then set to 0: the memory map's numbers, bit for bit.
 """
 
 from __future__ import annotations
@@ -106,28 +99,17 @@ def padded_to_device(
 class ResidentWindowDataset(WindowDataset):
     """A cache entry's frames on ``device``; batches are gathered there, on ``device``."""
 
-    def __init__(
-        self,
-        entry: CacheEntry,
-        context: int,
-        pad: str,
-        with_labels: bool,
-        global_stats: tuple[np.ndarray, np.ndarray] | None,
-        device: torch.device,
-    ) -> None:
-        super().__init__(entry, context, pad, with_labels)
-        self.device = torch.device(device)
-        offsets = entry.offsets()
+    def _load(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+        offsets = self.entry.offsets()
         self.n_frames = int(offsets[-1])
         # Zero padding under global normalisation: NaN rows, normalised and then set to 0.
-        self._nan_padding = pad == "zero" and global_stats is not None
+        self._nan_padding = self.pad == "zero" and stats is not None
         self._build(offsets, np.nan if self._nan_padding else 0.0)
         self.labels = None
-        if with_labels:  # uint8 as cached; uint16 (past 256 classes) as int32, which every op takes
-            labels = np.array(entry.open_labels())
+        if self.with_labels:  # uint8 as cached; uint16 (past 256 classes) as int32: any op takes it
+            labels = np.array(self.entry.open_labels())
             labels = labels if labels.dtype == np.uint8 else labels.astype(np.int32)
             self.labels = torch.from_numpy(labels).to(self.device)
-        self.set_global_stats(global_stats)
 
     def _build(self, offsets: np.ndarray, fill: float) -> None:
         sources = padded_sources(offsets, self.context, self.pad)

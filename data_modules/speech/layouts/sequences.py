@@ -1,17 +1,10 @@
 """The utterance-level (CTC) layouts of CMU 11-785 HW3P2: frames and phoneme sequences.
 
-==============  ===============================  ==========================================
-``source``      course and year                  files in ``data_dir``
-==============  ===============================  ==========================================
-wsj             HW3P2 2019 / 2020 (WSJ, Kaggle)  ``wsj0_{train,dev,test}.npy`` object arrays
-                                                 of (T, 40) frames; ``wsj0_{train,dev}_merged
-                                                 _labels.npy`` phoneme indices 0..45 (no blank)
-librispeech     HW3P2 2021 on (LibriSpeech)      ``<partition>/mfcc/<utt>.npy`` (T, D);
-                                                 ``transcript/<utt>.npy`` [SOS] L symbols [EOS]
-==============  ===============================  ==========================================
-
-A transcript is not aligned with its frames (L is much smaller than T). The inventory is the
-course's 46 phonemes for WSJ and the sorted symbols of ``train-clean-100`` for LibriSpeech.
+``wsj`` (2019/2020): ``wsj0_{split}.npy`` object arrays of (T, 40) frames and
+``wsj0_{split}_merged_labels.npy`` phoneme indices 0..45 (no blank). ``librispeech`` (2021 on):
+``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``),
+not aligned with the frames. The inventory: the course's 46 phonemes (WSJ), the training
+transcripts' sorted symbols (LibriSpeech).
 """
 
 from __future__ import annotations

@@ -143,15 +143,10 @@ class UtteranceDataset(Dataset):
 
 
 class UtteranceSequencesDataModule(SpeechDataModule):
-    """Utterances with phoneme sequences for CTC, in any HW3P2 layout (or the demo corpus).
+    """Utterances with phoneme sequences for CTC, in an HW3P2 layout or the demo corpus.
 
-    ``source``: ``wsj`` (2019/2020), ``librispeech`` (2021 on), ``auto`` (recognise the
-    folder's layout, logged), ``demo`` (build the eSpeak demo corpus in ``demo_layout``).
-    ``batch_size`` counts utterances; ``bucket_pool`` global batches are sorted by length
-    together (0: a plain seeded shuffle). ``normalize``: ``utterance``, ``global`` (the training
-    split's statistics, kept in the checkpoint) or ``none``. ``augment``: SpecAugment-style
-    masking of training batches on the device. ``resident``: hold each split on the training
-    device (``auto``: when it fits in half its free memory).
+    ``batch_size`` counts utterances; ``bucket_pool`` global batches are sorted by length together
+    (0: a plain seeded shuffle). ``augment``: masking only. Otherwise as the frame DataModule.
     """
 
     layouts = formats
