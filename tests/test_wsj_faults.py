@@ -16,6 +16,7 @@ import data_modules.speech.frames.cache as wsj_cache
 from data_modules.errors import EXIT_BAD_INPUT, DiskFullError, UserInputError
 from data_modules.speech.frames.cache import build_or_load
 from data_modules.speech.frames.datamodule import SpeechFramesDataModule
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from tests.helpers.wsj_corpus import write_corpus
 
 
@@ -139,6 +140,13 @@ def test_bad_settings_are_user_input_errors(tmp_path):
     for bad in ({"context": -1}, {"pad": "reflect"}, {"resident": "sometimes"}):
         with pytest.raises(UserInputError):
             SpeechFramesDataModule(str(tmp_path), **bad)
+    for key, value in (("val_fraction", float("nan")), ("val_fraction", 1.0), ("split_seed", -1)):
+        with pytest.raises(UserInputError, match=f"{key}="):  # refused when made, not when read
+            SpeechFramesDataModule(str(tmp_path), **{key: value})
+    for dm in (SpeechFramesDataModule, UtteranceSequencesDataModule):
+        for key in ("demo_seed", "demo_workers", "demo_utterances"):
+            with pytest.raises(UserInputError, match=f"{dm.__name__}: {key}=-1, expected at least"):
+                dm(str(tmp_path), **{key: -1})
     write_corpus(tmp_path)
     entry = build_or_load(tmp_path, "dev")
     meta = json.loads((entry.path / "meta.json").read_text())

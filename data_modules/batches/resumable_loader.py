@@ -98,30 +98,23 @@ def make_resumable(
         return loader
     if isinstance(sampler, ResumableSampler) and loader.batch_size is not None:
         # the DataModule's own resumable order (bucketing by length): kept, reseeded, re-ranked
-        return ResumableDataLoader(
-            loader.dataset,
-            batch_size=loader.batch_size,
-            sampler=sampler.replicated(num_replicas=num_replicas, rank=rank, seed=seed),
-            drop_last=loader.drop_last,
-            generator=torch.Generator().manual_seed(seed),
-            position=position,
-            **_loader_kwargs(loader),
-        )
-    if loader.batch_size is None or isinstance(loader.dataset, IterableDataset) or not plain:
+        resumable = sampler.replicated(num_replicas=num_replicas, rank=rank, seed=seed)
+    elif loader.batch_size is None or isinstance(loader.dataset, IterableDataset) or not plain:
         warnings.warn(
             f"train loader with {type(sampler).__name__} / batch_size={loader.batch_size} kept "
             "as it is: resuming mid-epoch will not continue the same data order",
             stacklevel=2,
         )
         return loader
-    resumable = ResumableSampler(
-        loader.dataset,
-        num_replicas=num_replicas,
-        rank=rank,
-        shuffle=isinstance(sampler, RandomSampler),
-        seed=seed,
-        drop_last=loader.drop_last,
-    )
+    else:
+        resumable = ResumableSampler(
+            loader.dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=isinstance(sampler, RandomSampler),
+            seed=seed,
+            drop_last=loader.drop_last,
+        )
     return ResumableDataLoader(
         loader.dataset,
         batch_size=loader.batch_size,

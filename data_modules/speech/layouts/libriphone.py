@@ -84,8 +84,6 @@ def split_ids(data_dir: Path, split: str, val_fraction: float, split_seed: int) 
     ids = read_ids(data_dir / SPLIT_LISTS[split])
     if split == "test":
         return ids
-    if not 0.0 < val_fraction < 1.0:
-        raise UserInputError(f"val_fraction={val_fraction}: expected a fraction in (0, 1)")
     n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
     if n_val < 1:
         raise UserInputError(
