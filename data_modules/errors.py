@@ -31,10 +31,7 @@ class ReportedError(Exception):
 
 
 class UserInputError(ReportedError, ValueError):
-    """Bad input the user can fix (a file, an index, a config key): one line, exit status 2.
-
-    The message names the file, index or key, and says what was expected.
-    """
+    """Bad input the user can fix, named with what was expected: one line, exit status 2."""
 
     exit_code = EXIT_BAD_INPUT
 
@@ -51,10 +48,8 @@ class DiskFullError(ReportedError, OSError):
 
 
 def require_at_least(where: str, least: int, **values: int | None) -> None:
-    """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None: unset).
-
-    ``require_at_least("MNISTDataModule", 1, batch_size=0)`` -> "MNISTDataModule: batch_size=0,
-    expected at least 1", instead of torch's traceback when the DataLoader is made.
+    """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None:
+    unset), e.g. "MNISTDataModule: batch_size=0, expected at least 1", not torch's traceback.
     """
     for name, value in values.items():
         if value is not None and value < least:
@@ -121,10 +116,7 @@ def report(error: ReportedError) -> int:
 
 
 def run_main(main: Callable[[], Any]) -> NoReturn:
-    """Run a command-line ``main`` and exit with its status (0, 1, 2; see the module docstring).
-
-    ``main`` may return an exit status (int) or anything else (status 0).
-    """
+    """Run a command-line ``main`` (its int result is the exit status) and exit 0, 1 or 2."""
     try:
         result = main()
     except ReportedError as error:

@@ -14,12 +14,9 @@ from torch.utils.data import Dataset
 
 
 def index_batch(indices: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch's indices as an int64 tensor on ``device``, queued without waiting for it.
-
-    From pinned memory the copy to a GPU is queued, not waited for: a blocking copy (what
-    ``as_tensor(..., device="cuda")`` does) would wait for all queued GPU work every batch. A
-    list of ints converts through ``np.fromiter``: 4x faster than ``torch.as_tensor`` (10 vs 37
-    us for 200 indices, 0.31 vs 1.28 ms for 16,384).
+    """A batch's indices as an int64 tensor on ``device``, copied from pinned memory without
+    waiting for the GPU (a blocking copy waits for all queued work every batch); a list converts
+    through ``np.fromiter``, 4x faster than ``torch.as_tensor``.
     """
     if isinstance(indices, torch.Tensor):
         idx = indices.to(torch.long)

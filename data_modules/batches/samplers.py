@@ -46,10 +46,8 @@ class ResumableSampler(DistributedSampler):
         self.skip = samples_done
 
     def __iter__(self) -> Iterator[int]:
-        """``DistributedSampler``'s order, kept as one int32 tensor and handed out in chunks.
-
-        ``DistributedSampler`` builds a Python list of the whole permutation (~36 bytes an index,
-        about 650 MB for the Kaggle WSJ train frames); this holds 4 bytes an index.
+        """``DistributedSampler``'s order as one int32 tensor handed out in chunks: its Python list
+        takes ~36 bytes an index (650 MB for the Kaggle WSJ frames), this 4.
         """
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
@@ -78,10 +76,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``; no padding.
-
-    Shards differ in length by at most one sample (the last ones may be shorter or empty).
-    Subclassing ``DistributedSampler`` makes Lightning keep it instead of injecting a padded one.
+    """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``, unpadded (shards
+    differ by at most one); a ``DistributedSampler``, so Lightning keeps it.
     """
 
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0) -> None:

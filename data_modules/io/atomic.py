@@ -21,10 +21,8 @@ from data_modules.errors import UserInputError, raise_if_disk_full
 
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``dest``; it replaces ``dest`` only if the block succeeds.
-
-    A write that failed on a full disk is raised as a :class:`~data_modules.errors.DiskFullError`
-    naming ``dest``; ``dest`` keeps what it had.
+    """Yield a temp path beside ``dest``, which it replaces only if the block succeeds; a
+    full disk is a :class:`~data_modules.errors.DiskFullError` naming ``dest``.
     """
     dest = Path(dest)
     try:

@@ -52,9 +52,8 @@ def _read_bytes(path: Path) -> bytes:
 def read_idx(
     path: str | Path, expected_ndim: int | None = None, expected_type: int | None = None
 ) -> np.ndarray:
-    """Read one IDX file (optionally ``.gz``) into a native-endian array, validating its header.
-
-    ``expected_type`` (an IDX type code, 0x08 for MNIST's unsigned bytes) rejects any other.
+    """One IDX file (optionally ``.gz``) as a native-endian array; ``expected_type`` (0x08:
+    unsigned bytes) rejects any other.
     """
     path = Path(path)
     raw = _read_bytes(path)

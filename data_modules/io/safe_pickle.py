@@ -65,8 +65,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def safe_load(file: IO[bytes], source: str, encoding: str = "latin1") -> Any:
-    """Unpickle ``file`` (named ``source`` in errors) allowing only NumPy array globals.
-
-    ``latin1`` is what Python 2 era pickles (the official CIFAR-10 batches) need for their bytes.
+    """Unpickle ``file`` (``source`` in errors) allowing only NumPy array globals (``latin1``:
+    for Python 2 pickles such as CIFAR-10's).
     """
     return _NumpyOnlyUnpickler(file, source, encoding).load()

@@ -62,6 +62,14 @@ class Inventory:
         return f"{self.format} {what} of {self.feature_dim} features, {classes}"
 
 
+def folder_contents(folder: Path) -> str:
+    """What ``folder`` holds, for a message about a file missing from it."""
+    if not folder.is_dir():
+        return "the folder does not exist"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
+
+
 def detect_format(
     data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str, expected: str
 ) -> tuple[str, list[str]]:
@@ -102,10 +110,7 @@ def frame_width(where: str, utt: Any) -> int:
 
 
 def check_frames(where: str, utt: np.ndarray, width: int, width_from: str) -> None:
-    """Raise unless ``utt`` is a finite numeric ``(T > 0, width)`` array.
-
-    ``where`` names the file (and utterance); ``width_from`` says where ``width`` came from.
-    """
+    """Raise unless ``utt`` is a finite numeric ``(T > 0, width)`` array."""
     if utt.ndim != 2 or utt.shape[1] != width:
         raise UserInputError(
             f"{where} has shape {utt.shape}, expected (T, {width}) as {width_from}"

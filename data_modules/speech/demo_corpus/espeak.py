@@ -86,10 +86,8 @@ _engine: Synthesizer | None = None
 
 
 def synthesizer() -> Synthesizer:
-    """This process's eSpeak NG engine (created on first use).
-
-    One per process: a second open handle would keep the library mapped when the engine
-    reloads it, and utterances would stop being reproducible.
+    """This process's eSpeak NG engine: one per process, as a second handle would keep the
+    library mapped through the engine's reloads and utterances would stop being reproducible.
     """
     global _engine
     if _engine is None:
@@ -107,12 +105,11 @@ class Synthesis:
 
 
 class Synthesizer:
-    """An eSpeak NG engine; get it with `synthesizer()`, which makes one per process.
+    """An eSpeak NG engine (get it with ``synthesizer()``).
 
-    eSpeak keeps synthesis state in C statics that no API call resets (e.g. the pitch-flutter
-    index in wavegen.c), so the same text spoken twice differs by a few samples. To make every
-    utterance depend only on its own arguments, `synthesize` unloads and reloads the library
-    (dlclose/dlopen re-initialises its statics; ~0.5 ms) and seeds both of its random generators.
+    eSpeak keeps state in C statics no API resets (the pitch-flutter index), so the same text
+    spoken twice differs; ``synthesize`` reloads the library (~0.5 ms) and seeds both its random
+    generators, so an utterance depends only on its own arguments.
     """
 
     def __init__(self) -> None:

@@ -43,10 +43,7 @@ def _version() -> str:
 def render_all(
     specs: list[UtteranceSpec], workers: int
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    """Rendered utterances in order, and the eSpeak NG version that made them.
-
-    `workers` > 1 uses that many spawned processes; the result is the same.
-    """
+    """Rendered utterances in order (the same for any ``workers``) and the eSpeak NG version."""
     chunks = [specs[i : i + _CHUNK] for i in range(0, len(specs), _CHUNK)]
     if workers <= 1:
         return [item for chunk in chunks for item in _render_chunk(chunk)], _version()
@@ -178,12 +175,10 @@ def build_demo_corpus(
     overwrite: bool = False,
     layout: str = "kaggle",
 ) -> Path:
-    """Build (or reuse) the eSpeak NG demo corpus in `out_dir` and return its path.
+    """Build (or reuse) the eSpeak NG demo corpus in ``out_dir`` in ``layout`` (see layouts.py).
 
-    ``layout`` is the course file layout to write (``kaggle``, ``librispeech``, ``libriphone``;
-    see ``layouts.py``). An existing corpus made for the same (n_utterances, seed, layout,
-    version) is reused as is. A demo corpus made for another request is replaced only with
-    `overwrite=True`; a non-empty directory that is not a demo corpus is never touched.
+    A corpus of the same request and version is reused; one of another request is replaced only
+    with ``overwrite=True``; a non-empty folder that is no demo corpus is never touched.
     """
     out_dir = Path(out_dir)
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int):

@@ -54,13 +54,7 @@ class CacheEntry:
 
     def inventory(self, fmt: str) -> Inventory:
         """The feature dimension and classes this entry's data defines (a training split's)."""
-        symbols = self.meta.get("symbols")
-        return Inventory(
-            fmt,
-            int(self.meta["feature_dim"]),
-            int(self.meta["num_classes"]),
-            tuple(symbols) if symbols is not None else None,
-        )
+        return Inventory.from_state({**self.meta, "format": fmt})
 
 
 _CONTENT_FILES = 4  # sources of up to this many files are fingerprinted by content samples
@@ -236,11 +230,8 @@ def build_or_load(
     source: SplitSource | None = None,
     inventory: Inventory | None = None,
 ) -> CacheEntry:
-    """Return the cache entry for ``split``, converting the source files only if needed.
-
-    ``source`` is the split's layout (default: the Kaggle files in ``data_dir``); ``inventory``
-    the feature dimension and classes to read it with (None: the split defines them itself,
-    as the training split does).
+    """The cache entry of ``split`` (read from ``source``, default the Kaggle files, with
+    ``inventory``: None for the training split), converting the files only if needed.
     """
     data_dir = Path(data_dir)
     cache_root = Path(cache_dir) if cache_dir is not None else data_dir / ".wsj_cache"

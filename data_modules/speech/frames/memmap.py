@@ -28,10 +28,9 @@ def gather_windows(
     mean: np.ndarray | None = None,
     inv_std: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Context windows (B, 2k+1, 40) float32 of ``frame_ids`` in one fancy-index of ``frames``.
-
-    Indices outside a frame's utterance are clamped to its first/last frame (``pad="edge"``) or
-    gathered clamped and then zeroed (``pad="zero"``, after normalisation so padding stays 0).
+    """Context windows (B, 2k+1, D) float32 of ``frame_ids`` in one fancy-index of ``frames``;
+    outside its utterance a window repeats the edge frame (``edge``) or is zeroed after
+    normalisation (``zero``).
     """
     utt = np.searchsorted(offsets, frame_ids, side="right") - 1
     start = offsets[utt][:, None]
@@ -111,12 +110,8 @@ class ContextWindowDataset(WindowDataset):
 
 
 class ChunkedRandomSampler(RandomSampler):
-    """RandomSampler whose permutation stays one int32 tensor, handed out in chunks.
-
-    torch's RandomSampler turns the whole permutation into a Python list (~36 bytes a frame,
-    about 650 MB for the Kaggle train set); this keeps 4 bytes a frame. Seeded from torch's
-    global RNG like RandomSampler, so ``seed_everything`` makes it reproducible. Subclassing
-    RandomSampler tells Lightning the loader shuffles (DDP then uses a shuffling sampler).
+    """RandomSampler whose permutation stays one int32 tensor (4 bytes a frame, not a list's ~36),
+    seeded from torch's global RNG; a RandomSampler, so Lightning knows the loader shuffles.
     """
 
     # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its

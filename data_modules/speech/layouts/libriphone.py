@@ -19,6 +19,7 @@ from data_modules.speech.checks import (
     Inventory,
     SplitData,
     check_labels,
+    folder_contents,
     read_frame_files,
 )
 
@@ -30,13 +31,9 @@ LAYOUT = "feat/train/*.pt, feat/test/*.pt, train_split.txt, test_split.txt, trai
 
 def _text_lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
-        found = (
-            ", ".join(sorted(p.name for p in path.parent.iterdir()))
-            if path.parent.is_dir()
-            else "no folder"
-        )
         raise InputFileNotFoundError(
-            f"{path}: missing. Expected in {path.parent}: {LAYOUT} (found: {found or 'nothing'})"
+            f"{path}: missing. Expected in {path.parent}: {LAYOUT} "
+            f"(found: {folder_contents(path.parent)})"
         )
     try:
         text = path.read_text()

@@ -15,6 +15,7 @@ from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.speech.checks import (
     Inventory,
     SplitData,
+    folder_contents,
     read_frame_files,
     symbols_to_classes,
 )
@@ -28,13 +29,6 @@ LAYOUT = (
 )
 
 
-def _found(data_dir: Path) -> str:
-    if not data_dir.is_dir():
-        return "the folder does not exist"
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
-    return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
-
-
 def partition_files(
     data_dir: Path, split: str, need_labels: bool
 ) -> tuple[list[Path], list[Path] | None]:
@@ -44,7 +38,7 @@ def partition_files(
     if not mfcc_dir.is_dir():
         raise InputFileNotFoundError(
             f"{mfcc_dir}: missing partition. Expected in {data_dir}: {LAYOUT} "
-            f"(found: {_found(data_dir)})"
+            f"(found: {folder_contents(data_dir)})"
         )
     mfcc = sorted(mfcc_dir.glob("*.npy"))
     if not mfcc:

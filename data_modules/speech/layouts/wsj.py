@@ -20,6 +20,7 @@ from data_modules.speech.checks import (
     SplitData,
     check_labels,
     check_utterances,
+    folder_contents,
     largest_class,
 )
 
@@ -71,12 +72,10 @@ def read_array(path: str | Path) -> np.ndarray:
 
 
 def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
-    """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
+    """A WSJ ``.npy`` file as a list of per-utterance arrays, never trusting its pickle.
 
-    Object arrays hold one array per utterance; a plain numeric array is split along its first
-    axis when it stacks equal-length utterances. ``kind`` ("frames" or "labels") says what one
-    utterance holds; a plain array with the dimensions of one utterance (all frames in one
-    (N, 40) array) is refused with a message saying what the file must be.
+    An object array holds one array per utterance; a plain array stacks equal-length ones, unless
+    it has the dimensions of one utterance (``kind``: "frames" or "labels"), which is refused.
     """
     item, item_ndim = UTTERANCE_KINDS[kind]
     arr = read_array(path)
@@ -111,10 +110,9 @@ def split_files(
     frames, labels = (data_dir / name.format(split) for name in names.split())
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
-            found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
             raise InputFileNotFoundError(
-                f"{p}: missing. Expected in {data_dir}: {layout} (found: "
-                f"{found if data_dir.is_dir() else 'the folder does not exist'})"
+                f"{p}: missing. Expected in {data_dir}: {layout} "
+                f"(found: {folder_contents(data_dir)})"
             )
     return frames, (labels if labels.is_file() else None)
 
@@ -136,12 +134,8 @@ def read_split(
     inventory: Inventory | None = None,
     dev_labels: Path | None = None,
 ) -> SplitData:
-    """Read and validate one split: utterances, and labels when given.
-
-    The feature dimension is the training data's (``inventory``) or, reading the training split
-    itself, the first utterance's; labels are checked against the inventory's classes. The
-    training split defines the classes with ``dev_labels``: dev is labelled data too, and a
-    training subset may lack the highest class that dev has.
+    """Read and validate one split, with the inventory's width and classes (training: the first
+    utterance's width, and classes up to dev's largest too, which a training subset may lack).
     """
     utts = read_utterances(frames_path)
     if not utts:

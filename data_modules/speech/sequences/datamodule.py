@@ -80,9 +80,8 @@ def _padded_gather(
 
 
 class UtteranceDataset(Dataset):
-    """One split: all frames in one tensor, utterances by offset; indexed a batch at a time.
-
-    Dataset index ``i`` is utterance ``order[i]`` (file order unless sorted for evaluation).
+    """One split: all frames in one tensor, indexed a batch at a time; index ``i`` is
+    utterance ``order[i]``.
     """
 
     def __init__(
