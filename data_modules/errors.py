@@ -12,7 +12,8 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -102,6 +103,16 @@ def raise_if_disk_full(error: BaseException, path: str | Path) -> None:
             f"{path}: the disk is full (no space left on its filesystem); nothing was replaced, "
             "free some space and run again",
         ) from error
+
+
+@contextmanager
+def reported_if_disk_full(path: str | Path) -> Iterator[None]:
+    """A write of ``path`` in the block that fails on a full disk is a :class:`DiskFullError`."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        raise_if_disk_full(error, path)
+        raise
 
 
 def describe(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from data_modules.errors import UserInputError, raise_if_disk_full
+from data_modules.errors import UserInputError, raise_if_disk_full, reported_if_disk_full
 
 
 @contextmanager
@@ -41,12 +41,9 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     try:
-        try:
+        with reported_if_disk_full(dest):  # while the partial file still fills the disk
             yield Path(tmp)
             os.replace(tmp, dest)
-        except (OSError, RuntimeError) as error:
-            raise_if_disk_full(error, dest)  # while the partial file still fills the disk
-            raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 

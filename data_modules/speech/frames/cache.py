@@ -16,14 +16,13 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_modules.errors import UserInputError, raise_if_disk_full
+from data_modules.errors import UserInputError, reported_if_disk_full
 from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts.frames import SplitSource, split_source
 
@@ -93,16 +92,6 @@ def _utterance_normalize(u: np.ndarray) -> np.ndarray:
     return (u - u.mean(axis=0)) / np.sqrt(u.var(axis=0) + _EPS)
 
 
-@contextmanager
-def _reported_if_disk_full(path: Path) -> Iterator[None]:
-    """A write of ``path`` that fails on a full disk raises DiskFullError naming ``path``."""
-    try:
-        yield
-    except (OSError, RuntimeError) as error:
-        raise_if_disk_full(error, path)
-        raise
-
-
 def _write_frames(
     path: Path, utts: list, width: int, dtype: np.dtype, utterance_norm: bool, source: str
 ):
@@ -141,15 +130,15 @@ def _write_entry(
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n = int(offsets[-1])
     width = data.feature_dim
-    with _reported_if_disk_full(final / "frames.npy"):
+    with reported_if_disk_full(final / "frames.npy"):
         total, total_sq = _write_frames(
             tmp / "frames.npy", utts, width, dtype, utterance_norm, where
         )
-    with _reported_if_disk_full(final / "offsets.npy"):
+    with reported_if_disk_full(final / "offsets.npy"):
         np.save(tmp / "offsets.npy", offsets)
     label_dtype = np.dtype(np.uint8 if (data.num_classes or 0) <= 256 else np.uint16)
     if labs is not None:
-        with _reported_if_disk_full(final / "labels.npy"):
+        with reported_if_disk_full(final / "labels.npy"):
             np.save(tmp / "labels.npy", np.concatenate(labs).astype(label_dtype))
     mean = total / max(n, 1)
     var = np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
@@ -266,7 +255,7 @@ def build_or_load(
         )
 
     created_root = not cache_root.exists()
-    with _reported_if_disk_full(cache_root):
+    with reported_if_disk_full(cache_root):
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}", dir=cache_root))
     try:
@@ -274,7 +263,7 @@ def build_or_load(
         meta = _write_entry(tmp, final, data, source.where, np_dtype, utterance_norm)
         meta.update(key=key, settings=settings, sources=sources)
         meta["checksum"] = _checksum(meta)
-        with _reported_if_disk_full(final / META):
+        with reported_if_disk_full(final / META):
             (tmp / META).write_text(json.dumps(meta, indent=1))
         if final.exists():  # a damaged entry, or a stale one with a colliding name prefix
             shutil.rmtree(final)
