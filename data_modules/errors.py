@@ -3,8 +3,7 @@
 Entry points run through :func:`run_main`: a :class:`UserInputError` (bad data file, config
 key, checkpoint) exits 2, as argparse does; a :class:`ReportedError` (a full disk, a NaN loss)
 exits 1; anything else is a bug and keeps its traceback (``LIGHTNING_DL_DEBUG=1``: always).
-Imports nothing heavy, so the data readers use it too.
-"""
+Imports nothing heavy, so the data readers use it too."""
 
 from __future__ import annotations
 
@@ -50,8 +49,7 @@ class DiskFullError(ReportedError, OSError):
 
 def require_at_least(where: str, least: int, **values: int | None) -> None:
     """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None:
-    unset), e.g. "MNISTDataModule: batch_size=0, expected at least 1", not torch's traceback.
-    """
+    unset), e.g. "MNISTDataModule: batch_size=0, expected at least 1", not torch's traceback."""
     for name, value in values.items():
         if value is not None and value < least:
             raise UserInputError(f"{where}: {name}={value}, expected at least {least}")
@@ -78,8 +76,7 @@ def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
     """True when ``error``, raised while writing ``path``, came from a full filesystem.
 
     Writers do not always say so: NumPy reports a short write ("1200 requested and 64 written")
-    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides.
-    """
+    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if not isinstance(error, OSError | RuntimeError):

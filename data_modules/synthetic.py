@@ -1,8 +1,7 @@
 """SYNTHETIC data for the quickstart: Gaussian class clusters the project generates itself.
 
 Nothing here is real data; it only lets a fresh clone train, test and report end to end in
-seconds without any download.
-"""
+seconds without any download."""
 
 from __future__ import annotations
 

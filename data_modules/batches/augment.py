@@ -1,7 +1,6 @@
 """Batched augmentation on the training device: whole batches, a few vectorised operations,
 no device tensor read back. Random numbers come from ``generator`` or the device's default one,
-which exact resume reseeds before every training batch.
-"""
+which exact resume reseeds before every training batch."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ def mask_frames(
 ) -> torch.Tensor:
     """SpecAugment-style masking of windows ``(B, 2k+1, D)``: with probability ``p`` a window
     gets a band of ``U{0..freq_mask}`` features and a span of ``U{0..time_mask}`` frames set to 0
-    (the mean of normalised features); one ``torch.rand`` draws everything.
-    """
+    (the mean of normalised features); one ``torch.rand`` draws everything."""
     if (freq_mask <= 0 and time_mask <= 0) or p <= 0:
         return windows
     b, width, dim = windows.shape
@@ -91,8 +89,7 @@ def vtlp_sources(
 
     Jaitly & Hinton (2013, eq. 1): ``f -> alpha * f`` below ``high_hz * min(alpha, 1) / alpha``,
     then linear so the top of ``mel_range_hz`` stays put; bands equally spaced in HTK mel. Monotone
-    for every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly.
-    """
+    for every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly."""
     low, top = (float(v) for v in mel_range_hz)
     a = alpha.double()[:, None]
     ends = _mel(torch.tensor([low, top], dtype=torch.float64))
@@ -112,8 +109,7 @@ def vtlp_sources(
 
 def warp_matrix(sources: torch.Tensor) -> torch.Tensor:
     """``(B, F, F)`` linear interpolation at fractional bands ``sources (B, F)``: ``x @ W[b]``
-    reads ``x`` at ``sources[b, j]`` into band ``j`` (the identity at whole bands).
-    """
+    reads ``x`` at ``sources[b, j]`` into band ``j`` (the identity at whole bands)."""
     b, bands = sources.shape
     lo = sources.floor().clamp(max=max(bands - 2, 0)).long()
     frac = sources - lo
@@ -135,8 +131,7 @@ def warp_windows(
 
     Log-mel bands are interpolated; cepstra (``cepstra``: the ``(bands, C)`` orthonormal DCT
     basis) are warped in the mel domain, in ``blocks`` blocks of ``C`` (cepstra, deltas: the warp is
-    linear, so it commutes with them). ``scale`` undoes a per-dimension normalisation around it.
-    """
+    linear, so it commutes with them). ``scale`` undoes a per-dimension normalisation around it."""
     b, width, dim = windows.shape
     x = windows if scale is None else windows * scale
     if cepstra is None:  # one (F, F) interpolation per window: a batched matmul
@@ -160,8 +155,7 @@ def vtlp(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Vocal-tract-length perturbation: each window draws ``alpha ~ U[1 - max_warp, 1 +
-    max_warp]`` and all its frames get the same warp, as one speaker's vocal tract would.
-    """
+    max_warp]`` and all its frames get the same warp, as one speaker's vocal tract would."""
     if max_warp <= 0:
         return windows
     u = torch.rand(windows.shape[0], device=windows.device, generator=generator)

@@ -1,8 +1,7 @@
 """Batch-at-once datasets: one vectorised index operation per batch, no per-sample Python.
 
 A ``DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists; the batch is then
-already stacked, so the loader uses :func:`passthrough_collate`.
-"""
+already stacked, so the loader uses :func:`passthrough_collate`."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from torch.utils.data import Dataset
 def index_batch(indices: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch's indices as an int64 tensor on ``device``, copied from pinned memory without
     waiting for the GPU (a blocking copy waits for all queued work every batch); a list converts
-    through ``np.fromiter``, 4x faster than ``torch.as_tensor``.
-    """
+    through ``np.fromiter``, 4x faster than ``torch.as_tensor``."""
     if isinstance(indices, torch.Tensor):
         idx = indices.to(torch.long)
     else:

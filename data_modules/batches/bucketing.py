@@ -4,8 +4,7 @@
 permutation (seed + epoch), cut into pools of ``pool_batches`` global batches (``B * R``
 utterances), each pool sorted longest first and cut into global batches, shuffled, the partial
 one last. Rank ``r`` takes every ``R``-th index, so under DDP the ranks step through batches of
-matching lengths and short batches pad little.
-"""
+matching lengths and short batches pad little."""
 
 from __future__ import annotations
 

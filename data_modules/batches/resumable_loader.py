@@ -4,8 +4,7 @@
 ``uniform_permutation``) into a :class:`ResumableDataLoader`: the same loader but with a
 :class:`~data_modules.batches.samplers.ResumableSampler` and a private generator. Lightning
 stores its ``state_dict`` in every checkpoint, so a resumed run continues the epoch with the
-same permutation, skipping the batches already trained on.
-"""
+same permutation, skipping the batches already trained on."""
 
 from __future__ import annotations
 

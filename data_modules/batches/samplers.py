@@ -3,8 +3,7 @@
 :class:`ResumableSampler` is a ``DistributedSampler`` (Lightning keeps it) that can start an
 epoch part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP
 global batch is the batch one process would draw. :class:`UnpaddedDistributedSampler` shards
-evaluation sets without padding: every sample is evaluated once.
-"""
+evaluation sets without padding: every sample is evaluated once."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         """``DistributedSampler``'s order as one int32 tensor handed out in chunks: its Python list
-        takes ~36 bytes an index (650 MB for the Kaggle WSJ frames), this 4.
-        """
+        takes ~36 bytes an index (650 MB for the Kaggle WSJ frames), this 4."""
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
         order = self.epoch_order(n)
@@ -77,8 +75,7 @@ class ResumableSampler(DistributedSampler):
 
 class UnpaddedDistributedSampler(DistributedSampler):
     """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``, unpadded (shards
-    differ by at most one); a ``DistributedSampler``, so Lightning keeps it.
-    """
+    differ by at most one); a ``DistributedSampler``, so Lightning keeps it."""
 
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]

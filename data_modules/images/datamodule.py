@@ -1,8 +1,7 @@
 """Shared base of the in-memory image DataModules (MNIST, CIFAR-10).
 
 The dataset lives as uint8 tensors (on the GPU when training there), batches are one index
-operation, and normalisation and augmentation run per batch on the device.
-"""
+operation, and normalisation and augmentation run per batch on the device."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 A writer that fills the disk does not always say so (torch's zip writer: "unexpected pos";
 NumPy: a short write); the free space then tells, and it must be read while the partial temp
-file still takes its room: :func:`atomic_path` does it before the temp file is removed.
-"""
+file still takes its room: :func:`atomic_path` does it before the temp file is removed."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ from data_modules.errors import UserInputError, raise_if_disk_full, reported_if_
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``dest``, which it replaces only if the block succeeds; a
-    full disk is a :class:`~data_modules.errors.DiskFullError` naming ``dest``.
-    """
+    full disk is a :class:`~data_modules.errors.DiskFullError` naming ``dest``."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

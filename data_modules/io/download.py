@@ -23,8 +23,7 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 def download_verified(url: str, dest: Path, md5: str) -> Path:
     """Download ``url`` to ``dest`` unless a file with the right MD5 is there; renamed into
-    place only once the checksum matched, so a broken download never looks like a good file.
-    """
+    place only once the checksum matched, so a broken download never looks like a good file."""
     dest = Path(dest)
     if dest.exists():
         if md5sum(dest) == md5:

@@ -1,8 +1,7 @@
 """Reader for the IDX format of MNIST (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels).
 
 Two zero bytes, a type code, the number of dimensions, one big-endian uint32 per dimension,
-then the data in C order; optionally gzipped. Every problem names the file.
-"""
+then the data in C order; optionally gzipped. Every problem names the file."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def read_idx(
     path: str | Path, expected_ndim: int | None = None, expected_type: int | None = None
 ) -> np.ndarray:
     """One IDX file (optionally ``.gz``) as a native-endian array; ``expected_type`` (0x08:
-    unsigned bytes) rejects any other.
-    """
+    unsigned bytes) rejects any other."""
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4:

@@ -1,8 +1,7 @@
 """Unpickling that rebuilds NumPy arrays and plain Python containers, and nothing else.
 
 Dataset files (CIFAR-10's batches, the Kaggle WSJ object arrays) are pickles, and unpickling a
-downloaded file runs whatever code it names; this unpickler refuses every global but NumPy's.
-"""
+downloaded file runs whatever code it names; this unpickler refuses every global but NumPy's."""
 
 from __future__ import annotations
 
@@ -66,6 +65,5 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def safe_load(file: IO[bytes], source: str, encoding: str = "latin1") -> Any:
     """Unpickle ``file`` (``source`` in errors) allowing only NumPy array globals (``latin1``:
-    for Python 2 pickles such as CIFAR-10's).
-    """
+    for Python 2 pickles such as CIFAR-10's)."""
     return _NumpyOnlyUnpickler(file, source, encoding).load()

@@ -2,8 +2,7 @@
 
 The only free English synthesizer that reports where each phoneme starts (sample-exact
 phoneme events), which frame labels need. It keeps one global state per process, so each
-worker owns one :class:`Synthesizer`. GPL-3: it only makes data, an optional extra.
-"""
+worker owns one :class:`Synthesizer`. GPL-3: it only makes data, an optional extra."""
 
 from __future__ import annotations
 
@@ -87,8 +86,7 @@ _engine: Synthesizer | None = None
 
 def synthesizer() -> Synthesizer:
     """This process's eSpeak NG engine: one per process, as a second handle would keep the
-    library mapped through the engine's reloads and utterances would stop being reproducible.
-    """
+    library mapped through the engine's reloads and utterances would stop being reproducible."""
     global _engine
     if _engine is None:
         _engine = Synthesizer()
@@ -109,8 +107,7 @@ class Synthesizer:
 
     eSpeak keeps state in C statics no API resets (the pitch-flutter index), so the same text
     spoken twice differs; ``synthesize`` reloads the library (~0.5 ms) and seeds both its random
-    generators, so an utterance depends only on its own arguments.
-    """
+    generators, so an utterance depends only on its own arguments."""
 
     def __init__(self) -> None:
         self._loader = _load_espeakng_loader()

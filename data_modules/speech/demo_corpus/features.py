@@ -36,8 +36,7 @@ def _next_smooth(n: int) -> int:
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited resampling in the frequency domain (float64, the input's scale); eSpeak's
-    output starts and ends silent, so the circular FFT wraps nothing.
-    """
+    output starts and ends silent, so the circular FFT wraps nothing."""
     g = int(np.gcd(rate_in, rate_out))
     step_in, step_out = rate_in // g, rate_out // g
     blocks = _next_smooth(-(-len(audio) // step_in))

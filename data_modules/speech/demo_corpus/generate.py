@@ -1,8 +1,7 @@
 """Render the demo corpus in parallel and write it in a course's file layout, atomically.
 
 Every corpus has a manifest.json recording the request (size, seed, layout), so a later call
-can tell whether the corpus on disk is the one asked for. Layouts: ``layouts.py``.
-"""
+can tell whether the corpus on disk is the one asked for. Layouts: ``layouts.py``."""
 
 from __future__ import annotations
 
@@ -178,8 +177,7 @@ def build_demo_corpus(
     """Build (or reuse) the eSpeak NG demo corpus in ``out_dir`` in ``layout`` (see layouts.py).
 
     A corpus of the same request and version is reused; one of another request is replaced only
-    with ``overwrite=True``; a non-empty folder that is no demo corpus is never touched.
-    """
+    with ``overwrite=True``; a non-empty folder that is no demo corpus is never touched."""
     out_dir = Path(out_dir)
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int):
         raise UserInputError(f"n_utterances must be an int, got {n_utterances!r}")

@@ -4,8 +4,7 @@
 28 cepstra, one symbol a frame), ``libriphone`` (NTU ML2022 HW2: 13 cepstra with deltas,
 classes 0..45; no dev split), ``wsj_ctc`` and ``librispeech_ctc`` (HW3P2: phoneme sequences,
 each run of equal frame phonemes once, as eSpeak gives no boundary between them). Test labels
-are demo-only, so test accuracy can be measured.
-"""
+are demo-only, so test accuracy can be measured."""
 
 from __future__ import annotations
 

@@ -3,8 +3,7 @@
 46 as the Kaggle WSJ task (x 3 states = 138 classes), whose six noise classes never occur in
 synthetic speech: their slots go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class =
 3 * phoneme + state (which third of the phoneme the frame centre is in). An unknown eSpeak
-mnemonic is an error, never a guess.
-"""
+mnemonic is an error, never a guess."""
 
 from __future__ import annotations
 
@@ -81,8 +80,7 @@ def move_closures_back(
 ) -> np.ndarray:
     """Onsets of stops/affricates moved back to where the silence before them starts (at most
     ``max_samples``, never past the previous onset): eSpeak reports a stop at its burst, after a
-    30-45 ms closure of zeros that would otherwise end the previous phoneme.
-    """
+    30-45 ms closure of zeros that would otherwise end the previous phoneme."""
     if len(onsets) < 2:
         return onsets.copy()
     positions = np.arange(len(audio))
@@ -102,8 +100,7 @@ def frame_labels(
     """Class (3*phoneme + state) of each frame centre (seconds) of an utterance ``total`` s long.
 
     Phoneme i spans [starts[i], starts[i+1]), the last until ``speech_end``; the rest is silence.
-    Zero-length phonemes are dropped and adjacent pauses merged.
-    """
+    Zero-length phonemes are dropped and adjacent pauses merged."""
     ids = np.concatenate([[SIL], ids, [SIL]])
     starts = np.concatenate([[0.0], starts, [speech_end]])
     ends = np.concatenate([starts[1:], [total]])

@@ -1,8 +1,7 @@
 """A small template grammar of business-news English, so the demo corpus reads like WSJ text.
 
 Why a grammar and not a text file: sentences must be reproducible from a seed, unlimited in
-number and free of licensing questions. Utterance i depends only on (seed, i).
-"""
+number and free of licensing questions. Utterance i depends only on (seed, i)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,7 @@
 bands (unnormalised first by the training split's raw std); ``mel_hz`` is the bands' range,
 within the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
 SpecAugment-style masking, after it. A gain or tilt per utterance is left out: per-utterance
-normalisation removes it.
-"""
+normalisation removes it."""
 
 from __future__ import annotations
 

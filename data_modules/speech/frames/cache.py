@@ -5,8 +5,7 @@ frames[offsets[u]:offsets[u+1]]), ``labels.npy`` (uint8, or uint16 past 256 clas
 ``meta.json`` (sizes, inventory, raw mean/var, file sizes, a checksum). Its name keys the
 sources (sizes, mtimes, sampled bytes), the settings and the inventory, so a changed source
 gives a new entry. Built in a temporary folder and renamed into place; a damaged entry is found
-before use and rebuilt with a warning; a full disk is named.
-"""
+before use and rebuilt with a warning; a full disk is named."""
 
 from __future__ import annotations
 
@@ -220,8 +219,7 @@ def build_or_load(
     inventory: Inventory | None = None,
 ) -> CacheEntry:
     """The cache entry of ``split`` (read from ``source``, default the Kaggle files, with
-    ``inventory``: None for the training split), converting the files only if needed.
-    """
+    ``inventory``: None for the training split), converting the files only if needed."""
     data_dir = Path(data_dir)
     cache_root = Path(cache_dir) if cache_dir is not None else data_dir / ".wsj_cache"
     np_dtype = np.dtype(dtype)

@@ -2,8 +2,7 @@
 
 A batch is one vectorised gather over the (N, D) map with an index matrix (B, 2k+1), and
 DataLoader workers share the map's pages instead of copying the frames.
-:mod:`~data_modules.speech.frames.resident` is the same gather on the training device.
-"""
+:mod:`~data_modules.speech.frames.resident` is the same gather on the training device."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ def gather_windows(
 ) -> np.ndarray:
     """Context windows (B, 2k+1, D) float32 of ``frame_ids`` in one fancy-index of ``frames``;
     outside its utterance a window repeats the edge frame (``edge``) or is zeroed after
-    normalisation (``zero``).
-    """
+    normalisation (``zero``)."""
     utt = np.searchsorted(offsets, frame_ids, side="right") - 1
     start = offsets[utt][:, None]
     end = offsets[utt + 1][:, None]
@@ -111,8 +109,7 @@ class ContextWindowDataset(WindowDataset):
 
 class ChunkedRandomSampler(RandomSampler):
     """RandomSampler whose permutation stays one int32 tensor (4 bytes a frame, not a list's ~36),
-    seeded from torch's global RNG; a RandomSampler, so Lightning knows the loader shuffles.
-    """
+    seeded from torch's global RNG; a RandomSampler, so Lightning knows the loader shuffles."""
 
     # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its
     # seeded, resumable equivalent (data_modules.batches.resumable_loader.make_resumable).

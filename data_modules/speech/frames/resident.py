@@ -3,8 +3,7 @@
 Frames, labels and offsets are copied to the device once, with ``k`` padding rows written
 around each utterance, so every window is ``2k+1`` consecutive rows of a strided view and a
 batch is one ``index_select``, nothing read back on the host. Zero padding under ``global``
-normalisation holds NaN, normalised and then set to 0: the memory map's numbers, bit for bit.
-"""
+normalisation holds NaN, normalised and then set to 0: the memory map's numbers, bit for bit."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 A frame classifier learns its training voices far better than new ones, so a run reports how
 many dev and test voices training heard. LibriSpeech names and libriphone ids start with the
-speaker; the demo corpus's manifest and ids give its voices; Kaggle WSJ tells nothing.
-"""
+speaker; the demo corpus's manifest and ids give its voices; Kaggle WSJ tells nothing."""
 
 from __future__ import annotations
 

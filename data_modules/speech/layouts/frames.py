@@ -4,8 +4,7 @@
 ``librispeech`` (HW1P2 2021 on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, labels are
 symbols), ``libriphone`` (NTU ML2022 HW2: ``feat/*/*.pt``, ``*_split.txt``, ``Id,Class``). Each
 gives a :class:`SplitSource` per split: its files (the cache key) and a reader. Frames come in
-submission order.
-"""
+submission order."""
 
 from __future__ import annotations
 

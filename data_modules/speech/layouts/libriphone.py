@@ -3,8 +3,7 @@
 ``feat/{train,test}/<utt>.pt`` (T, 39) tensors, ``{train,test}_split.txt`` (one id a line, in
 submission order), ``train_labels.txt`` (``<utt> l1 ... lT``). No dev split: validation is a
 seeded ``val_fraction`` of train. ``test_labels.txt`` exists only in a demo corpus. ``.pt``
-files load with ``weights_only=True``, so a downloaded file cannot run code.
-"""
+files load with ``weights_only=True``, so a downloaded file cannot run code."""
 
 from __future__ import annotations
 

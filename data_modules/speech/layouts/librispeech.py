@@ -2,8 +2,7 @@
 
 ``<root>/{train-clean-100,dev-clean,test-clean}/mfcc/<utt>.npy`` (T, D) and, but for test,
 ``transcript/<utt>.npy`` (``[SOS]``, a symbol per frame, ``[EOS]``), paired by sorted name. The
-classes are the training transcripts' sorted symbols (or a demo manifest's).
-"""
+classes are the training transcripts' sorted symbols (or a demo manifest's)."""
 
 from __future__ import annotations
 

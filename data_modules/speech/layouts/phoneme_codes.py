@@ -5,8 +5,7 @@ CMU 11-785 HW3P2 scores the Levenshtein distance between strings of one characte
 course's ``phoneme_list.py``); 2021 on (LibriSpeech) name them in the transcripts, coded
 ``LIBRISPEECH_CODES`` (the starter notebook's ``CMUdict_ARPAbet``). A symbol outside the
 course's map (the demo's AX, IX, DX, EL, EN, Q; stress-marked vowels such as AA1) takes the next
-unused character of ``SPARE_CODES`` in inventory order, so the course's symbols keep their codes.
-"""
+unused character of ``SPARE_CODES`` in inventory order, so the course's symbols keep their codes."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@
 ``wsj0_{split}_merged_labels.npy`` phoneme indices 0..45 (no blank). ``librispeech`` (2021 on):
 ``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``),
 not aligned with the frames. The inventory: the course's 46 phonemes (WSJ), the training
-transcripts' sorted symbols (LibriSpeech).
-"""
+transcripts' sorted symbols (LibriSpeech)."""
 
 from __future__ import annotations
 

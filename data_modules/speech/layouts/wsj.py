@@ -3,8 +3,7 @@
 The Kaggle files are object arrays, i.e. pickles inside ``.npy``. ``np.load(allow_pickle=True)``
 would execute whatever a downloaded file's pickle says, so we parse the ``.npy`` header with
 ``numpy.lib.format`` and unpickle the payload with an unpickler that can only reach the handful of
-numpy callables needed to rebuild arrays. Anything else is refused before it is called.
-"""
+numpy callables needed to rebuild arrays. Anything else is refused before it is called."""
 
 from __future__ import annotations
 
@@ -75,8 +74,7 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
     """A WSJ ``.npy`` file as a list of per-utterance arrays, never trusting its pickle.
 
     An object array holds one array per utterance; a plain array stacks equal-length ones, unless
-    it has the dimensions of one utterance (``kind``: "frames" or "labels"), which is refused.
-    """
+    it has the dimensions of one utterance (``kind``: "frames" or "labels"), which is refused."""
     item, item_ndim = UTTERANCE_KINDS[kind]
     arr = read_array(path)
     if not arr.dtype.hasobject:
@@ -135,8 +133,7 @@ def read_split(
     dev_labels: Path | None = None,
 ) -> SplitData:
     """Read and validate one split, with the inventory's width and classes (training: the first
-    utterance's width, and classes up to dev's largest too, which a training subset may lack).
-    """
+    utterance's width, and classes up to dev's largest too, which a training subset may lack)."""
     utts = read_utterances(frames_path)
     if not utts:
         raise UserInputError(f"{frames_path}: holds no utterances")

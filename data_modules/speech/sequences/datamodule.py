@@ -5,8 +5,7 @@ training device when it fits, ``resident``); a batch is one gather of ``(B, T_ma
 indices on that device, padding zeroed: no per-utterance Python in the loop. Training batches
 come from :class:`~data_modules.batches.bucketing.BucketSampler` (similar lengths, resumable,
 DDP-disjoint); evaluation and prediction walk the split sorted by length (``sort_eval``), and
-the caller puts predictions back in file order.
-"""
+the caller puts predictions back in file order."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules.batches.augment import mask_frames
-from data_modules.batches.batched import passthrough_collate
+from data_modules.batches.batched import index_batch, passthrough_collate
 from data_modules.batches.bucketing import BucketSampler
 from data_modules.batches.samplers import ResumableSampler
 from data_modules.errors import UserInputError
@@ -55,21 +54,13 @@ class SequenceBatch(NamedTuple):
     host_target_lengths: np.ndarray
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A small host array on ``device``, queued without waiting for the device (pinned)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def _padded_gather(
     flat: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``starts[b] .. starts[b] + lengths[b]`` of ``flat`` as a zero-padded ``(B, T_max, ...)``
     tensor (one index_select), and the lengths on the device."""
     device = flat.device
-    both = _to_device(np.stack([starts, lengths]).astype(np.int64), device)
+    both = index_batch(torch.from_numpy(np.stack([starts, lengths]).astype(np.int64)), device)
     width = int(lengths.max()) if len(lengths) else 0
     steps = torch.arange(width, device=device)
     inside = steps < both[1][:, None]
@@ -81,8 +72,7 @@ def _padded_gather(
 
 class UtteranceDataset(Dataset):
     """One split: all frames in one tensor, indexed a batch at a time; index ``i`` is
-    utterance ``order[i]``.
-    """
+    utterance ``order[i]``."""
 
     def __init__(
         self, split: SequenceSplit, device: torch.device, order: np.ndarray | None = None
@@ -145,8 +135,7 @@ class UtteranceSequencesDataModule(SpeechDataModule):
     """Utterances with phoneme sequences for CTC, in an HW3P2 layout or the demo corpus.
 
     ``batch_size`` counts utterances; ``bucket_pool`` global batches are sorted by length together
-    (0: a plain seeded shuffle). ``augment``: masking only. Otherwise as the frame DataModule.
-    """
+    (0: a plain seeded shuffle). ``augment``: masking only. Otherwise as the frame DataModule."""
 
     layouts = formats
     demo_names = {"wsj": "wsj_ctc", "librispeech": "librispeech_ctc"}
