@@ -66,7 +66,6 @@ def mask_frames(
     return windows.masked_fill(bands[:, None, :] | frames[:, :, None], 0.0)
 
 
-# -- vocal-tract-length perturbation (VTLP) ------------------------------------------------------
 VTLP_HIGH_HZ = 4800.0  # Jaitly & Hinton (2013): the warp's knee for 16 kHz speech
 MEL_RANGE_HZ = (20.0, 8000.0)  # the bands' range: Kaldi fbank, the demo corpus (features.py)
 

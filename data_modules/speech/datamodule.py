@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 import pytorch_lightning as pl
@@ -17,7 +17,13 @@ from data_modules.errors import UserInputError, require_at_least
 from data_modules.speech.checks import Inventory
 from data_modules.speech.frames.resident import resident_budget
 
-NORMALIZE = ("none", "utterance", "global")
+
+def _allowed(hint: Any) -> tuple:
+    """The values a ``Literal`` (or ``bool | Literal``) hint allows; () for any other hint."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    parts = [(True, False) if a is bool else _allowed(a) for a in get_args(hint)]
+    return sum(parts, ()) if parts and all(parts) else ()
 
 
 class SpeechDataModule(pl.LightningDataModule):
@@ -27,11 +33,8 @@ class SpeechDataModule(pl.LightningDataModule):
     layouts: ModuleType
     demo_names: dict[str, str] = {}  # layout -> the demo corpus layout written for it
 
-    def __init__(self, data_dir: str, **choices: tuple[Any, tuple]) -> None:
+    def __init__(self, data_dir: str) -> None:
         super().__init__()
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
         self.data_dir = Path(data_dir)
         self._format: str | None = None
         self._inventory: Inventory | None = None
@@ -39,13 +42,18 @@ class SpeechDataModule(pl.LightningDataModule):
         self.datasets: dict[str, Any] = {}
         self.augment: dict | None = None
 
-    def _check_sizes(self) -> None:
+    def _check_settings(self) -> None:
+        """One line for a setting outside its ``Literal`` (jsonargparse says so on the command
+        line; a Python caller gets the same) or a size too small."""
+        for name, hint in get_type_hints(type(self).__init__).items():
+            allowed, value = _allowed(hint), self.hparams.get(name)
+            if allowed and value not in allowed:
+                raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
         hp, name = self.hparams, type(self).__name__
         require_at_least(name, 1, batch_size=hp.batch_size, demo_utterances=hp.demo_utterances)
         require_at_least(name, 1, demo_workers=hp.demo_workers)
         require_at_least(name, 0, demo_seed=hp.demo_seed)
 
-    # -- layout and inventory ---------------------------------------------------------------
     @property
     def format(self) -> str:
         """The layout read: ``source``, the demo's layout, or the one ``auto`` found."""
@@ -99,7 +107,6 @@ class SpeechDataModule(pl.LightningDataModule):
                 layout=self._demo_name,
             )
 
-    # -- splits ---------------------------------------------------------------------------------
     def _training_device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
@@ -144,7 +151,6 @@ class SpeechDataModule(pl.LightningDataModule):
             return batch
         return self._augmented(batch)
 
-    # -- checkpointed state: the inventory, and training statistics for "global" ------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"inventory": self.inventory.to_state()}
         if self.global_stats is not None:

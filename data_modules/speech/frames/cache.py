@@ -25,7 +25,7 @@ from data_modules.errors import UserInputError, reported_if_disk_full
 from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts.frames import SplitSource, split_source
 
-CACHE_VERSION = 3  # 2: file sizes and a checksum in meta.json; 3: any layout, D and classes
+CACHE_VERSION = 3  # raised whenever an entry holds something new: older entries are rebuilt
 META = "meta.json"
 _SAMPLE_BYTES = 1 << 16
 _EPS = 1e-6

@@ -16,14 +16,14 @@ from torch.utils.data import DataLoader
 from data_modules.batches.batched import passthrough_collate
 from data_modules.errors import InputFileNotFoundError, UserInputError, require_at_least
 from data_modules.speech.checks import Inventory, window_frames
-from data_modules.speech.datamodule import NORMALIZE, SpeechDataModule
+from data_modules.speech.datamodule import SpeechDataModule
 from data_modules.speech.frames.augment import FrameAugment, FrameAugmenter, check_augment
 from data_modules.speech.frames.cache import CacheEntry, build_or_load
 from data_modules.speech.frames.memmap import ChunkedRandomSampler, ContextWindowDataset
 from data_modules.speech.frames.resident import ResidentWindowDataset, entry_bytes
 from data_modules.speech.frames.voices import split_voices, voices_report
 from data_modules.speech.layouts import frames as layouts
-from data_modules.speech.layouts.frames import FORMATS, SplitSource, layout_of, split_source
+from data_modules.speech.layouts.frames import SplitSource, layout_of, split_source
 
 
 class SpeechFramesDataModule(SpeechDataModule):
@@ -60,18 +60,9 @@ class SpeechFramesDataModule(SpeechDataModule):
         resident: bool | Literal["auto"] = "auto",
         augment: FrameAugment | None = None,
     ) -> None:
-        super().__init__(
-            data_dir,
-            normalize=(normalize, NORMALIZE),
-            pad=(pad, ("zero", "edge")),
-            source=(source, ("auto", "demo", *FORMATS)),
-            demo_layout=(demo_layout, FORMATS),
-            dtype=(dtype, ("float32", "float16")),
-            predict_split=(predict_split, ("test", "dev")),
-            resident=(resident, (True, False, "auto")),
-        )
+        super().__init__(data_dir)
         self.save_hyperparameters()
-        self._check_sizes()
+        self._check_settings()
         require_at_least(type(self).__name__, 0, context=context, num_workers=num_workers)
         require_at_least(type(self).__name__, 0, split_seed=split_seed)
         if not 0.0 < val_fraction < 1.0:  # also NaN
@@ -96,7 +87,6 @@ class SpeechFramesDataModule(SpeechDataModule):
     def input_shape(self) -> tuple[int, int]:
         return (window_frames(self.hparams.context), self.inventory.feature_dim)
 
-    # -- files and cache ------------------------------------------------------------------------
     def _source(self, split: str, need_labels: bool) -> SplitSource:
         hp = self.hparams
         try:
@@ -189,7 +179,6 @@ class SpeechFramesDataModule(SpeechDataModule):
             found[split] = split_voices(files, split, manifest)
         return voices_report(found)
 
-    # -- loaders --------------------------------------------------------------------------------
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         ds = self.datasets[name]
         on_device = isinstance(ds, ResidentWindowDataset)

@@ -51,7 +51,6 @@ def librispeech_inventory(feature_dim: int, symbols: tuple[str, ...], where: str
     return Inventory("librispeech", feature_dim, len(symbols), symbols, codes)
 
 
-# -- layout detection ------------------------------------------------------------------------
 def _markers(data_dir: Path) -> dict[str, list[str]]:
     found = {
         "wsj": [
@@ -74,7 +73,6 @@ def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
     return checks.detect_format(data_dir, _markers, "utterance-level (HW3P2)", expected)
 
 
-# -- readers -----------------------------------------------------------------------------------
 def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
     if seq.ndim != 1 or not np.issubdtype(seq.dtype, np.integer):
         raise UserInputError(

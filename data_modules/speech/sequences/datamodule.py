@@ -23,7 +23,7 @@ from data_modules.batches.bucketing import BucketSampler
 from data_modules.batches.samplers import ResumableSampler
 from data_modules.errors import UserInputError
 from data_modules.speech.checks import Inventory
-from data_modules.speech.datamodule import NORMALIZE, SpeechDataModule
+from data_modules.speech.datamodule import SpeechDataModule
 from data_modules.speech.frames.augment import FrameAugment, check_augment
 from data_modules.speech.layouts import sequences as formats
 from data_modules.speech.layouts.sequences import SequenceSplit
@@ -156,20 +156,13 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         demo_seed: int = 0,
         demo_workers: int = 2,
     ) -> None:
-        super().__init__(
-            data_dir,
-            source=(source, ("auto", "demo", *formats.FORMATS)),
-            normalize=(normalize, NORMALIZE),
-            resident=(resident, (True, False, "auto")),
-            predict_split=(predict_split, ("test", "dev")),
-            demo_layout=(demo_layout, formats.FORMATS),
-        )
+        super().__init__(data_dir)
         if batch_size < 1 or bucket_pool < 0:
             raise UserInputError(
                 f"batch_size must be >= 1 and bucket_pool >= 0, got {batch_size}, {bucket_pool}"
             )
         self.save_hyperparameters()
-        self._check_sizes()
+        self._check_settings()
         self.augment = _masking_only(check_augment(augment))
         self._splits: dict[tuple[str, bool], SequenceSplit] = {}
 
@@ -177,7 +170,6 @@ class UtteranceSequencesDataModule(SpeechDataModule):
     def input_shape(self) -> tuple[int]:
         return (self.inventory.feature_dim,)
 
-    # -- reading ----------------------------------------------------------------------------
     def _read_inventory(self) -> Inventory:
         data, inventory = formats.read_split(self.format, self.data_dir, "train", True, None)
         self._splits[("train", True)] = data
@@ -233,7 +225,6 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         for dataset in self.datasets.values():
             dataset.check_ctc_lengths(output_lengths)
 
-    # -- loaders ------------------------------------------------------------------------------
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         ds, hp = self.datasets[name], self.hparams
         if not shuffle:
