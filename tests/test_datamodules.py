@@ -133,3 +133,9 @@ def test_gpu_resident_batches_match_the_cpu_ones():
     pairs = zip(on_gpu.__getitems__(indices), on_cpu.__getitems__(indices), strict=True)
     for got, expected in pairs:
         assert got.is_cuda and torch.equal(got.cpu(), expected)
+
+
+@pytest.mark.parametrize("noise", [-1.0, float("nan"), float("inf")])
+def test_synthetic_noise_must_be_finite_and_not_negative(noise):
+    with pytest.raises(UserInputError, match=f"noise={noise}, expected a finite value >= 0"):
+        SyntheticClustersDataModule(noise=noise)
