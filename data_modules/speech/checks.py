@@ -62,6 +62,11 @@ class Inventory:
         return f"{self.format} {what} of {self.feature_dim} features, {classes}"
 
 
+def present(folder: Path, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` (files or folders) that ``folder`` holds."""
+    return [name for name in names if (folder / name).exists()]
+
+
 def folder_contents(folder: Path) -> str:
     """What ``folder`` holds, for a message about a file missing from it."""
     if not folder.is_dir():

@@ -45,18 +45,11 @@ class SplitSource:
 
 def _markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
+    split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
     found = {
-        "kaggle": [n for n in ("train.npy", "dev.npy", "test.npy") if (data_dir / n).is_file()],
-        "librispeech": [
-            f"{part}/mfcc"
-            for part in librispeech_files.PARTITIONS.values()
-            if (data_dir / part / "mfcc").is_dir()
-        ],
-        "libriphone": [
-            n
-            for n in ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
-            if (data_dir / n).exists()
-        ],
+        "kaggle": checks.present(data_dir, ("train.npy", "dev.npy", "test.npy")),
+        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
+        "libriphone": checks.present(data_dir, split_lists),
     }
     if len(found["libriphone"]) < 2:  # a lone split list is no layout
         found["libriphone"] = []

@@ -21,6 +21,7 @@ from data_modules.speech.checks import (
 from data_modules.speech.layouts.wsj import read_array
 
 PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+MARKERS = tuple(f"{part}/mfcc" for part in PARTITIONS.values())  # what tells the layout
 SOS, EOS = "[SOS]", "[EOS]"
 LAYOUT = (
     "train-clean-100/, dev-clean/ and test-clean/, each with mfcc/*.npy and (except "

@@ -53,16 +53,8 @@ def librispeech_inventory(feature_dim: int, symbols: tuple[str, ...], where: str
 
 def _markers(data_dir: Path) -> dict[str, list[str]]:
     found = {
-        "wsj": [
-            n
-            for n in ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")
-            if (data_dir / n).is_file()
-        ],
-        "librispeech": [
-            f"{part}/mfcc"
-            for part in librispeech_files.PARTITIONS.values()
-            if (data_dir / part / "mfcc").is_dir()
-        ],
+        "wsj": checks.present(data_dir, ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")),
+        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
     }
     return {name: markers for name, markers in found.items() if markers}
 
