@@ -104,15 +104,21 @@ def read_split(
         read_transcript(path, len(utt), frames_path)
         for path, utt, frames_path in zip(transcripts, frames, mfcc, strict=True)
     ]
-    if inventory is not None and inventory.symbols is not None:
-        symbols = inventory.symbols
-        classes_from = "the training transcripts"
-    else:
-        symbols = tuple(sorted({str(s) for utt in per_frame for s in utt}))
-        classes_from = "the symbols found"
-    index = {s: i for i, s in enumerate(symbols)}
-    labels = [
-        symbols_to_classes(str(path), syms, index, classes_from)
-        for path, syms in zip(transcripts, per_frame, strict=True)
-    ]
+    labels, symbols = to_classes(transcripts, per_frame, inventory)
     return SplitData(frames, labels, width, len(symbols), symbols)
+
+
+def to_classes(
+    paths: list[Path], symbols: list[np.ndarray], inventory: Inventory | None
+) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Each transcript's class indices, in the order of the inventory's symbols (or, reading
+    the training partition, of the sorted symbols found), and that order."""
+    known = inventory.symbols if inventory is not None else None
+    order = known if known is not None else tuple(sorted({s for seq in symbols for s in seq}))
+    classes_from = "the training transcripts" if known is not None else "the symbols found"
+    index = {s: i for i, s in enumerate(order)}
+    labels = [
+        symbols_to_classes(str(path), seq, index, classes_from)
+        for path, seq in zip(paths, symbols, strict=True)
+    ]
+    return labels, order

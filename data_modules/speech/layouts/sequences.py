@@ -15,7 +15,7 @@ import numpy as np
 
 from data_modules.errors import UserInputError
 from data_modules.speech import checks
-from data_modules.speech.checks import Inventory, check_utterances, symbols_to_classes
+from data_modules.speech.checks import Inventory, check_utterances
 from data_modules.speech.layouts import librispeech as librispeech_files
 from data_modules.speech.layouts import phoneme_codes
 from data_modules.speech.layouts.wsj import read_array, read_utterances, split_files
@@ -129,18 +129,8 @@ def read_librispeech(
         inventory = inventory or librispeech_inventory(width, (), "")
         return SequenceSplit(frames, None, where, width), inventory
     symbols = [_symbols_of(p) for p in transcripts]
-    if inventory is None:
-        found = tuple(sorted({str(s) for seq in symbols for s in seq}))
-        where_found = str(transcripts[0].parent)
-        inventory = librispeech_inventory(width, found, where_found)
-        classes_from = "the symbols found"
-    else:
-        classes_from = "the training transcripts"
-    index = {s: i for i, s in enumerate(inventory.symbols)}
-    targets = [
-        symbols_to_classes(str(path), seq, index, classes_from)
-        for path, seq in zip(transcripts, symbols, strict=True)
-    ]
+    targets, found = librispeech_files.to_classes(transcripts, symbols, inventory)
+    inventory = inventory or librispeech_inventory(width, found, str(transcripts[0].parent))
     return SequenceSplit(frames, targets, where, width), inventory
 
 
