@@ -117,12 +117,16 @@ class SpeechFramesDataModule(SpeechDataModule):
             inventory=inventory,
         )
 
+    def _test_source(self) -> SplitSource | None:
+        try:
+            return self._source("test", need_labels=False)
+        except InputFileNotFoundError:  # no test files: fit and test use train and dev only
+            return None
+
     def _test_split(self) -> str:
         """The split ``trainer.test`` evaluates: test when it has labels, else dev."""
-        try:
-            return "test" if self._source("test", need_labels=False).has_labels else "dev"
-        except InputFileNotFoundError:  # no test split at all
-            return "dev"
+        test = self._test_source()
+        return "test" if test is not None and test.has_labels else "dev"
 
     def prepare_data(self) -> None:
         super().prepare_data()
@@ -132,11 +136,8 @@ class SpeechFramesDataModule(SpeechDataModule):
             return
         for split in ("train", "dev"):
             self._entry(split, need_labels=True)
-        try:
-            test = self._source("test", need_labels=False)
-        except InputFileNotFoundError:  # no test files: fit and test use train and dev only
-            return
-        self._entry("test", need_labels=test.has_labels)
+        if (test := self._test_source()) is not None:
+            self._entry("test", need_labels=test.has_labels)
 
     def _dataset(
         self, split: str, with_labels: bool
@@ -148,9 +149,8 @@ class SpeechFramesDataModule(SpeechDataModule):
         entry = self._entry(split, need_labels=with_labels)
         hp = self.hparams
         device = self._resident_device(entry_bytes(entry, hp.context, hp.pad, with_labels))
-        if device is not None:
-            return ResidentWindowDataset(entry, hp.context, hp.pad, with_labels, stats, device)
-        return ContextWindowDataset(entry, hp.context, hp.pad, with_labels, stats)
+        kind = ContextWindowDataset if device is None else ResidentWindowDataset
+        return kind(entry, hp.context, hp.pad, with_labels, stats, device)
 
     @property
     def resident(self) -> bool:

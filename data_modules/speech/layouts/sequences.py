@@ -26,6 +26,7 @@ COURSES = {
     "librispeech": "CMU 11-785 HW3P2, 2021 on (LibriSpeech)",
 }
 SUBMISSION_HEADER = {"wsj": "Id,Predicted", "librispeech": "index,label"}
+WSJ_FILES = "wsj0_{}.npy wsj0_{}_merged_labels.npy"  # a split's frames and labels
 WSJ_LAYOUT = "wsj0_train.npy, wsj0_train_merged_labels.npy, wsj0_dev.npy, "
 WSJ_LAYOUT += "wsj0_dev_merged_labels.npy, wsj0_test.npy"
 SOS, EOS = librispeech_files.SOS, librispeech_files.EOS
@@ -84,8 +85,7 @@ def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
 def read_wsj(
     data_dir: Path, split: str, need_labels: bool, inventory: Inventory | None
 ) -> SequenceSplit:
-    names = "wsj0_{}.npy wsj0_{}_merged_labels.npy"
-    frames_path, labels_path = split_files(data_dir, split, need_labels, names, WSJ_LAYOUT)
+    frames_path, labels_path = split_files(data_dir, split, need_labels, WSJ_FILES, WSJ_LAYOUT)
     frames = read_utterances(frames_path, "frames")
     if not frames:
         raise UserInputError(f"{frames_path}: holds no utterances")
@@ -150,11 +150,9 @@ def read_split(
 
 def has_split(fmt: str, data_dir: str | Path, split: str) -> tuple[bool, bool]:
     """(split present, split has labels) without reading it."""
-    data_dir = Path(data_dir)
     if fmt == "wsj":
-        return (
-            (data_dir / f"wsj0_{split}.npy").is_file(),
-            (data_dir / f"wsj0_{split}_merged_labels.npy").is_file(),
-        )
-    part = data_dir / librispeech_files.PARTITIONS[split]
-    return (part / "mfcc").is_dir(), (part / "transcript").is_dir()
+        names = [name.format(split) for name in WSJ_FILES.split()]
+    else:
+        names = [f"{librispeech_files.PARTITIONS[split]}/{kind}" for kind in ("mfcc", "transcript")]
+    present, labelled = (Path(data_dir, name).exists() for name in names)
+    return present, labelled
