@@ -95,16 +95,12 @@ class FrameAugmenter:
         if self.basis is not None and raw_var is not None:  # undo per-dimension normalisation
             self.scale = torch.from_numpy(np.sqrt(np.maximum(raw_var, 1e-12))).float()
 
-    def _to(self, device: torch.device) -> None:
-        if self.basis is not None and self.basis.device != device:
-            self.basis = self.basis.to(device)
-        if self.scale is not None and self.scale.device != device:
-            self.scale = self.scale.to(device)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         if spec["vtlp"] > 0:
-            self._to(x.device)
+            if self.basis is not None:  # moved once: .to() is a no-op on the same device
+                self.basis = self.basis.to(x.device)
+                self.scale = None if self.scale is None else self.scale.to(x.device)
             x = vtlp(x, spec["vtlp"], self.basis, self.blocks, self.scale, spec["mel_hz"])
         if spec["p"] > 0 and (spec["freq_mask"] or spec["time_mask"]):
             x = mask_frames(x, spec["freq_mask"], spec["time_mask"], spec["p"])
