@@ -1,9 +1,8 @@
-"""What every speech reader returns and checks, for frames (HW1P2) and sequences (HW3P2) alike.
+"""What every speech reader returns and checks, frames (HW1P2) and sequences (HW3P2) alike.
 
-A split's frames are finite ``(T, D)`` arrays; the feature dimension and the classes come from
-the data (its training split, or a demo manifest) and travel in the checkpoint as an
-:class:`Inventory`, so prediction writes the labels the competition expects. Every check is one
-:class:`~data_modules.errors.UserInputError` naming the file (and utterance) and what was expected.
+The feature dimension and classes come from the data (its training split, or a demo manifest)
+and travel in the checkpoint as an :class:`Inventory`; every check is one
+:class:`~data_modules.errors.UserInputError` naming the file (and utterance).
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """One-time conversion of a frame-classification split into a memory-mappable cache.
 
-An entry is a folder: ``frames.npy`` (N, D), ``offsets.npy`` (utterance u is
-frames[offsets[u]:offsets[u+1]]), ``labels.npy`` (uint8, or uint16 past 256 classes) and
-``meta.json`` (sizes, inventory, raw mean/var, file sizes, a checksum). Its name keys the
-sources (sizes, mtimes, sampled bytes), the settings and the inventory, so a changed source
-gives a new entry. Built in a temporary folder and renamed into place; a damaged entry is found
-before use and rebuilt with a warning; a full disk is named."""
+An entry is a folder: ``frames.npy`` (N, D), ``offsets.npy`` (utterance u is frames[offsets[u]:
+offsets[u+1]]), ``labels.npy`` (uint8, or uint16 past 256 classes) and ``meta.json``. Its name
+keys the sources (sizes, mtimes, sampled bytes), the settings and the inventory. Built in a
+temporary folder and renamed into place; a damaged entry is rebuilt with a warning.
+"""
 
 from __future__ import annotations
 

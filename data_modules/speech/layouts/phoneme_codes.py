@@ -1,11 +1,10 @@
 """The courses' phoneme inventories and the one-character codes their submissions are written in.
 
-CMU 11-785 HW3P2 scores the Levenshtein distance between strings of one character per phoneme.
-2019/2020 (WSJ) label phonemes 0..45 in ``WSJ_PHONEMES`` order, coded ``WSJ_CODES`` (the
-course's ``phoneme_list.py``); 2021 on (LibriSpeech) name them in the transcripts, coded
-``LIBRISPEECH_CODES`` (the starter notebook's ``CMUdict_ARPAbet``). A symbol outside the
-course's map (the demo's AX, IX, DX, EL, EN, Q; stress-marked vowels such as AA1) takes the next
-unused character of ``SPARE_CODES`` in inventory order, so the course's symbols keep their codes."""
+HW3P2 scores the Levenshtein distance between strings of one character per phoneme: WSJ
+(2019/2020) codes its phonemes 0..45 with the course's ``phoneme_list.py``, LibriSpeech (2021
+on) with the starter notebook's ``CMUdict_ARPAbet``. Any other symbol (the demo's AX, IX, ...;
+stress-marked vowels) takes the next spare character, so the course's symbols keep theirs.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Safe reading and validation of the Kaggle WSJ ``.npy`` files.
 
-The Kaggle files are object arrays, i.e. pickles inside ``.npy``. ``np.load(allow_pickle=True)``
-would execute whatever a downloaded file's pickle says, so we parse the ``.npy`` header with
-``numpy.lib.format`` and unpickle the payload with an unpickler that can only reach the handful of
-numpy callables needed to rebuild arrays. Anything else is refused before it is called."""
+They are object arrays, pickles inside ``.npy``: the header is parsed with ``numpy.lib.format``
+and the payload unpickled by :mod:`data_modules.io.safe_pickle`, which can reach only the numpy
+callables that rebuild arrays.
+"""
 
 from __future__ import annotations
 
