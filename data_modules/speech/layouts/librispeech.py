@@ -114,7 +114,7 @@ def to_classes(
     """Each transcript's class indices, in the order of the inventory's symbols (or, reading
     the training partition, of the sorted symbols found), and that order."""
     known = inventory.symbols if inventory is not None else None
-    order = known if known is not None else tuple(sorted({s for seq in symbols for s in seq}))
+    order = known if known is not None else tuple(sorted({str(s) for seq in symbols for s in seq}))
     classes_from = "the training transcripts" if known is not None else "the symbols found"
     index = {s: i for i, s in enumerate(order)}
     labels = [
