@@ -1,9 +1,8 @@
 """Errors a user can act on, reported as one line (``error: <message>``) instead of a traceback.
 
-Entry points run through :func:`run_main`: a :class:`UserInputError` (bad data file, config
-key, checkpoint) exits 2, as argparse does; a :class:`ReportedError` (a full disk, a NaN loss)
-exits 1; anything else is a bug and keeps its traceback (``LIGHTNING_DL_DEBUG=1``: always).
-Imports nothing heavy, so the data readers use it too."""
+Through :func:`run_main`, a :class:`UserInputError` (a bad file, key, checkpoint) exits 2, as
+argparse does; a :class:`ReportedError` (a full disk, a NaN loss) exits 1; anything else is a
+bug and keeps its traceback (always with ``LIGHTNING_DL_DEBUG=1``). Imports nothing heavy."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """Batches of utterances of similar length, in an order exact resume and DDP can share.
 
-:class:`BucketSampler` is a :class:`~data_modules.batches.samplers.ResumableSampler`: a seeded
-permutation (seed + epoch), cut into pools of ``pool_batches`` global batches (``B * R``
-utterances), each pool sorted longest first and cut into global batches, shuffled, the partial
-one last. Rank ``r`` takes every ``R``-th index, so under DDP the ranks step through batches of
-matching lengths and short batches pad little."""
+:class:`BucketSampler`: a seeded permutation cut into pools of ``pool_batches`` global batches,
+each pool sorted longest first and cut into global batches, shuffled (the partial one last);
+rank ``r`` takes every ``R``-th index, so DDP ranks step through batches of matching lengths."""
 
 from __future__ import annotations
 

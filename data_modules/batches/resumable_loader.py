@@ -1,10 +1,8 @@
 """Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank).
 
-``make_resumable`` turns a shuffling ``DataLoader`` (or one whose sampler declares
-``uniform_permutation``) into a :class:`ResumableDataLoader`: the same loader but with a
-:class:`~data_modules.batches.samplers.ResumableSampler` and a private generator. Lightning
-stores its ``state_dict`` in every checkpoint, so a resumed run continues the epoch with the
-same permutation, skipping the batches already trained on."""
+``make_resumable`` gives a shuffling loader a :class:`~data_modules.batches.samplers.
+ResumableSampler` and a private generator; Lightning checkpoints its ``state_dict``, so a
+resumed run continues the epoch with the same permutation, past the batches already trained."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and DDP.
 
-:class:`ResumableSampler` is a ``DistributedSampler`` (Lightning keeps it) that can start an
-epoch part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP
-global batch is the batch one process would draw. :class:`UnpaddedDistributedSampler` shards
-evaluation sets without padding: every sample is evaluated once."""
+:class:`ResumableSampler` (a ``DistributedSampler``, which Lightning keeps) can start an epoch
+part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP global
+batch is the one a single process would draw. :class:`UnpaddedDistributedSampler`: no padding."""
 
 from __future__ import annotations
 

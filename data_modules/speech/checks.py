@@ -1,9 +1,8 @@
 """What every speech reader returns and checks, frames (HW1P2) and sequences (HW3P2) alike.
 
-The feature dimension and classes come from the data (its training split, or a demo manifest)
-and travel in the checkpoint as an :class:`Inventory`; every check is one
-:class:`~data_modules.errors.UserInputError` naming the file (and utterance).
-"""
+The feature dimension and classes come from the data and travel in the checkpoint as an
+:class:`Inventory`; every check is one :class:`~data_modules.errors.UserInputError` naming the
+file (and utterance)."""
 
 from __future__ import annotations
 

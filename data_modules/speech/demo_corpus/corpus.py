@@ -1,9 +1,8 @@
 """What the demo corpus contains: splits, voices and the recipe of every utterance.
 
-Dev and test voices never occur in training, so dev accuracy measures new speakers. Recipes
-depend on ``(seed, index)`` alone: reproducible whatever the number of processes. Echoing
-variants (m2, f2-f5) are left out: their reverberation fills the stop closures phonemes.py
-relies on being silent."""
+Dev and test voices never occur in training, so dev accuracy measures new speakers; recipes
+depend on ``(seed, index)`` alone. Echoing variants (m2, f2-f5) are left out: their reverb
+fills the stop closures phonemes.py relies on being silent."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """Audio -> 40 log-mel bands at 100 frames/s (16 kHz, 25 ms windows, 10 ms hop), numpy only.
 
-Matches the front end of the Kaggle WSJ data (Kaldi-style filterbanks), so models built for the
-real files work on the demo corpus unchanged. Everything is whole-array numpy: no per-frame loops.
-"""
+Kaldi-style filterbanks, as the Kaggle WSJ data, so models for the real files work unchanged."""
 
 from __future__ import annotations
 

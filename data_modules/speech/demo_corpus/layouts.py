@@ -1,10 +1,9 @@
 """The rendered demo corpus written in each course's file layout, so every format trains offline.
 
-``kaggle`` (HW1P2 2019: (T, 40) log-mels, classes 0..137), ``librispeech`` (HW1P2 2021 on:
-28 cepstra, one symbol a frame), ``libriphone`` (NTU ML2022 HW2: 13 cepstra with deltas,
-classes 0..45; no dev split), ``wsj_ctc`` and ``librispeech_ctc`` (HW3P2: phoneme sequences,
-each run of equal frame phonemes once, as eSpeak gives no boundary between them). Test labels
-are demo-only, so test accuracy can be measured."""
+``kaggle`` ((T, 40) log-mels, classes 0..137), ``librispeech`` (28 cepstra, a symbol a frame),
+``libriphone`` (13 cepstra with deltas, classes 0..45, no dev split), ``wsj_ctc`` and
+``librispeech_ctc`` (phoneme sequences: each run of equal frame phonemes once, as eSpeak marks
+no boundary between them). Test labels are demo-only, so test accuracy can be measured."""
 
 from __future__ import annotations
 

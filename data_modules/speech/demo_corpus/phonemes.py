@@ -1,9 +1,8 @@
 """eSpeak NG English phonemes -> a 46-phoneme ARPAbet-style inventory -> 138 frame classes.
 
-46 as the Kaggle WSJ task (x 3 states = 138 classes), whose six noise classes never occur in
-synthetic speech: their slots go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class =
-3 * phoneme + state (which third of the phoneme the frame centre is in). An unknown eSpeak
-mnemonic is an error, never a guess."""
+46 as the Kaggle WSJ task, whose six noise classes never occur in synthetic speech: their slots
+go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class = 3 * phoneme + state (the third
+of the phoneme the frame centre is in). An unknown eSpeak mnemonic is an error, never a guess."""
 
 from __future__ import annotations
 

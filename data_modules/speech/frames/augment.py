@@ -1,11 +1,10 @@
 """What ``--data.augment`` does to training windows of the frame DataModule, on the device.
 
-``vtlp: W`` warps the frequency axis by ``alpha ~ U[1 - W, 1 + W]`` per window (Jaitly & Hinton,
-2013): log-mel bands along the bands, cepstra in the mel domain through the inverse DCT at 40
-bands (unnormalised first by the training split's raw std); ``mel_hz`` is the bands' range,
-within the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
-SpecAugment-style masking, after it. A gain or tilt per utterance is left out: per-utterance
-normalisation removes it."""
+``vtlp: W``: each window's frequency axis warped by ``alpha ~ U[1 - W, 1 + W]`` (Jaitly & Hinton,
+2013), log-mels along the bands, cepstra in the mel domain (inverse DCT at 40 bands, after
+undoing normalisation by the training split's raw std); ``mel_hz``: the bands' range, within
+the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
+SpecAugment-style masking. No gain or tilt: per-utterance normalisation removes it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """One-time conversion of a frame-classification split into a memory-mappable cache.
 
-An entry is a folder: ``frames.npy`` (N, D), ``offsets.npy`` (utterance u is frames[offsets[u]:
-offsets[u+1]]), ``labels.npy`` (uint8, or uint16 past 256 classes) and ``meta.json``. Its name
-keys the sources (sizes, mtimes, sampled bytes), the settings and the inventory. Built in a
-temporary folder and renamed into place; a damaged entry is rebuilt with a warning.
-"""
+An entry is a folder of ``frames.npy`` (N, D), ``offsets.npy``, ``labels.npy`` (uint8, uint16
+past 256 classes) and ``meta.json``, named by a key over the sources (sizes, mtimes, sampled
+bytes), the settings and the inventory; built in a temporary folder and renamed into place, a
+damaged one rebuilt with a warning."""
 
 from __future__ import annotations
 

@@ -165,8 +165,7 @@ class SpeechFramesDataModule(SpeechDataModule):
             _ = self.augmenter  # read the training statistics now, not in the first step
 
     def voices(self) -> dict | None:
-        """How many voices train, dev and test have, and how many of dev's and test's training
-        had (:mod:`data_modules.speech.frames.voices`); None when the layout does not tell."""
+        """Voices of train, dev and test, and how many of dev's and test's training had, or None."""
         from data_modules.speech.demo_corpus import read_manifest  # numpy only
 
         manifest = read_manifest(self.data_dir)

@@ -1,10 +1,9 @@
 """The frame-classification layouts one DataModule reads, and how a folder's layout is found.
 
-``kaggle`` (HW1P2 Fall 2019, WSJ: ``train.npy`` ... object arrays, ``id,label``),
-``librispeech`` (HW1P2 2021 on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, labels are
-symbols), ``libriphone`` (NTU ML2022 HW2: ``feat/*/*.pt``, ``*_split.txt``, ``Id,Class``). Each
-gives a :class:`SplitSource` per split: its files (the cache key) and a reader. Frames come in
-submission order."""
+``kaggle`` (HW1P2 Fall 2019, WSJ: ``train.npy`` ... object arrays), ``librispeech`` (HW1P2 2021
+on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, symbol labels), ``libriphone`` (NTU ML2022
+HW2: ``feat/*/*.pt``, ``*_split.txt``). Each gives a :class:`SplitSource` per split: its files
+(the cache key) and a reader; frames come in submission order."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """NTU ML2022 Spring HW2 (libriphone): torch feature files, id lists and integer frame labels.
 
-``feat/{train,test}/<utt>.pt`` (T, 39) tensors, ``{train,test}_split.txt`` (one id a line, in
-submission order), ``train_labels.txt`` (``<utt> l1 ... lT``). No dev split: validation is a
-seeded ``val_fraction`` of train. ``test_labels.txt`` exists only in a demo corpus. ``.pt``
-files load with ``weights_only=True``, so a downloaded file cannot run code."""
+``feat/{train,test}/<utt>.pt`` (T, 39), ``{train,test}_split.txt`` (ids in submission order),
+``train_labels.txt`` (``<utt> l1 ... lT``; ``test_labels.txt`` only in a demo corpus). No dev
+split: validation is a seeded ``val_fraction`` of train. ``.pt`` files load weights-only."""
 
 from __future__ import annotations
 
@@ -75,8 +74,7 @@ def read_label_lines(path: Path) -> dict[str, np.ndarray]:
 
 
 def split_ids(data_dir: Path, split: str, val_fraction: float, split_seed: int) -> list[str]:
-    """The utterance ids of ``split``: test in test_split.txt order; train and dev a seeded
-    partition of train_split.txt, each kept in file order."""
+    """Ids of ``split``: test in list order, train and dev a seeded partition of train's."""
     ids = read_ids(data_dir / SPLIT_LISTS[split])
     if split == "test":
         return ids

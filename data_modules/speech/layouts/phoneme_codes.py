@@ -1,10 +1,9 @@
 """The courses' phoneme inventories and the one-character codes their submissions are written in.
 
-HW3P2 scores the Levenshtein distance between strings of one character per phoneme: WSJ
-(2019/2020) codes its phonemes 0..45 with the course's ``phoneme_list.py``, LibriSpeech (2021
-on) with the starter notebook's ``CMUdict_ARPAbet``. Any other symbol (the demo's AX, IX, ...;
-stress-marked vowels) takes the next spare character, so the course's symbols keep theirs.
-"""
+HW3P2 scores the edit distance between strings of one character a phoneme: WSJ (2019/2020)
+codes as the course's ``phoneme_list.py``, LibriSpeech (2021 on) as its notebook's
+``CMUdict_ARPAbet``; any other symbol (the demo's AX, IX; stress-marked vowels) takes the next
+spare character, so the course's symbols keep theirs."""
 
 from __future__ import annotations
 

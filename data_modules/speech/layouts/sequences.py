@@ -2,9 +2,8 @@
 
 ``wsj`` (2019/2020): ``wsj0_{split}.npy`` object arrays of (T, 40) frames and
 ``wsj0_{split}_merged_labels.npy`` phoneme indices 0..45 (no blank). ``librispeech`` (2021 on):
-``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``),
-not aligned with the frames. The inventory: the course's 46 phonemes (WSJ), the training
-transcripts' sorted symbols (LibriSpeech)."""
+``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``,
+not aligned), classes the training transcripts' sorted symbols."""
 
 from __future__ import annotations
 

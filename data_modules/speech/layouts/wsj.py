@@ -1,9 +1,6 @@
-"""Safe reading and validation of the Kaggle WSJ ``.npy`` files.
-
-They are object arrays, pickles inside ``.npy``: the header is parsed with ``numpy.lib.format``
-and the payload unpickled by :mod:`data_modules.io.safe_pickle`, which can reach only the numpy
-callables that rebuild arrays.
-"""
+"""Safe reading and validation of the Kaggle WSJ ``.npy`` files: object arrays, pickles
+inside ``.npy``, unpickled by :mod:`data_modules.io.safe_pickle`, which reaches only the numpy
+callables that rebuild arrays."""
 
 from __future__ import annotations
 
@@ -103,8 +100,7 @@ def split_files(
     data_dir: Path, split: str, need_labels: bool, names: str = "{}.npy {}_labels.npy",
     layout: str = KAGGLE_FILES,
 ) -> tuple[Path, Path | None]:  # fmt: skip
-    """The frames file and labels file (None if absent and not needed) of ``split``; ``names``
-    are their patterns (the HW3P2 files are named otherwise)."""
+    """The frames and labels files (None: absent, not needed) of ``split``, named ``names``."""
     frames, labels = (data_dir / name.format(split) for name in names.split())
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():

@@ -1,11 +1,9 @@
 """Whole utterances and their phoneme sequences for CTC (every HW3P2-style Kaggle since 2019).
 
-A split is one ``(N, D)`` float32 tensor of all its frames plus utterance offsets (on the
-training device when it fits, ``resident``); a batch is one gather of ``(B, T_max)`` frame
-indices on that device, padding zeroed: no per-utterance Python in the loop. Training batches
-come from :class:`~data_modules.batches.bucketing.BucketSampler` (similar lengths, resumable,
-DDP-disjoint); evaluation and prediction walk the split sorted by length (``sort_eval``), and
-the caller puts predictions back in file order."""
+A split is one ``(N, D)`` tensor of its frames plus offsets (on the training device when it
+fits); a batch is one gather of ``(B, T_max)`` indices there, padding zeroed. Training batches
+come from :class:`~data_modules.batches.bucketing.BucketSampler`; evaluation walks the split
+sorted by length (``sort_eval``), and the caller puts predictions back in file order."""
 
 from __future__ import annotations
 
