@@ -79,21 +79,21 @@ def fit(
 
 @torch.no_grad()
 def scores(ckpt: Path, args: argparse.Namespace) -> dict[str, float]:
-    from data_modules.speech.frames.datamodule import WSJFramesDataModule
+    from data_modules.speech.frames.datamodule import SpeechFramesDataModule
     from lightning_dl.tasks.classifier import Classifier
 
     model = Classifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    dm = WSJFramesDataModule(str(args.data_dir), context=args.k, resident=True)
-    dm.load_state_dict(state["WSJFramesDataModule"])
+    dm = SpeechFramesDataModule(str(args.data_dir), context=args.k, resident=True)
+    dm.load_state_dict(state["SpeechFramesDataModule"])
     dm.setup("fit")
     dm.setup("test")
     out = {"params": sum(p.numel() for p in model.parameters())}
     rng = np.random.default_rng(0)
     splits = [("train", dm, "train"), ("dev", dm, "dev"), ("test", dm, dm._test_split())]
     if args.known_voices:  # another demo corpus's training split: new sentences, training voices
-        other = WSJFramesDataModule(str(args.known_voices), context=args.k, resident=True)
-        other.load_state_dict(state["WSJFramesDataModule"])
+        other = SpeechFramesDataModule(str(args.known_voices), context=args.k, resident=True)
+        other.load_state_dict(state["SpeechFramesDataModule"])
         other.setup("fit")
         splits.append(("known", other, "train"))
     for name, module, split in splits:

@@ -7,7 +7,7 @@ Writes a random corpus in the Kaggle format (object arrays of (T, 40) float32 ut
 values do not matter to a loader), converts it to the cache once, then runs every measurement in
 its own subprocess so peak RSS (VmHWM) belongs to that configuration alone:
 
-- memmap: WSJFramesDataModule.train_dataloader() with ``resident: false`` (shuffled, gathered
+- memmap: SpeechFramesDataModule.train_dataloader() with ``resident: false`` (shuffled, gathered
          from the memory map on the host, num_workers=0), one full epoch;
 - resident: the same with ``resident: true``: frames copied once into the training device's
          memory (here: this process's RAM), windows gathered there; one full epoch;
@@ -85,9 +85,9 @@ def run_convert(args: argparse.Namespace) -> dict:
 
 
 def _datamodule(args: argparse.Namespace, resident: bool):
-    from data_modules.speech.frames.datamodule import WSJFramesDataModule
+    from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 
-    dm = WSJFramesDataModule(
+    dm = SpeechFramesDataModule(
         str(args.data_dir),
         context=args.k,
         batch_size=args.batch_size,

@@ -1,14 +1,8 @@
 """Errors a user can act on, reported as one line (``error: <message>``) instead of a traceback.
 
-Every command-line entry point runs through :func:`run_main`. An error that comes from what the
-user gave us (a data file, a config key, a checkpoint) is a :class:`UserInputError` and exits
-with status 2, as argparse and jsonargparse do for a bad option. An expected failure whose
-message says it all (a full disk, a NaN loss) is a :class:`ReportedError` and exits with 1.
-Anything else is a bug and keeps its traceback. ``LIGHTNING_DL_DEBUG=1`` shows the traceback of
-every error.
-
-This module imports nothing heavy, so the data readers (``data_modules``) can use it too.
-"""
+Through :func:`run_main`, a :class:`UserInputError` (a bad file, key, checkpoint) exits 2, as
+argparse does; a :class:`ReportedError` (a full disk, a NaN loss) exits 1; anything else is a
+bug and keeps its traceback (always with ``LIGHTNING_DL_DEBUG=1``). Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -16,7 +10,8 @@ import errno
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,10 +30,7 @@ class ReportedError(Exception):
 
 
 class UserInputError(ReportedError, ValueError):
-    """Bad input the user can fix (a file, an index, a config key): one line, exit status 2.
-
-    The message names the file, index or key, and says what was expected.
-    """
+    """Bad input the user can fix, named with what was expected: one line, exit status 2."""
 
     exit_code = EXIT_BAD_INPUT
 
@@ -55,11 +47,8 @@ class DiskFullError(ReportedError, OSError):
 
 
 def require_at_least(where: str, least: int, **values: int | None) -> None:
-    """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None: unset).
-
-    ``require_at_least("MNISTDataModule", 1, batch_size=0)`` -> "MNISTDataModule: batch_size=0,
-    expected at least 1", instead of torch's traceback when the DataLoader is made.
-    """
+    """Raise :class:`UserInputError` naming the first of ``values`` below ``least`` (None:
+    unset), e.g. "MNISTDataModule: batch_size=0, expected at least 1", not torch's traceback."""
     for name, value in values.items():
         if value is not None and value < least:
             raise UserInputError(f"{where}: {name}={value}, expected at least {least}")
@@ -86,8 +75,7 @@ def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
     """True when ``error``, raised while writing ``path``, came from a full filesystem.
 
     Writers do not always say so: NumPy reports a short write ("1200 requested and 64 written")
-    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides.
-    """
+    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if not isinstance(error, OSError | RuntimeError):
@@ -113,6 +101,16 @@ def raise_if_disk_full(error: BaseException, path: str | Path) -> None:
         ) from error
 
 
+@contextmanager
+def reported_if_disk_full(path: str | Path) -> Iterator[None]:
+    """A write of ``path`` in the block that fails on a full disk is a :class:`DiskFullError`."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        raise_if_disk_full(error, path)
+        raise
+
+
 def describe(error: BaseException) -> str:
     """The one line shown for ``error``."""
     return " ".join(str(error).split()) or type(error).__name__
@@ -125,10 +123,7 @@ def report(error: ReportedError) -> int:
 
 
 def run_main(main: Callable[[], Any]) -> NoReturn:
-    """Run a command-line ``main`` and exit with its status (0, 1, 2; see the module docstring).
-
-    ``main`` may return an exit status (int) or anything else (status 0).
-    """
+    """Run a command-line ``main`` (its int result is the exit status) and exit 0, 1 or 2."""
     try:
         result = main()
     except ReportedError as error:

@@ -37,7 +37,7 @@ MOVED = {  # old module -> its place since the re-layout
     "data_modules.memmap_frames": "data_modules.speech.frames.memmap",
     "data_modules.frame_augment": "data_modules.speech.frames.augment",
     "data_modules.frame_voices": "data_modules.speech.frames.voices",
-    "data_modules.frame_checks": "data_modules.speech.frames.checks",
+    "data_modules.frame_checks": "data_modules.speech.checks",
     "data_modules.frame_formats": "data_modules.speech.layouts.frames",
     "data_modules.sequence_formats": "data_modules.speech.layouts.sequences",
     "data_modules.librispeech_files": "data_modules.speech.layouts.librispeech",

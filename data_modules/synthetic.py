@@ -1,8 +1,7 @@
 """SYNTHETIC data for the quickstart: Gaussian class clusters the project generates itself.
 
 Nothing here is real data; it only lets a fresh clone train, test and report end to end in
-seconds without any download.
-"""
+seconds without any download."""
 
 from __future__ import annotations
 
@@ -44,8 +43,8 @@ class SyntheticClustersDataModule(pl.LightningDataModule):
         require_at_least(where, 1, num_train=num_train, num_val=num_val, num_test=num_test)
         require_at_least(where, 1, num_features=num_features, batch_size=batch_size)
         require_at_least(where, 2, num_classes=num_classes)
-        if noise < 0:
-            raise UserInputError(f"SyntheticClustersDataModule: noise={noise}, expected >= 0")
+        if not 0 <= noise < float("inf"):  # NaN too
+            raise UserInputError(f"{where}: noise={noise}, expected a finite value >= 0")
         self.save_hyperparameters(logger=False)
         self.num_classes = num_classes
         self.input_shape = (num_features,)

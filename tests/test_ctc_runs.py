@@ -112,3 +112,23 @@ def test_an_impossible_alignment_stops_the_run_through_the_nan_guard(tmp_path, m
     with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
         fit_main(args)
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_an_infeasible_labelled_test_utterance_is_refused_before_training(tmp_path):
+    """The test split a fit is tested on is checked when training starts, not after it."""
+    from data_modules.speech.demo_corpus.layouts import _object_array
+
+    data = write_wsj(tmp_path / "d", test_labels=True)
+    frames = list(np.load(data / "wsj0_test.npy", allow_pickle=True))
+    labels = list(np.load(data / "wsj0_test_merged_labels.npy", allow_pickle=True))
+    frames[2], labels[2] = frames[2][:3], np.array([1, 2, 3, 4, 5, 6])  # 6 phonemes, 3 frames
+    np.save(data / "wsj0_test.npy", _object_array(frames))
+    np.save(data / "wsj0_test_merged_labels.npy", _object_array(labels))
+    args = [
+        "--config", str(ROOT / "configs" / "wsj_ctc.yaml"), "--data.data_dir", str(data),
+        "--data.source", "auto", *TINY, "--run.dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    with pytest.raises(UserInputError, match=r"wsj0_test.npy: utterance 2: 6 phonemes") as error:
+        fit_main(args)
+    assert error.value.exit_code == 2 and "\n" not in str(error.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()

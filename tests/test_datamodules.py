@@ -82,6 +82,9 @@ def test_mean_std_override_for_imagenet_pretrained_backbones(cifar_dir):
         CIFAR10DataModule(str(cifar_dir), mean=(0.5,))
     with pytest.raises(ValueError, match="std must be > 0"):
         MNISTDataModule("x", std=(0.0,))
+    for bad in ({"std": (float("nan"),)}, {"mean": (float("inf"),)}):
+        with pytest.raises(UserInputError, match=f"{next(iter(bad))} must be finite"):
+            MNISTDataModule("x", **bad)  # NaN or inf would normalise every batch to NaN
 
 
 def test_augmentation_only_while_training(cifar_dir):
@@ -130,3 +133,9 @@ def test_gpu_resident_batches_match_the_cpu_ones():
     pairs = zip(on_gpu.__getitems__(indices), on_cpu.__getitems__(indices), strict=True)
     for got, expected in pairs:
         assert got.is_cuda and torch.equal(got.cpu(), expected)
+
+
+@pytest.mark.parametrize("noise", [-1.0, float("nan"), float("inf")])
+def test_synthetic_noise_must_be_finite_and_not_negative(noise):
+    with pytest.raises(UserInputError, match=f"noise={noise}, expected a finite value >= 0"):
+        SyntheticClustersDataModule(noise=noise)

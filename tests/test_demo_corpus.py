@@ -237,7 +237,7 @@ def test_files_pass_the_wsj_reader(tiny):
 @pytest.mark.parametrize("layout", ["librispeech", "libriphone"])
 def test_other_layouts_hold_the_same_speech_and_pass_their_readers(espeak, tiny, tmp_path, layout):
     from data_modules.speech.demo_corpus import layouts
-    from data_modules.speech.frames.datamodule import WSJFramesDataModule
+    from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 
     out = build_demo_corpus(tmp_path / layout, N_TINY, seed=0, layout=layout)
     manifest = read_manifest(out)
@@ -245,7 +245,7 @@ def test_other_layouts_hold_the_same_speech_and_pass_their_readers(espeak, tiny,
     assert build_demo_corpus(out, N_TINY, seed=0, layout=layout) == out  # reused
     with pytest.raises(FileExistsError, match="overwrite=True"):
         build_demo_corpus(out, N_TINY, seed=0)  # another layout is another request
-    dm = WSJFramesDataModule(str(out), context=1, normalize="none")  # source: auto
+    dm = SpeechFramesDataModule(str(out), context=1, normalize="none")  # source: auto
     assert dm.format == layout
     assert dm.inventory.to_state() == layouts.inventory(layout)  # from the manifest
     dm.setup("fit")

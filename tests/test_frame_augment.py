@@ -14,13 +14,13 @@ from pytorch_lightning.trainer.states import RunningStage
 from data_modules.batches.augment import warp_windows
 from data_modules.errors import UserInputError
 from data_modules.speech.frames.augment import FrameAugmenter, check_augment
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from tests.helpers.wsj_corpus import write_run_corpus
 
 
 def test_vtlp_changes_training_batches_only(tmp_path):
     data = write_run_corpus(tmp_path / "wsj")
-    dm = WSJFramesDataModule(data[1], context=2, source="kaggle", augment={"vtlp": 0.2})
+    dm = SpeechFramesDataModule(data[1], context=2, source="kaggle", augment={"vtlp": 0.2})
     dm.trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     dm.setup("fit")
     batch = dm.datasets["train"].__getitems__(list(range(32)))
@@ -62,9 +62,16 @@ def test_cepstral_layouts_warp_in_the_mel_domain(fmt, dim, blocks):
         ({"vtlp": 1.5}, "vtlp must be in [0, 1)"),
         ({"vtlps": 0.1}, "unknown key(s) ['vtlps']"),
         ({"vtlp": 0.1, "mel_hz": [8000, 20]}, "mel_hz must be [low, high]"),
+        ({"vtlp": 0.1, "mel_hz": [20, float("inf")]}, "high <= 8000 (the Nyquist frequency"),
+        ({"vtlp": 0.1, "mel_hz": [float("nan"), 8000]}, "mel_hz must be [low, high]"),
+        ({"vtlp": 0.1, "mel_hz": [20, 11025]}, "got [20.0, 11025.0]"),
+        ({"vtlp": float("nan")}, "vtlp must be in [0, 1)"),
+        ({"freq_mask": float("inf")}, "augment: {'freq_mask': inf}"),
+        ({"time_mask": 2, "p": float("nan")}, "p in [0, 1]"),
     ],
 )
 def test_bad_augment_is_one_clear_error(augment, message):
-    with pytest.raises(UserInputError, match=re.escape(message)):
+    with pytest.raises(UserInputError, match=re.escape(message)) as error:
         check_augment(augment)
+    assert "\n" not in str(error.value)
     assert check_augment({"vtlp": 0.0}) is None  # changes nothing: no augmenter at all

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data_modules.errors import UserInputError
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.layouts.frames import detect_format
 from data_modules.speech.layouts.libriphone import split_ids
 from tests.helpers.frame_corpora import PARTITIONS, PHONES, write_libriphone, write_librispeech
@@ -25,7 +25,7 @@ def _all(ds) -> tuple[torch.Tensor, ...]:
 @pytest.mark.parametrize("resident", [False, True])
 def test_librispeech_frames_symbols_and_inventory(tmp_path, resident):
     corpus = write_librispeech(tmp_path, test_transcripts=True)
-    dm = WSJFramesDataModule(str(tmp_path), context=2, normalize="none", resident=resident)
+    dm = SpeechFramesDataModule(str(tmp_path), context=2, normalize="none", resident=resident)
     assert dm.format == "librispeech"
     inventory = dm.inventory
     assert inventory.symbols == tuple(sorted(PHONES)) and inventory.feature_dim == 28
@@ -43,7 +43,7 @@ def test_librispeech_frames_symbols_and_inventory(tmp_path, resident):
 
 def test_libriphone_validation_comes_out_of_train_and_test_keeps_its_order(tmp_path):
     corpus = write_libriphone(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=1, normalize="none", val_fraction=0.2)
+    dm = SpeechFramesDataModule(str(tmp_path), context=1, normalize="none", val_fraction=0.2)
     assert dm.format == "libriphone" and dm.num_classes == 41 and dm.input_shape == (3, 39)
     dm.setup("fit")
     dm.setup("predict")
@@ -74,7 +74,7 @@ def test_auto_detection_says_what_it_found(tmp_path, caplog):
     write_corpus(tmp_path / "wsj")
     with caplog.at_level(logging.INFO):
         for name, layout in (("ls", "librispeech"), ("lp", "libriphone"), ("wsj", "kaggle")):
-            assert WSJFramesDataModule(str(tmp_path / name)).format == layout
+            assert SpeechFramesDataModule(str(tmp_path / name)).format == layout
             assert f"found the {layout} layout" in caplog.text
     assert detect_format(tmp_path / "ls")[1] == [f"{p}/mfcc" for p in PARTITIONS.values()]
     (tmp_path / "empty").mkdir()
@@ -193,7 +193,7 @@ LIBRIPHONE_CASES = ["missing feature file", "length", "not an integer", "dimensi
 def test_bad_input_is_one_line_naming_the_file(tmp_path, layout, case):
     write = _librispeech_case if layout == "librispeech" else _libriphone_case
     split, message = write(tmp_path, case)
-    dm = WSJFramesDataModule(str(tmp_path), source=layout, context=1)
+    dm = SpeechFramesDataModule(str(tmp_path), source=layout, context=1)
     with pytest.raises(UserInputError, match=message) as error:
         dm.setup("fit")  # reads train (the inventory), then dev
     assert "\n" not in str(error.value)
@@ -202,7 +202,7 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, layout, case):
 
 def test_a_named_source_that_does_not_match_the_folder_says_which_layout_it_holds(tmp_path):
     write_libriphone(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), source="kaggle")
+    dm = SpeechFramesDataModule(str(tmp_path), source="kaggle")
     with pytest.raises(
         FileNotFoundError,
         match=r"train\.npy: missing.*holds the libriphone layout .*--data\.source libriphone",
@@ -220,7 +220,7 @@ def test_the_classes_are_those_of_train_and_dev(tmp_path):
     dev_frames, dev_labels = corpus["dev"]
     dev_labels[0][0] = 137
     save_split(kaggle, "dev", dev_frames, dev_labels)
-    dm = WSJFramesDataModule(str(kaggle), context=1, source="kaggle")
+    dm = SpeechFramesDataModule(str(kaggle), context=1, source="kaggle")
     assert dm.num_classes == 138
     dm.setup("fit")
     assert int(dm.datasets["dev"].__getitems__([0])[1][0]) == 137

@@ -16,8 +16,8 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import Callback
 
 from data_modules.errors import UserInputError
-from data_modules.speech.frames.checks import Inventory
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.checks import Inventory
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.mlp import MLP
 from lightning_dl.tasks.classifier import Classifier
@@ -74,7 +74,7 @@ def test_librispeech_run_writes_symbols_in_sorted_file_order(librispeech_run, tm
     assert summary["global_step"] == 12 and 0.0 <= summary["test/acc"] <= 1.0
     ckpt = root / "run" / "checkpoints" / "best.ckpt"
     state = torch.load(ckpt, weights_only=True)  # plain containers only
-    inventory = state["WSJFramesDataModule"]["inventory"]
+    inventory = state["SpeechFramesDataModule"]["inventory"]
     assert inventory == {
         "format": "librispeech", "feature_dim": 28, "num_classes": len(PHONES),
         "symbols": sorted(PHONES),
@@ -114,7 +114,7 @@ def test_libriphone_run_writes_id_class_in_test_split_order(tmp_path):
                    "--data.source", "libriphone", "--data.val_fraction", "0.2")  # fmt: skip
     assert summary["global_step"] == 12 and 0.0 <= summary["test/acc"] <= 1.0
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    state = torch.load(ckpt, weights_only=True)["WSJFramesDataModule"]
+    state = torch.load(ckpt, weights_only=True)["SpeechFramesDataModule"]
     assert state["inventory"] == {"format": "libriphone", "feature_dim": 39, "num_classes": 41}
     out = tmp_path / "prediction.csv"
     predict.main(["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "data"), "--out", str(out)])
@@ -127,7 +127,7 @@ def test_libriphone_run_writes_id_class_in_test_split_order(tmp_path):
 
 def test_checkpoint_inventory_must_match_the_data(tmp_path):
     write_libriphone(tmp_path, num_classes=12)
-    dm = WSJFramesDataModule(str(tmp_path), context=1)
+    dm = SpeechFramesDataModule(str(tmp_path), context=1)
     assert dm.num_classes == 12
     other = Inventory("libriphone", 39, 41).to_state()
     with pytest.raises(
@@ -136,7 +136,7 @@ def test_checkpoint_inventory_must_match_the_data(tmp_path):
         r"frames of 39 features, 12 classes",
     ):
         dm.load_state_dict({"inventory": other})
-    same = WSJFramesDataModule(str(tmp_path), context=1)
+    same = SpeechFramesDataModule(str(tmp_path), context=1)
     same.load_state_dict(dm.state_dict())  # the same data: accepted
     assert same.inventory == dm.inventory
 
@@ -181,7 +181,8 @@ def _wsj_args(data: list[str], run_dir: Path, *extra: str) -> list[str]:
 
 def test_masking_applies_to_training_batches_only(tmp_path):
     data = write_run_corpus(tmp_path / "wsj")
-    dm = WSJFramesDataModule(data[1], context=2, batch_size=16, augment={"freq_mask": 6, "p": 1.0})
+    masking = {"freq_mask": 6, "p": 1.0}
+    dm = SpeechFramesDataModule(data[1], context=2, batch_size=16, augment=masking)
 
     model = Classifier(
         partial(MLP, hidden=[16]), num_classes=dm.num_classes, input_shape=dm.input_shape

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from data_modules.errors import EXIT_BAD_INPUT, UserInputError
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.predict import submission
 from lightning_dl.tasks.classifier import Classifier
@@ -176,8 +176,8 @@ def test_settings_come_from_the_checkpoint(run):
     state = torch.load(ckpt, weights_only=True)
     settings = submission.datamodule_settings(state, ckpt)
     assert settings["context"] == 3 and settings["normalize"] == "global"
-    dm = WSJFramesDataModule(".", **settings)  # no data here: all comes from the checkpoint
-    dm.load_state_dict(state["WSJFramesDataModule"])
+    dm = SpeechFramesDataModule(".", **settings)  # no data here: all comes from the checkpoint
+    dm.load_state_dict(state["SpeechFramesDataModule"])
     assert dm.input_shape == (7, 40) and dm.num_classes == 138 and dm.format == "kaggle"
 
 

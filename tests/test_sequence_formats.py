@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from data_modules.errors import UserInputError
+from data_modules.speech.checks import Inventory
 from data_modules.speech.demo_corpus.layouts import _object_array
 from data_modules.speech.layouts import sequences as formats
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
@@ -121,7 +122,7 @@ def test_demo_corpus_writes_the_sequence_layouts(tmp_path, layout):
     layouts.write(tmp_path, layout, specs, results, seed=0)
     fmt = layout.removesuffix("_ctc")
     assert formats.detect_format(tmp_path)[0] == fmt
-    inventory = formats.SequenceInventory.from_state(layouts.inventory(layout))
+    inventory = Inventory.from_state(layouts.inventory(layout))
     data, _ = formats.read_split(fmt, tmp_path, "train", True, inventory)
     expected = [layouts.phoneme_sequence(results[i][1]) for i in range(4)]
     assert [t.tolist() for t in data.targets] == [
@@ -131,3 +132,24 @@ def test_demo_corpus_writes_the_sequence_layouts(tmp_path, layout):
         for e in expected
     ]
     assert expected[2].tolist() == [0, 5, 9, 0]  # "5 5" is one run of frames: one phoneme
+
+
+def test_stress_marked_librispeech_symbols_all_get_codes(tmp_path):
+    """ARPAbet with stress marks (AA0, AA1, AA2, ...) outnumbers the old spare codes; every
+    symbol gets its own character, the course's symbols keep the course's."""
+    from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, codes_for
+
+    root = write_librispeech(tmp_path)
+    vowels = ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH")
+    stressed = [f"{v}{mark}" for v in (*vowels, "UW") for mark in "012"]
+    first = sorted((root / "train-clean-100" / "transcript").glob("*.npy"))[0]
+    np.save(first, np.array(["[SOS]", *stressed, *LIBRISPEECH_CODES, "[EOS]"]))
+    _, inventory = formats.read_split("librispeech", root, "train", True, None)
+    assert len(inventory.symbols) > len(LIBRISPEECH_CODES) + 37
+    assert len(set(inventory.codes)) == len(inventory.codes)
+    for symbol, code in zip(inventory.symbols, inventory.codes, strict=True):
+        assert len(code) == 1 and code.isprintable() and code not in " ,\"'\\"
+        assert code == LIBRISPEECH_CODES.get(symbol, code)
+    many = [f"X{i}" for i in range(200)]
+    with pytest.raises(UserInputError, match=r"somewhere: 200 phoneme symbols .*\(X0, X1"):
+        codes_for(many, LIBRISPEECH_CODES, "somewhere")

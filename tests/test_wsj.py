@@ -10,7 +10,7 @@ import torch
 from pytorch_lightning.utilities.data import _is_dataloader_shuffled
 
 from data_modules.speech.frames.cache import build_or_load
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.frames.memmap import ChunkedRandomSampler
 from tests.helpers.wsj_corpus import naive_windows, save_split, write_corpus
 
@@ -34,7 +34,7 @@ def _all(ds) -> tuple[torch.Tensor, ...]:
 @pytest.mark.parametrize("k", [0, 1, 3, 12])
 def test_windows_match_naive_reference(tmp_path, k, pad):
     corpus = write_corpus(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=k, pad=pad, normalize="none", num_workers=0)
+    dm = SpeechFramesDataModule(str(tmp_path), context=k, pad=pad, normalize="none", num_workers=0)
     dm.setup("fit")
     for split, name in (("train", "train"), ("dev", "dev")):
         x, y = _all(dm.datasets[name])
@@ -55,12 +55,12 @@ def test_windows_match_naive_reference(tmp_path, k, pad):
 def test_normalisation_applies_before_padding(tmp_path, pad):
     corpus = write_corpus(tmp_path)
     train = corpus["train"][0]
-    dm = WSJFramesDataModule(str(tmp_path), context=4, pad=pad, normalize="utterance")
+    dm = SpeechFramesDataModule(str(tmp_path), context=4, pad=pad, normalize="utterance")
     dm.setup("fit")
     ref = naive_windows([_norm_utt(u) for u in train], 4, pad)
     np.testing.assert_allclose(_all(dm.datasets["train"])[0].numpy(), ref, atol=1e-5)
 
-    dm = WSJFramesDataModule(str(tmp_path), context=4, pad=pad, normalize="global")
+    dm = SpeechFramesDataModule(str(tmp_path), context=4, pad=pad, normalize="global")
     dm.setup("fit")
     cat = np.concatenate(train).astype(np.float64)
     mean, std = cat.mean(0), np.sqrt(cat.var(0) + 1e-6)
@@ -70,13 +70,13 @@ def test_normalisation_applies_before_padding(tmp_path, pad):
 
 def test_global_stats_travel_in_state_dict(tmp_path):
     write_corpus(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=2, normalize="global")
+    dm = SpeechFramesDataModule(str(tmp_path), context=2, normalize="global")
     dm.setup("fit")
     state = dm.state_dict()
     assert len(state["global_mean"]) == 40
     # A predict-time module (train.npy gone) must use the stored statistics, not recompute them.
     (tmp_path / "train.npy").unlink()
-    fresh = WSJFramesDataModule(str(tmp_path), context=2, normalize="global")
+    fresh = SpeechFramesDataModule(str(tmp_path), context=2, normalize="global")
     fresh.load_state_dict(state)
     fresh.setup("validate")
     np.testing.assert_array_equal(_all(fresh.datasets["dev"])[0], _all(dm.datasets["dev"])[0])
@@ -136,7 +136,7 @@ def test_failed_build_leaves_no_cache(tmp_path):
 @pytest.mark.parametrize(("workers", "resident"), [(0, False), (2, False), (2, True)])
 def test_dataloaders_cover_every_frame(tmp_path, workers, resident):
     corpus = write_corpus(tmp_path, test_labels=False)
-    dm = WSJFramesDataModule(
+    dm = SpeechFramesDataModule(
         str(tmp_path), context=3, batch_size=8, num_workers=workers, resident=resident
     )
     dm.prepare_data()
@@ -175,7 +175,7 @@ def test_dataloaders_cover_every_frame(tmp_path, workers, resident):
 
 def test_test_split_used_when_it_has_labels(tmp_path):
     corpus = write_corpus(tmp_path, test_labels=True)
-    dm = WSJFramesDataModule(str(tmp_path), context=1, num_workers=0)
+    dm = SpeechFramesDataModule(str(tmp_path), context=1, num_workers=0)
     dm.setup("test")
     assert torch.equal(
         torch.cat([y for _, y in dm.test_dataloader()]),
@@ -184,20 +184,20 @@ def test_test_split_used_when_it_has_labels(tmp_path):
 
 
 def test_shapes_come_from_the_data(tmp_path):
-    demo = WSJFramesDataModule(str(tmp_path / "not_built_yet"), context=12, source="demo")
+    demo = SpeechFramesDataModule(str(tmp_path / "not_built_yet"), context=12, source="demo")
     assert demo.num_classes == 138 and demo.input_shape == (25, 40)  # the corpus it will build
-    missing = WSJFramesDataModule(str(tmp_path / "nowhere"), context=12)
+    missing = SpeechFramesDataModule(str(tmp_path / "nowhere"), context=12)
     with pytest.raises(FileNotFoundError, match="no frame-classification data found"):
         missing.num_classes  # noqa: B018
     with pytest.raises(FileNotFoundError, match="train.npy"):
-        WSJFramesDataModule(str(tmp_path / "nowhere"), source="kaggle").setup("fit")
+        SpeechFramesDataModule(str(tmp_path / "nowhere"), source="kaggle").setup("fit")
     with pytest.raises(ValueError, match="pad"):
-        WSJFramesDataModule(str(tmp_path), pad="reflect")
+        SpeechFramesDataModule(str(tmp_path), pad="reflect")
     corpus = write_corpus(tmp_path / "wide", test_labels=True)
     for split in ("train", "dev", "test"):  # 39 features and 12 classes this time
         frames, labels = corpus[split]
         save_split(tmp_path / "wide", split, [f[:, :39] for f in frames], [y % 12 for y in labels])
-    wide = WSJFramesDataModule(str(tmp_path / "wide"), context=2)
+    wide = SpeechFramesDataModule(str(tmp_path / "wide"), context=2)
     assert wide.num_classes == 12 and wide.input_shape == (5, 39)
     wide.setup("fit")
     assert wide.datasets["train"].__getitems__([0])[0].shape == (1, 5, 39)
@@ -214,7 +214,7 @@ def test_chunked_sampler_is_a_seeded_permutation_lightning_sees_as_shuffling(tmp
     assert list(ChunkedRandomSampler(range(1000), chunk=7)) == first
 
     write_corpus(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=1, batch_size=4, num_workers=0)
+    dm = SpeechFramesDataModule(str(tmp_path), context=1, batch_size=4, num_workers=0)
     dm.setup("fit")
     assert _is_dataloader_shuffled(dm.train_dataloader())  # DDP keeps shuffling
     assert not _is_dataloader_shuffled(dm.val_dataloader())

@@ -15,7 +15,8 @@ import data_modules.errors as errors
 import data_modules.speech.frames.cache as wsj_cache
 from data_modules.errors import EXIT_BAD_INPUT, DiskFullError, UserInputError
 from data_modules.speech.frames.cache import build_or_load
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from tests.helpers.wsj_corpus import write_corpus
 
 
@@ -54,12 +55,12 @@ def test_damaged_cache_entry_is_rebuilt_with_a_warning(tmp_path, damage):
 
 def test_the_datamodule_trains_on_after_a_damaged_entry(tmp_path):
     write_corpus(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=2, resident=False)
+    dm = SpeechFramesDataModule(str(tmp_path), context=2, resident=False)
     dm.setup("fit")
     expected = dm.datasets["dev"].__getitems__(list(range(16)))
     path = dm.datasets["dev"].entry.path
     (path / "meta.json").write_text("not json")
-    fresh = WSJFramesDataModule(str(tmp_path), context=2, resident=False)
+    fresh = SpeechFramesDataModule(str(tmp_path), context=2, resident=False)
     with pytest.warns(UserWarning, match="meta.json is unreadable"):
         fresh.setup("fit")
     got = fresh.datasets["dev"].__getitems__(list(range(16)))
@@ -116,7 +117,7 @@ def test_one_plain_frames_array_says_what_the_file_must_be(tmp_path):
 def test_demo_source_on_a_folder_of_kaggle_files_points_at_source_kaggle(tmp_path):
     write_corpus(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    dm = WSJFramesDataModule(str(tmp_path), source="demo")
+    dm = SpeechFramesDataModule(str(tmp_path), source="demo")
     with pytest.raises(
         UserInputError, match=r"holds Kaggle WSJ files \(train\.npy.*--data\.source kaggle"
     ):
@@ -138,7 +139,14 @@ def test_demo_corpus_command_reports_one_line_and_exit_status_2(tmp_path, monkey
 def test_bad_settings_are_user_input_errors(tmp_path):
     for bad in ({"context": -1}, {"pad": "reflect"}, {"resident": "sometimes"}):
         with pytest.raises(UserInputError):
-            WSJFramesDataModule(str(tmp_path), **bad)
+            SpeechFramesDataModule(str(tmp_path), **bad)
+    for key, value in (("val_fraction", float("nan")), ("val_fraction", 1.0), ("split_seed", -1)):
+        with pytest.raises(UserInputError, match=f"{key}="):  # refused when made, not when read
+            SpeechFramesDataModule(str(tmp_path), **{key: value})
+    for dm in (SpeechFramesDataModule, UtteranceSequencesDataModule):
+        for key in ("demo_seed", "demo_workers", "demo_utterances"):
+            with pytest.raises(UserInputError, match=f"{dm.__name__}: {key}=-1, expected at least"):
+                dm(str(tmp_path), **{key: -1})
     write_corpus(tmp_path)
     entry = build_or_load(tmp_path, "dev")
     meta = json.loads((entry.path / "meta.json").read_text())

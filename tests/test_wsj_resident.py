@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import data_modules.speech.frames.datamodule as wsj
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
+import data_modules.speech.datamodule as speech_dm
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.frames.memmap import ContextWindowDataset
 from data_modules.speech.frames.resident import (
     ResidentWindowDataset,
@@ -24,9 +24,9 @@ from tests.helpers.wsj_corpus import naive_windows, save_split, write_corpus, wr
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pair(path: Path, **kwargs) -> tuple[WSJFramesDataModule, WSJFramesDataModule]:
-    memmap = WSJFramesDataModule(str(path), resident=False, num_workers=0, **kwargs)
-    resident = WSJFramesDataModule(str(path), resident=True, num_workers=0, **kwargs)
+def _pair(path: Path, **kwargs) -> tuple[SpeechFramesDataModule, SpeechFramesDataModule]:
+    memmap = SpeechFramesDataModule(str(path), resident=False, num_workers=0, **kwargs)
+    resident = SpeechFramesDataModule(str(path), resident=True, num_workers=0, **kwargs)
     for dm in (memmap, resident):
         dm.setup("fit")
         dm.setup("predict")
@@ -99,7 +99,7 @@ _HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"
 @pytest.mark.parametrize("normalize", ["utterance", "global"])
 def test_gather_never_reads_a_tensor_back_to_the_host(tmp_path, monkeypatch, normalize):
     write_corpus(tmp_path)
-    dm = WSJFramesDataModule(str(tmp_path), context=4, resident=True, normalize=normalize)
+    dm = SpeechFramesDataModule(str(tmp_path), context=4, resident=True, normalize=normalize)
     dm.setup("fit")
     ds = dm.datasets["train"]
     calls: list[str] = []
@@ -122,7 +122,7 @@ def test_gather_never_reads_a_tensor_back_to_the_host(tmp_path, monkeypatch, nor
 @needs_cuda
 def test_cuda_gather_is_sync_free(tmp_path):
     write_corpus(tmp_path)
-    memmap = WSJFramesDataModule(str(tmp_path), context=4, resident=False, normalize="global")
+    memmap = SpeechFramesDataModule(str(tmp_path), context=4, resident=False, normalize="global")
     memmap.setup("fit")
     entry, stats = memmap.datasets["train"].entry, memmap.global_stats
     ds = ResidentWindowDataset(entry, 4, "zero", True, stats, torch.device("cuda"))
@@ -141,12 +141,12 @@ def test_cuda_gather_is_sync_free(tmp_path):
 
 def test_auto_holds_frames_on_the_device_only_when_they_fit(tmp_path, monkeypatch):
     write_corpus(tmp_path)
-    monkeypatch.setattr(wsj, "resident_budget", lambda device, processes=1: 10**12)
-    dm = WSJFramesDataModule(str(tmp_path), context=2)  # resident: auto is the default
+    monkeypatch.setattr(speech_dm, "resident_budget", lambda device, processes=1: 10**12)
+    dm = SpeechFramesDataModule(str(tmp_path), context=2)  # resident: auto is the default
     dm.setup("fit")
     assert dm.resident
-    monkeypatch.setattr(wsj, "resident_budget", lambda device, processes=1: 1000)  # bytes
-    dm = WSJFramesDataModule(str(tmp_path), context=2)
+    monkeypatch.setattr(speech_dm, "resident_budget", lambda device, processes=1: 1000)  # bytes
+    dm = SpeechFramesDataModule(str(tmp_path), context=2)
     dm.setup("fit")
     assert not dm.resident
     assert resident_budget(torch.device("meta")) == 0  # unknown devices: never automatically

@@ -1,10 +1,6 @@
-"""Batched augmentation on the training device (the airbench approach).
-
-Each function takes a whole batch (images ``(B, C, H, W)``, frame windows ``(B, 2k+1, D)``) and
-does a few vectorised operations, so the training loop never touches single samples in Python
-and never reads a device tensor back. Random numbers come from ``generator`` or else from the
-device's default generator, which exact resume reseeds before every training batch.
-"""
+"""Batched augmentation on the training device: whole batches, a few vectorised operations,
+no device tensor read back. Random numbers come from ``generator`` or the device's default one,
+which exact resume reseeds before every training batch."""
 
 from __future__ import annotations
 
@@ -48,13 +44,9 @@ def mask_frames(
     p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """SpecAugment-style masking of context windows ``(B, 2k+1, D)``, each window on its own.
-
-    With probability ``p`` a window gets one band of ``f ~ U{0..freq_mask}`` consecutive
-    features and one span of ``t ~ U{0..time_mask}`` consecutive frames set to 0 (the mean of
-    normalised features), at uniformly drawn positions; the other windows are unchanged. One
-    ``torch.rand`` call draws everything.
-    """
+    """SpecAugment-style masking of windows ``(B, 2k+1, D)``: with probability ``p`` a window
+    gets a band of ``U{0..freq_mask}`` features and a span of ``U{0..time_mask}`` frames set to 0
+    (the mean of normalised features); one ``torch.rand`` draws everything."""
     if (freq_mask <= 0 and time_mask <= 0) or p <= 0:
         return windows
     b, width, dim = windows.shape
@@ -74,7 +66,6 @@ def mask_frames(
     return windows.masked_fill(bands[:, None, :] | frames[:, :, None], 0.0)
 
 
-# -- vocal-tract-length perturbation (VTLP) ------------------------------------------------------
 VTLP_HIGH_HZ = 4800.0  # Jaitly & Hinton (2013): the warp's knee for 16 kHz speech
 MEL_RANGE_HZ = (20.0, 8000.0)  # the bands' range: Kaldi fbank, the demo corpus (features.py)
 
@@ -93,15 +84,11 @@ def vtlp_sources(
     mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
     high_hz: float = VTLP_HIGH_HZ,
 ) -> torch.Tensor:
-    """For each warp factor ``alpha`` ``(B,)``, the fractional band ``(B, bands)`` each band reads.
+    """For each warp ``alpha`` ``(B,)``, the fractional band ``(B, bands)`` each band reads.
 
-    The piecewise-linear warp of Jaitly & Hinton (2013, eq. 1) moves frequency ``f`` to
-    ``alpha * f`` below ``F = high_hz * min(alpha, 1) / alpha`` and linearly from there so that
-    the band edge (``mel_range_hz[1]``, Nyquist) stays put. A warped band at frequency ``g``
-    therefore holds what the input had at ``warp^-1(g)``; bands are taken as equally spaced in
-    HTK mel between the range's ends (centres of ``bands`` triangles). Monotone in the band for
-    every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly.
-    """
+    Jaitly & Hinton (2013, eq. 1): ``f -> alpha * f`` below ``high_hz * min(alpha, 1) / alpha``,
+    then linear so the top of ``mel_range_hz`` stays put; bands equally spaced in HTK mel. Monotone
+    for every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly."""
     low, top = (float(v) for v in mel_range_hz)
     a = alpha.double()[:, None]
     ends = _mel(torch.tensor([low, top], dtype=torch.float64))
@@ -121,8 +108,7 @@ def vtlp_sources(
 
 def warp_matrix(sources: torch.Tensor) -> torch.Tensor:
     """``(B, F, F)`` linear interpolation at fractional bands ``sources (B, F)``: ``x @ W[b]``
-    reads ``x`` at ``sources[b, j]`` into band ``j`` (weights ``1 - frac`` and ``frac`` on the
-    two neighbouring bands; exactly the identity where a source is a whole band)."""
+    reads ``x`` at ``sources[b, j]`` into band ``j`` (the identity at whole bands)."""
     b, bands = sources.shape
     lo = sources.floor().clamp(max=max(bands - 2, 0)).long()
     frac = sources - lo
@@ -140,15 +126,11 @@ def warp_windows(
     scale: torch.Tensor | None = None,
     mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
 ) -> torch.Tensor:
-    """Windows ``(B, 2k+1, D)`` with the frequency axis of window ``i`` warped by ``alpha[i]``.
+    """Windows ``(B, 2k+1, D)``, the frequency axis of window ``i`` warped by ``alpha[i]``.
 
-    Log-mel bands (``cepstra`` None) are interpolated along the band axis. Cepstra are warped in
-    the mel domain: ``cepstra`` is the ``(bands, C)`` DCT basis (cepstra = log-mels @ basis,
-    orthonormal columns), so log-mels = cepstra @ basis.T, warped, and back; ``blocks`` > 1
-    splits ``D`` into that many blocks of ``C`` (cepstra, deltas, delta-deltas: the warp is
-    linear and the same in every frame, so it commutes with the deltas). ``scale`` ``(D,)``
-    undoes a per-dimension normalisation before the warp and redoes it after.
-    """
+    Log-mel bands are interpolated; cepstra (``cepstra``: the ``(bands, C)`` orthonormal DCT
+    basis) are warped in the mel domain, in ``blocks`` blocks of ``C`` (cepstra, deltas: the warp is
+    linear, so it commutes with them). ``scale`` undoes a per-dimension normalisation around it."""
     b, width, dim = windows.shape
     x = windows if scale is None else windows * scale
     if cepstra is None:  # one (F, F) interpolation per window: a batched matmul
@@ -171,12 +153,8 @@ def vtlp(
     mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Vocal-tract-length perturbation of context windows ``(B, 2k+1, D)``, one warp per window.
-
-    Each window draws ``alpha ~ U[1 - max_warp, 1 + max_warp]`` (one ``torch.rand`` call) and
-    all its frames get the same warp of the frequency axis (:func:`warp_windows`), as one
-    speaker's vocal tract would.
-    """
+    """Vocal-tract-length perturbation: each window draws ``alpha ~ U[1 - max_warp, 1 +
+    max_warp]`` and all its frames get the same warp, as one speaker's vocal tract would."""
     if max_warp <= 0:
         return windows
     u = torch.rand(windows.shape[0], device=windows.device, generator=generator)

@@ -1,10 +1,7 @@
 """Batch-at-once datasets: one vectorised index operation per batch, no per-sample Python.
 
-A ``torch.utils.data.DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists, so a
-dataset backed by tensors (or a memory map) can gather a whole batch with a single fancy-index.
-The loader must then use :func:`passthrough_collate`, because the batch is already stacked.
-Samplers (random, sequential, Lightning's ``DistributedSampler``) keep working unchanged.
-"""
+A ``DataLoader`` calls ``dataset.__getitems__(indices)`` when it exists; the batch is then
+already stacked, so the loader uses :func:`passthrough_collate`."""
 
 from __future__ import annotations
 
@@ -16,13 +13,9 @@ from torch.utils.data import Dataset
 
 
 def index_batch(indices: Sequence[int] | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch's indices as an int64 tensor on ``device``, queued without waiting for it.
-
-    From pinned memory the copy to a GPU is queued, not waited for: a blocking copy (what
-    ``as_tensor(..., device="cuda")`` does) would wait for all queued GPU work every batch. A
-    list of ints converts through ``np.fromiter``: 4x faster than ``torch.as_tensor`` (10 vs 37
-    us for 200 indices, 0.31 vs 1.28 ms for 16,384).
-    """
+    """A batch's indices as an int64 tensor on ``device``, copied from pinned memory without
+    waiting for the GPU (a blocking copy waits for all queued work every batch); a list converts
+    through ``np.fromiter``, 4x faster than ``torch.as_tensor``."""
     if isinstance(indices, torch.Tensor):
         idx = indices.to(torch.long)
     else:

@@ -1,21 +1,8 @@
-"""Batches of utterances of similar length, in an order that exact resume and DDP can share.
+"""Batches of utterances of similar length, in an order exact resume and DDP can share.
 
-:class:`BucketSampler` is a :class:`~data_modules.batches.samplers.ResumableSampler` (so a
-``DistributedSampler``: Lightning keeps it, and exact resume reseeds and re-ranks it) whose
-epoch order is built for a DataLoader with ``batch_size = B`` on ``R`` replicas:
-
-1. a seeded permutation of the utterances (seed + epoch, like every resumable order);
-2. cut into pools of ``pool_batches`` global batches (``G = B * R`` utterances each), each pool
-   sorted by length, longest first, and cut into global batches;
-3. the full global batches in a seeded random order, the one partial batch (if any) last.
-
-Rank ``r`` takes every ``R``-th index (the base class), so each of its batches holds ``B``
-utterances from one sorted global batch: short batches pad little, and under DDP the ranks
-step through batches of matching lengths. Each utterance comes once per epoch; with ``R > 1``
-and ``drop_last`` the ``n mod R`` utterances at the end of the order (a different few every
-epoch) sit that epoch out, so that every rank has the same number of batches. Resuming at
-``k`` batches skips ``k * B`` indices of this rank's share: the same batches follow.
-"""
+:class:`BucketSampler`: a seeded permutation cut into pools of ``pool_batches`` global batches,
+each pool sorted longest first and cut into global batches, shuffled (the partial one last);
+rank ``r`` takes every ``R``-th index, so DDP ranks step through batches of matching lengths."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Sample orders of millions of indices kept as one compact tensor, handed out in chunks.
 
 A Python list costs ~36 bytes an index (about 650 MB for the Kaggle WSJ train frames); an int32
-tensor costs 4, and turning it into Python ints a chunk at a time keeps it that way.
-"""
+tensor costs 4, and turning it into Python ints a chunk at a time keeps it that way."""
 
 from __future__ import annotations
 
@@ -20,11 +19,8 @@ def index_dtype(n: int) -> torch.dtype:
 
 
 def in_chunks(indices: torch.Tensor, chunk: int | None = None) -> Iterator[int]:
-    """The indices of a 1-D tensor as Python ints, converted ``chunk`` (default CHUNK) at a time.
-
-    The ints come out of ``itertools.chain`` (C), not a Python generator: a DataLoader pulls them
-    one by one, and a generator frame per index cost ~0.1 us, 100 us a batch of 1024.
-    """
+    """The indices of a 1-D tensor as Python ints, ``chunk`` at a time, out of
+    ``itertools.chain`` (C): a generator frame per index would cost ~100 us a batch of 1024."""
     chunk = chunk or CHUNK
     lists = (indices[start : start + chunk].tolist() for start in range(0, len(indices), chunk))
     return itertools.chain.from_iterable(lists)

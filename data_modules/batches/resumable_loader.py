@@ -1,14 +1,8 @@
 """Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank).
 
-``make_resumable`` turns the usual ``DataLoader(shuffle=True)`` (or one whose ``RandomSampler``
-subclass declares ``uniform_permutation = True``, like the WSJ frames' memory-saving sampler)
-into a :class:`ResumableDataLoader`: same dataset, batch size, collate and workers, but a
-:class:`~data_modules.batches.samplers.ResumableSampler` and a private generator, so that it draws
-nothing from the global RNG. The loader implements ``state_dict``/``load_state_dict``, which
-Lightning stores in every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and loads
-before the first batch is fetched: a resumed run continues the interrupted epoch with the very
-same permutation, skipping the batches already trained on.
-"""
+``make_resumable`` gives a shuffling loader a :class:`~data_modules.batches.samplers.
+ResumableSampler` and a private generator; Lightning checkpoints its ``state_dict``, so a
+resumed run continues the epoch with the same permutation, past the batches already trained."""
 
 from __future__ import annotations
 
@@ -101,30 +95,23 @@ def make_resumable(
         return loader
     if isinstance(sampler, ResumableSampler) and loader.batch_size is not None:
         # the DataModule's own resumable order (bucketing by length): kept, reseeded, re-ranked
-        return ResumableDataLoader(
-            loader.dataset,
-            batch_size=loader.batch_size,
-            sampler=sampler.replicated(num_replicas=num_replicas, rank=rank, seed=seed),
-            drop_last=loader.drop_last,
-            generator=torch.Generator().manual_seed(seed),
-            position=position,
-            **_loader_kwargs(loader),
-        )
-    if loader.batch_size is None or isinstance(loader.dataset, IterableDataset) or not plain:
+        resumable = sampler.replicated(num_replicas=num_replicas, rank=rank, seed=seed)
+    elif loader.batch_size is None or isinstance(loader.dataset, IterableDataset) or not plain:
         warnings.warn(
             f"train loader with {type(sampler).__name__} / batch_size={loader.batch_size} kept "
             "as it is: resuming mid-epoch will not continue the same data order",
             stacklevel=2,
         )
         return loader
-    resumable = ResumableSampler(
-        loader.dataset,
-        num_replicas=num_replicas,
-        rank=rank,
-        shuffle=isinstance(sampler, RandomSampler),
-        seed=seed,
-        drop_last=loader.drop_last,
-    )
+    else:
+        resumable = ResumableSampler(
+            loader.dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=isinstance(sampler, RandomSampler),
+            seed=seed,
+            drop_last=loader.drop_last,
+        )
     return ResumableDataLoader(
         loader.dataset,
         batch_size=loader.batch_size,

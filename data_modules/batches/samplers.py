@@ -1,13 +1,8 @@
-"""Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and of DDP.
+"""Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and DDP.
 
-* :class:`ResumableSampler` is a ``DistributedSampler`` (so Lightning keeps it instead of
-  injecting its own) that can start an epoch part-way through. With one replica it is a plain
-  seeded shuffle; with ``R`` replicas rank ``r`` takes every ``R``-th index of the same
-  permutation, so one global batch of ``R * b`` samples under DDP is exactly the batch of
-  ``R * b`` samples a single process would draw.
-* :class:`UnpaddedDistributedSampler` splits an evaluation or prediction set into contiguous,
-  possibly uneven shards with no padding: every sample is evaluated exactly once.
-"""
+:class:`ResumableSampler` (a ``DistributedSampler``, which Lightning keeps) can start an epoch
+part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP global
+batch is the one a single process would draw. :class:`UnpaddedDistributedSampler`: no padding."""
 
 from __future__ import annotations
 
@@ -49,11 +44,8 @@ class ResumableSampler(DistributedSampler):
         self.skip = samples_done
 
     def __iter__(self) -> Iterator[int]:
-        """``DistributedSampler``'s order, kept as one int32 tensor and handed out in chunks.
-
-        ``DistributedSampler`` builds a Python list of the whole permutation (~36 bytes an index,
-        about 650 MB for the Kaggle WSJ train frames); this holds 4 bytes an index.
-        """
+        """``DistributedSampler``'s order as one int32 tensor handed out in chunks: its Python list
+        takes ~36 bytes an index (650 MB for the Kaggle WSJ frames), this 4."""
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
         order = self.epoch_order(n)
@@ -81,11 +73,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``; no padding.
-
-    Shards differ in length by at most one sample (the last ones may be shorter or empty).
-    Subclassing ``DistributedSampler`` makes Lightning keep it instead of injecting a padded one.
-    """
+    """Rank ``r`` of ``R`` gets the ``r``-th contiguous shard of ``range(n)``, unpadded (shards
+    differ by at most one); a ``DistributedSampler``, so Lightning keeps it."""
 
     def __init__(self, dataset: Sized, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]

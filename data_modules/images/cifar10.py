@@ -22,9 +22,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch -> (uint8 (N, 3, 32, 32), int64 (N,)), validated."""
     try:
         with open(path, "rb") as f:
-            entry = safe_load(
-                f, str(path), encoding="latin1"
-            )  # the official files are Python 2 pickles
+            entry = safe_load(f, str(path), encoding="latin1")  # Python 2 pickles
     except FileNotFoundError as err:
         raise InputFileNotFoundError(f"{path}: file not found") from err
     except UnsafePickleError:
@@ -38,12 +36,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise UserInputError(f"{path}: expected a dict with 'data' and 'labels' entries")
     data, labels = entry["data"], np.asarray(entry["labels"])
-    if (
-        not isinstance(data, np.ndarray)
-        or data.dtype != np.uint8
-        or data.ndim != 2
-        or data.shape[1] != 3072
-    ):
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
         shape = getattr(data, "shape", None)
         raise UserInputError(
             f"{path}: 'data' is {type(data).__name__} {shape}, expected uint8 (N, 3072)"

@@ -1,12 +1,11 @@
 """Shared base of the in-memory image DataModules (MNIST, CIFAR-10).
 
-The whole dataset lives as uint8 tensors (on the GPU when training there); batches are gathered
-with one index operation, and normalisation/augmentation run per batch on the device in
-``on_after_batch_transfer``. Subclasses only say which files to read and which constants to use.
-"""
+The dataset lives as uint8 tensors (on the GPU when training there), batches are one index
+operation, and normalisation and augmentation run per batch on the device."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -74,6 +73,8 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                     f"{type(self).__name__}: {name} needs {channels} values (one per channel), "
                     f"got {list(values)}"
                 )
+            if not all(math.isfinite(float(v)) for v in values):
+                raise UserInputError(f"{type(self).__name__}: {name} must be finite, got {values}")
             if name == "std" and min(values) <= 0:
                 raise UserInputError(f"{type(self).__name__}: std must be > 0, got {list(values)}")
             setattr(self, name, tuple(float(v) for v in values))

@@ -36,10 +36,10 @@ def find_mnist_file(data_dir: str | Path, stem: str) -> Path:
             f"MNIST data_dir {data_dir} does not exist; set download: true (fetches the four "
             f"IDX files from {MIRROR}) or copy them into {data_dir}"
         )
-    deeper = [d for d in (Path(data_dir) / "raw",) if any(d.glob(f"{stem}*"))]
-    if deeper:  # torchvision's data_dir/MNIST given as data_dir
+    raw = Path(data_dir) / "raw"
+    if any(raw.glob(f"{stem}*")):  # torchvision's data_dir/MNIST given as data_dir
         raise InputFileNotFoundError(
-            f"MNIST file '{stem}' is in {deeper[0]}, not in {data_dir}: set data_dir: {deeper[0]}"
+            f"MNIST file '{stem}' is in {raw}, not in {data_dir}: set data_dir: {raw}"
         )
     missing = [s for s in (n.removesuffix(".gz") for n in FILES_MD5) if not _exists(data_dir, s)]
     looked = ", ".join(str(p) for p in _candidates(Path(data_dir), stem))

@@ -2,8 +2,7 @@
 
 A writer that fills the disk does not always say so (torch's zip writer: "unexpected pos";
 NumPy: a short write); the free space then tells, and it must be read while the partial temp
-file still takes its room: :func:`atomic_path` does it before the temp file is removed.
-"""
+file still takes its room: :func:`atomic_path` does it before the temp file is removed."""
 
 from __future__ import annotations
 
@@ -16,16 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from data_modules.errors import UserInputError, raise_if_disk_full
+from data_modules.errors import UserInputError, raise_if_disk_full, reported_if_disk_full
 
 
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``dest``; it replaces ``dest`` only if the block succeeds.
-
-    A write that failed on a full disk is raised as a :class:`~data_modules.errors.DiskFullError`
-    naming ``dest``; ``dest`` keeps what it had.
-    """
+    """Yield a temp path beside ``dest``, which it replaces only if the block succeeds; a
+    full disk is a :class:`~data_modules.errors.DiskFullError` naming ``dest``."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -43,12 +39,9 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     try:
-        try:
+        with reported_if_disk_full(dest):  # while the partial file still fills the disk
             yield Path(tmp)
             os.replace(tmp, dest)
-        except (OSError, RuntimeError) as error:
-            raise_if_disk_full(error, dest)  # while the partial file still fills the disk
-            raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 

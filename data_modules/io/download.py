@@ -22,11 +22,8 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def download_verified(url: str, dest: Path, md5: str) -> Path:
-    """Download ``url`` to ``dest`` unless a file with the right MD5 is already there.
-
-    The bytes go to a temporary file in the same folder and are renamed into place only after the
-    checksum matched, so an interrupted or corrupted download never looks like a good file.
-    """
+    """Download ``url`` to ``dest`` unless a file with the right MD5 is there; renamed into
+    place only once the checksum matched, so a broken download never looks like a good file."""
     dest = Path(dest)
     if dest.exists():
         if md5sum(dest) == md5:

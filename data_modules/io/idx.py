@@ -1,9 +1,7 @@
 """Reader for the IDX format of MNIST (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels).
 
-Format: two zero bytes, a type code, the number of dimensions, then one big-endian uint32 per
-dimension, then the data in C order. Files may be gzip-compressed. See yann.lecun.com/exdb/mnist.
-Every problem with a file is a :class:`UserInputError` whose message names it.
-"""
+Two zero bytes, a type code, the number of dimensions, one big-endian uint32 per dimension,
+then the data in C order; optionally gzipped. Every problem names the file."""
 
 from __future__ import annotations
 
@@ -16,26 +14,18 @@ import numpy as np
 
 from data_modules.errors import UserInputError
 
-IDX_TYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-_TYPE_NAMES = {
-    0x08: "unsigned byte",
-    0x09: "signed byte",
-    0x0B: "int16",
-    0x0C: "int32",
-    0x0D: "float32",
-    0x0E: "float64",
+IDX_TYPES = {  # type code: (name, dtype of the big-endian data)
+    0x08: ("unsigned byte", np.dtype(np.uint8)),
+    0x09: ("signed byte", np.dtype(np.int8)),
+    0x0B: ("int16", np.dtype(">i2")),
+    0x0C: ("int32", np.dtype(">i4")),
+    0x0D: ("float32", np.dtype(">f4")),
+    0x0E: ("float64", np.dtype(">f8")),
 }
 
 
 def describe_type(code: int) -> str:
-    return f"0x{code:02x} ({_TYPE_NAMES[code]})"
+    return f"0x{code:02x} ({IDX_TYPES[code][0]})"
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -53,10 +43,8 @@ def _read_bytes(path: Path) -> bytes:
 def read_idx(
     path: str | Path, expected_ndim: int | None = None, expected_type: int | None = None
 ) -> np.ndarray:
-    """Read one IDX file (optionally ``.gz``) into a native-endian array, validating its header.
-
-    ``expected_type`` (an IDX type code, 0x08 for MNIST's unsigned bytes) rejects any other.
-    """
+    """One IDX file (optionally ``.gz``) as a native-endian array; ``expected_type`` (0x08:
+    unsigned bytes) rejects any other."""
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4:
@@ -77,7 +65,7 @@ def read_idx(
     if len(raw) < header_end:
         raise UserInputError(f"{path}: truncated header, expected {header_end} bytes")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_TYPES[type_code]
+    dtype = IDX_TYPES[type_code][1]
     expected = math.prod(shape) * dtype.itemsize  # Python ints: no int64 overflow
     found = len(raw) - header_end
     if found != expected:

@@ -1,10 +1,7 @@
 """Unpickling that rebuilds NumPy arrays and plain Python containers, and nothing else.
 
-Dataset files (CIFAR-10's batches, the Kaggle WSJ object arrays) are pickles; ``pickle.load`` or
-``np.load(allow_pickle=True)`` on a file from the internet runs whatever code the file names. This
-unpickler maps the few globals NumPy's pickles name straight to the objects that rebuild arrays,
-and refuses every other global before anything is called.
-"""
+Dataset files (CIFAR-10's batches, the Kaggle WSJ object arrays) are pickles, and unpickling a
+downloaded file runs whatever code it names; this unpickler refuses every global but NumPy's."""
 
 from __future__ import annotations
 
@@ -67,8 +64,6 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def safe_load(file: IO[bytes], source: str, encoding: str = "latin1") -> Any:
-    """Unpickle ``file`` (named ``source`` in errors) allowing only NumPy array globals.
-
-    ``latin1`` is what Python 2 era pickles (the official CIFAR-10 batches) need for their bytes.
-    """
+    """Unpickle ``file`` (``source`` in errors) allowing only NumPy array globals (``latin1``:
+    for Python 2 pickles such as CIFAR-10's)."""
     return _NumpyOnlyUnpickler(file, source, encoding).load()

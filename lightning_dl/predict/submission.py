@@ -34,7 +34,7 @@ import yaml
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.atomic import atomic_path, check_writable
-from data_modules.speech.frames.checks import Inventory, window_frames
+from data_modules.speech.checks import Inventory, window_frames
 from data_modules.speech.frames.datamodule import WSJFramesDataModule
 from data_modules.speech.layouts.frames import SUBMISSION_HEADER
 from lightning_dl.predict import ctc_submission
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> float | Path:
     args.batch_size = args.batch_size or 4096
     settings = datamodule_settings(ckpt, args.ckpt)
     model = load_model(args.ckpt)
-    state = dict(ckpt.get(WSJFramesDataModule.__qualname__, {}))
+    state = dict(ckpt.get(WSJFramesDataModule.__qualname__) or ckpt.get("WSJFramesDataModule", {}))
     state.setdefault("inventory", legacy_inventory(model, settings).to_state())
     dm = WSJFramesDataModule(
         str(args.data_dir),

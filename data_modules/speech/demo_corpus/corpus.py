@@ -1,11 +1,8 @@
 """What the demo corpus contains: splits, voices and the recipe of every utterance.
 
-Dev and test are spoken by voice variants that never occur in training (all eight English
-accents occur in every split), so dev accuracy measures generalisation to new speakers. Every
-recipe is drawn from `(seed, index)` alone: the corpus is reproducible and independent of how
-many processes render it. Variants with an echo (m2, f2-f5) are left out: their reverberation
-fills stop closures, which the closure fix in phonemes.py relies on being silent.
-"""
+Dev and test voices never occur in training, so dev accuracy measures new speakers; recipes
+depend on ``(seed, index)`` alone. Echoing variants (m2, f2-f5) are left out: their reverb
+fills the stop closures phonemes.py relies on being silent."""
 
 from __future__ import annotations
 

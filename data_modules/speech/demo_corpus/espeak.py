@@ -1,10 +1,8 @@
-"""ctypes binding to libespeak-ng (from the optional `espeakng-loader` package).
+"""ctypes binding to libespeak-ng (from the optional ``espeakng-loader`` package).
 
-Why ctypes: the library is the only free English synthesizer that reports *where* each phoneme
-starts (sample-exact `espeakEVENT_PHONEME` events), which is what frame labels need. The
-library keeps one global state per process, so each worker process owns one `Synthesizer`.
-eSpeak NG is GPL-3; it is only used to make data and stays an optional extra.
-"""
+The only free English synthesizer that reports where each phoneme starts (sample-exact
+phoneme events), which frame labels need. It keeps one global state per process, so each
+worker owns one :class:`Synthesizer`. GPL-3: it only makes data, an optional extra."""
 
 from __future__ import annotations
 
@@ -87,11 +85,8 @@ _engine: Synthesizer | None = None
 
 
 def synthesizer() -> Synthesizer:
-    """This process's eSpeak NG engine (created on first use).
-
-    One per process: a second open handle would keep the library mapped when the engine
-    reloads it, and utterances would stop being reproducible.
-    """
+    """This process's eSpeak NG engine: one per process, as a second handle would keep the
+    library mapped through the engine's reloads and utterances would stop being reproducible."""
     global _engine
     if _engine is None:
         _engine = Synthesizer()
@@ -108,13 +103,11 @@ class Synthesis:
 
 
 class Synthesizer:
-    """An eSpeak NG engine; get it with `synthesizer()`, which makes one per process.
+    """An eSpeak NG engine (get it with ``synthesizer()``).
 
-    eSpeak keeps synthesis state in C statics that no API call resets (e.g. the pitch-flutter
-    index in wavegen.c), so the same text spoken twice differs by a few samples. To make every
-    utterance depend only on its own arguments, `synthesize` unloads and reloads the library
-    (dlclose/dlopen re-initialises its statics; ~0.5 ms) and seeds both of its random generators.
-    """
+    eSpeak keeps state in C statics no API resets (the pitch-flutter index), so the same text
+    spoken twice differs; ``synthesize`` reloads the library (~0.5 ms) and seeds both its random
+    generators, so an utterance depends only on its own arguments."""
 
     def __init__(self) -> None:
         self._loader = _load_espeakng_loader()

@@ -1,8 +1,6 @@
 """Audio -> 40 log-mel bands at 100 frames/s (16 kHz, 25 ms windows, 10 ms hop), numpy only.
 
-Matches the front end of the Kaggle WSJ data (Kaldi-style filterbanks), so models built for the
-real files work on the demo corpus unchanged. Everything is whole-array numpy: no per-frame loops.
-"""
+Kaldi-style filterbanks, as the Kaggle WSJ data, so models for the real files work unchanged."""
 
 from __future__ import annotations
 
@@ -35,11 +33,8 @@ def _next_smooth(n: int) -> int:
 
 
 def resample(audio: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited resampling in the frequency domain (float64 out, same scale as the input).
-
-    The input is zero-padded to a length whose FFT is fast and that maps to a whole number of
-    output samples; eSpeak output starts and ends in silence, so the circular FFT wraps nothing.
-    """
+    """Band-limited resampling in the frequency domain (float64, the input's scale); eSpeak's
+    output starts and ends silent, so the circular FFT wraps nothing."""
     g = int(np.gcd(rate_in, rate_out))
     step_in, step_out = rate_in // g, rate_out // g
     blocks = _next_smooth(-(-len(audio) // step_in))
@@ -66,11 +61,8 @@ def mel_filterbank() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _sparse_filterbank() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The filterbank as (bins, weights, filter start offsets), filter by filter.
-
-    Why not `power @ filterbank`: that small matmul goes through a multithreaded BLAS whose
-    thread start-up made it 100x slower than the FFT on a busy machine; the filters are narrow
-    bands, so a gather and a segmented sum do the same work without BLAS.
+    """The filterbank as (bins, weights, filter starts): the filters are narrow, and a gather
+    and segmented sum avoid the multithreaded BLAS whose start-up made ``power @ fb`` 100x slower.
     """
     bank = mel_filterbank().T  # (N_MELS, bins)
     filt, bins = np.nonzero(bank)

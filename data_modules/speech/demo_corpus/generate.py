@@ -1,12 +1,7 @@
 """Render the demo corpus in parallel and write it in a course's file layout, atomically.
 
-Kaggle WSJ layout (the default): train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy
-(object arrays of per-utterance float32 (T, 40) frames / int64 (T,) classes), test_labels.npy
-(demo only: the Kaggle test set has no labels; it is here so predictions can be checked). The
-LibriSpeech (HW1P2 2021 on) and libriphone (NTU ML2022 HW2) layouts are in ``layouts.py``. Every
-corpus has a manifest.json, which records the request (size, seed, layout) so a later call can
-tell whether the corpus on disk is the one asked for, and what the corpus holds.
-"""
+Every corpus has a manifest.json recording the request (size, seed, layout), so a later call
+can tell whether the corpus on disk is the one asked for. Layouts: ``layouts.py``."""
 
 from __future__ import annotations
 
@@ -47,10 +42,7 @@ def _version() -> str:
 def render_all(
     specs: list[UtteranceSpec], workers: int
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
-    """Rendered utterances in order, and the eSpeak NG version that made them.
-
-    `workers` > 1 uses that many spawned processes; the result is the same.
-    """
+    """Rendered utterances in order (the same for any ``workers``) and the eSpeak NG version."""
     chunks = [specs[i : i + _CHUNK] for i in range(0, len(specs), _CHUNK)]
     if workers <= 1:
         return [item for chunk in chunks for item in _render_chunk(chunk)], _version()
@@ -86,7 +78,7 @@ def _manifest(request: dict, specs: list[UtteranceSpec], results, version: str, 
         "layout": layout,
         "inventory": inventory,
         "espeak_ng": version,
-        "num_classes": inventory.get("num_classes", len(inventory.get("symbols", []))),
+        "num_classes": inventory["num_classes"],
         "feature_dim": inventory["feature_dim"],
         "frames_per_second": features.SAMPLE_RATE // features.HOP,
         "phonemes": list(phonemes.PHONEMES),
@@ -182,13 +174,10 @@ def build_demo_corpus(
     overwrite: bool = False,
     layout: str = "kaggle",
 ) -> Path:
-    """Build (or reuse) the eSpeak NG demo corpus in `out_dir` and return its path.
+    """Build (or reuse) the eSpeak NG demo corpus in ``out_dir`` in ``layout`` (see layouts.py).
 
-    ``layout`` is the course file layout to write (``kaggle``, ``librispeech``, ``libriphone``;
-    see ``layouts.py``). An existing corpus made for the same (n_utterances, seed, layout,
-    version) is reused as is. A demo corpus made for another request is replaced only with
-    `overwrite=True`; a non-empty directory that is not a demo corpus is never touched.
-    """
+    A corpus of the same request and version is reused; one of another request is replaced only
+    with ``overwrite=True``; a non-empty folder that is no demo corpus is never touched."""
     out_dir = Path(out_dir)
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int):
         raise UserInputError(f"n_utterances must be an int, got {n_utterances!r}")

@@ -1,27 +1,9 @@
 """The rendered demo corpus written in each course's file layout, so every format trains offline.
 
-* ``kaggle`` (CMU 11-785 HW1P2 Fall 2019): object arrays of (T, 40) log-mel frames and (T,)
-  classes 0..137 (46 phonemes x 3 states), as the WSJ files.
-* ``librispeech`` (HW1P2 from 2021): ``<partition>/mfcc/<utt>.npy`` with 28 cepstra (orthonormal
-  DCT of the 40 log-mel bands) and ``transcript/<utt>.npy`` with T + 2 phoneme symbols
-  (``[SOS]``, one per frame, ``[EOS]``; ``[SIL]`` for silence). ``test-clean`` gets transcripts
-  too (the course's has none) so that test accuracy can be measured.
-* ``libriphone`` (NTU ML2022 HW2): ``feat/{train,test}/<utt>.pt`` torch tensors of 13 cepstra
-  plus deltas and delta-deltas (39), ``train_split.txt``, ``test_split.txt`` (a seeded shuffle:
-  a submission follows its order) and ``train_labels.txt`` with phoneme classes 0..45; the
-  demo's dev utterances are left out (this layout has no dev split: validation comes out of
-  train), and ``test_labels.txt`` is demo-only.
-
-* ``wsj_ctc`` (CMU 11-785 HW3P2 2019/2020): ``wsj0_{train,dev,test}.npy`` object arrays of
-  (T, 40) frames and ``wsj0_{split}_merged_labels.npy`` phoneme sequences (indices 0..45 of the
-  demo's inventory; the test split's labels are demo-only).
-* ``librispeech_ctc`` (HW3P2 from 2021): the ``librispeech`` folders, but each transcript is
-  the utterance's phoneme sequence, ``[SOS]`` ... ``[EOS]``, not one symbol per frame.
-
-Phoneme-level layouts label a frame with its phoneme (class // 3 of the state labels); the
-sequence layouts collapse each utterance's run of frame phonemes into its sequence (so two equal
-phonemes in a row count once, as eSpeak gives no boundary between them).
-"""
+``kaggle`` ((T, 40) log-mels, classes 0..137), ``librispeech`` (28 cepstra, a symbol a frame),
+``libriphone`` (13 cepstra with deltas, classes 0..45, no dev split), ``wsj_ctc`` and
+``librispeech_ctc`` (phoneme sequences: each run of equal frame phonemes once, as eSpeak marks
+no boundary between them). Test labels are demo-only, so test accuracy can be measured."""
 
 from __future__ import annotations
 
@@ -45,46 +27,25 @@ def phoneme_symbols() -> list[str]:
 
 def inventory(layout: str) -> dict:
     """What a corpus in ``layout`` holds: feature dimension, classes and their symbols."""
+    from data_modules.speech.checks import Inventory
+    from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, WSJ_CODES, codes_for
+
+    n = len(phonemes.PHONEMES)
     if layout == "kaggle":
-        return {
-            "format": layout,
-            "feature_dim": features.N_MELS,
-            "num_classes": phonemes.NUM_CLASSES,
-        }
-    if layout == "librispeech":
-        symbols = phoneme_symbols()
-        return {
-            "format": layout,
-            "feature_dim": LIBRISPEECH_CEPSTRA,
-            "num_classes": len(symbols),
-            "symbols": symbols,
-        }
-    if layout == "libriphone":
-        return {
-            "format": layout,
-            "feature_dim": 3 * LIBRIPHONE_CEPSTRA,
-            "num_classes": len(phonemes.PHONEMES),
-        }
-    if layout == "wsj_ctc":
-        from data_modules.speech.layouts.phoneme_codes import WSJ_CODES
-
-        return {
-            "format": "wsj",
-            "feature_dim": features.N_MELS,
-            "symbols": list(phonemes.PHONEMES),
-            "codes": list(WSJ_CODES),
-        }
-    if layout == "librispeech_ctc":
-        from data_modules.speech.layouts.phoneme_codes import LIBRISPEECH_CODES, codes_for
-
-        symbols = sorted(phoneme_symbols())
-        return {
-            "format": "librispeech",
-            "feature_dim": LIBRISPEECH_CEPSTRA,
-            "symbols": symbols,
-            "codes": list(codes_for(symbols, LIBRISPEECH_CODES)),
-        }
-    raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+        found = Inventory(layout, features.N_MELS, phonemes.NUM_CLASSES)
+    elif layout == "librispeech":
+        found = Inventory(layout, LIBRISPEECH_CEPSTRA, n, tuple(phoneme_symbols()))
+    elif layout == "libriphone":
+        found = Inventory(layout, 3 * LIBRIPHONE_CEPSTRA, n)
+    elif layout == "wsj_ctc":
+        found = Inventory("wsj", features.N_MELS, n, phonemes.PHONEMES, WSJ_CODES)
+    elif layout == "librispeech_ctc":
+        symbols = tuple(sorted(phoneme_symbols()))
+        codes = codes_for(symbols, LIBRISPEECH_CODES, "the demo corpus")
+        found = Inventory("librispeech", LIBRISPEECH_CEPSTRA, n, symbols, codes)
+    else:
+        raise ValueError(f"unknown demo corpus layout {layout!r}; expected one of {LAYOUTS}")
+    return found.to_state()
 
 
 def phoneme_sequence(labels: np.ndarray) -> np.ndarray:

@@ -1,12 +1,8 @@
 """eSpeak NG English phonemes -> a 46-phoneme ARPAbet-style inventory -> 138 frame classes.
 
-Why 46 phonemes: the Kaggle WSJ task has 46 phonemes x 3 states = 138 classes. WSJ's six noise
-classes (+BREATH+, +COUGH+, ...) never occur in synthetic speech, so this inventory spends those
-slots on distinctions eSpeak does make (schwa AX, reduced IX, flap DX, syllabic EL/EN, glottal
-stop Q). Class = 3 * phoneme index + state, state = which third of the phoneme's duration the
-frame centre falls in. Every eSpeak mnemonic must be listed: an unknown one is an error, never
-a silent guess.
-"""
+46 as the Kaggle WSJ task, whose six noise classes never occur in synthetic speech: their slots
+go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class = 3 * phoneme + state (the third
+of the phoneme the frame centre is in). An unknown eSpeak mnemonic is an error, never a guess."""
 
 from __future__ import annotations
 
@@ -81,12 +77,9 @@ def to_phoneme_ids(mnemonics: list[str], context: str = "") -> np.ndarray:
 def move_closures_back(
     audio: np.ndarray, ids: np.ndarray, onsets: np.ndarray, max_samples: int
 ) -> np.ndarray:
-    """Onsets of stops/affricates moved back to where the silence before them starts.
-
-    eSpeak reports a stop when its burst starts, after a 30-45 ms closure of exact zeros; left
-    alone, that closure would be labelled as the end of the previous phoneme. The move never
-    crosses the previous onset and is capped at `max_samples`.
-    """
+    """Onsets of stops/affricates moved back to where the silence before them starts (at most
+    ``max_samples``, never past the previous onset): eSpeak reports a stop at its burst, after a
+    30-45 ms closure of zeros that would otherwise end the previous phoneme."""
     if len(onsets) < 2:
         return onsets.copy()
     positions = np.arange(len(audio))
@@ -103,12 +96,10 @@ def move_closures_back(
 def frame_labels(
     ids: np.ndarray, starts: np.ndarray, speech_end: float, total: float, centres: np.ndarray
 ) -> np.ndarray:
-    """Class (3*phoneme + state) of each frame centre (seconds) in an utterance `total` s long.
+    """Class (3*phoneme + state) of each frame centre (seconds) of an utterance ``total`` s long.
 
-    Phoneme i spans [starts[i], starts[i+1]); the last one ends at `speech_end`. Time before the
-    first phoneme and after `speech_end` is silence. Zero-length phonemes are dropped and
-    adjacent pauses merged, so a pause's three states span the whole pause.
-    """
+    Phoneme i spans [starts[i], starts[i+1]), the last until ``speech_end``; the rest is silence.
+    Zero-length phonemes are dropped and adjacent pauses merged."""
     ids = np.concatenate([[SIL], ids, [SIL]])
     starts = np.concatenate([[0.0], starts, [speech_end]])
     ends = np.concatenate([starts[1:], [total]])

@@ -1,63 +1,34 @@
 """A small template grammar of business-news English, so the demo corpus reads like WSJ text.
 
 Why a grammar and not a text file: sentences must be reproducible from a seed, unlimited in
-number and free of licensing questions. Utterance i depends only on (seed, i).
-"""
+number and free of licensing questions. Utterance i depends only on (seed, i)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
 _W = str.split  # word lists below are whitespace-separated for compactness
+_P = partial(str.split, sep="|")  # and phrase lists |-separated
+
 
 NAMES = _W(
     "Baker Chen Davis Fischer Garcia Harris Jackson Kowalski Lopez Martin Murphy Nakamura "
     "Olsen Patel Quinn Robinson Schmidt Thompson Vaughn Walker Young Zimmerman Brooks Foster"
 )
-COMPANIES = [
-    "General Motors",
-    "the Chase bank",
-    "Texas Instruments",
-    "Boeing",
-    "a Chicago insurer",
-    "the airline",
-    "the steel maker",
-    "the utility",
-    "a Boston brokerage",
-    "the chemical group",
-    "the retailer",
-    "the software company",
-    "a Dallas oil producer",
-    "the food giant",
-    "the publisher",
-    "a Japanese electronics firm",
-    "the drug maker",
-    "the mining concern",
-]
-SUBJECTS = [
-    "the company",
-    "the chairman",
-    "the board",
-    "analysts",
-    "investors",
-    "the treasury",
-    "the federal reserve",
-    "a spokesman",
-    "the union",
-    "economists",
-    "the government",
-    "traders",
-    "the chief executive",
-    "congress",
-    "the agency",
-    "shareholders",
-    "the lawyers",
-    "regulators",
-    "the auditors",
-    "the committee",
-    "bond dealers",
-    "the pension fund",
-]
+COMPANIES = _P(
+    "General Motors|the Chase bank|Texas Instruments|Boeing|a Chicago insurer|the airline|"
+    "the steel maker|the utility|a Boston brokerage|the chemical group|the retailer|"
+    "the software company|a Dallas oil producer|the food giant|the publisher|"
+    "a Japanese electronics firm|the drug maker|the mining concern"
+)
+SUBJECTS = _P(
+    "the company|the chairman|the board|analysts|investors|the treasury|"
+    "the federal reserve|a spokesman|the union|economists|the government|traders|"
+    "the chief executive|congress|the agency|shareholders|the lawyers|regulators|"
+    "the auditors|the committee|bond dealers|the pension fund"
+)
 ADJECTIVES = _W(
     "sharp modest steady unexpected weak strong quarterly annual national foreign domestic "
     "heavy light recent previous major minor fresh huge small broad narrow early late rising "
@@ -85,22 +56,11 @@ VERBS_BASE = _W(
     "finance restructure reconsider boost trim"
 )
 SAY = _W("said added noted argued warned insisted suggested conceded explained")
-TIMES = [
-    "last week",
-    "on Tuesday",
-    "on Friday",
-    "yesterday",
-    "this morning",
-    "last year",
-    "in the third quarter",
-    "in the first half",
-    "since January",
-    "by the end of March",
-    "earlier this month",
-    "over the past decade",
-    "in late trading",
-    "next spring",
-]
+TIMES = _P(
+    "last week|on Tuesday|on Friday|yesterday|this morning|last year|in the third quarter|"
+    "in the first half|since January|by the end of March|earlier this month|"
+    "over the past decade|in late trading|next spring"
+)
 PLACES = ["New York", "Manhattan"] + _W(
     "London Tokyo Chicago Boston Detroit Houston Frankfurt Paris Washington Ohio Texas "
     "California Canada Mexico Brazil Germany Japan Europe Asia"

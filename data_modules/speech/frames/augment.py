@@ -1,32 +1,10 @@
 """What ``--data.augment`` does to training windows of the frame DataModule, on the device.
 
-Two augmentations, each drawn per window from the device's default generator (which exact resume
-reseeds before every training batch), applied to training batches only:
-
-* ``vtlp: W``: vocal-tract-length perturbation (Jaitly & Hinton, 2013), a warp of the frequency
-  axis by ``alpha ~ U[1 - W, 1 + W]`` (the paper: W = 0.1), the same for all frames of a window
-  (:func:`data_modules.batches.augment.vtlp`). Per window rather than per utterance: a batch gathers
-  windows of random frames, so a per-utterance draw would only correlate the draws of windows
-  of one utterance, which a frame classifier sees independently anyway. Log-mel layouts (Kaggle
-  WSJ) are warped along the bands; cepstral ones in the mel domain through the inverse DCT
-  (LibriSpeech's cepstra; libriphone's 13 cepstra with deltas and delta-deltas, the same warp in
-  each of the three blocks since deltas are linear in time). ``mel_hz: [low, high]`` is the
-  bands' frequency range (default 20-8000 Hz, Kaldi's and the demo corpus's). The number of mel
-  bands the cepstra came from hardly matters: the inverse DCT is a smooth envelope, sampled
-  here at 40 bands, and the forward DCT gives the same low cepstra back (cepstra are assumed
-  unliftered). Cepstra normalised per dimension are scaled back by the training split's raw
-  standard deviation before the warp and normalised again after it (exact for ``global``, the
-  typical scale for ``utterance``). Measured on held-out voices of the demo corpus (README,
-  *Measured results*): it helps when the training voices are few, not with many.
-* ``freq_mask``, ``time_mask``, ``p``: SpecAugment-style masking
-  (:func:`data_modules.batches.augment.mask_frames`), after the warp.
-
-Left out, and why: a random per-band gain or spectral tilt per utterance is removed exactly by
-per-utterance normalisation (the default), so under it such an augmentation shows the model
-inputs that never occur; speaker-level normalisation needs speaker labels at test time, which
-the courses' test sets do not all give, and per-utterance normalisation already removes the
-speaker's (and channel's) mean spectrum.
-"""
+``vtlp: W``: each window's frequency axis warped by ``alpha ~ U[1 - W, 1 + W]`` (Jaitly & Hinton,
+2013), log-mels along the bands, cepstra in the mel domain (inverse DCT at 40 bands, after
+undoing normalisation by the training split's raw std); ``mel_hz``: the bands' range, within
+the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
+SpecAugment-style masking. No gain or tilt: per-utterance normalisation removes it."""
 
 from __future__ import annotations
 
@@ -37,9 +15,11 @@ import torch
 
 from data_modules.batches.augment import MEL_RANGE_HZ, mask_frames, vtlp
 from data_modules.errors import UserInputError
+from data_modules.speech.demo_corpus.features import SAMPLE_RATE
 
 MEL_BANDS = 40  # bands the cepstra are turned back into (see the module docstring)
 KEYS = ("freq_mask", "time_mask", "p", "vtlp", "mel_hz")
+NYQUIST_HZ = SAMPLE_RATE / 2  # the courses' audio is 16 kHz (WSJ, LibriSpeech), as the demo's
 
 
 class FrameAugment(TypedDict, total=False):
@@ -50,9 +30,6 @@ class FrameAugment(TypedDict, total=False):
     p: float
     vtlp: float
     mel_hz: list[float]
-
-
-FrameMasking = FrameAugment  # the name the dict had when it only masked
 
 
 def check_augment(augment: FrameAugment | None) -> dict | None:
@@ -70,17 +47,20 @@ def check_augment(augment: FrameAugment | None) -> dict | None:
             "vtlp": float(augment.get("vtlp", 0.0)),
             "mel_hz": tuple(float(v) for v in augment.get("mel_hz", MEL_RANGE_HZ)),
         }
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # int(inf): OverflowError
         raise UserInputError(f"augment: {augment}: {error}") from None
     if spec["freq_mask"] < 0 or spec["time_mask"] < 0 or not 0.0 <= spec["p"] <= 1.0:
         raise UserInputError(
             f"augment: {augment} needs freq_mask >= 0, time_mask >= 0 and p in [0, 1]"
         )
-    if not 0.0 <= spec["vtlp"] < 1.0:
+    if not 0.0 <= spec["vtlp"] < 1.0:  # NaN too
         raise UserInputError(f"augment: vtlp must be in [0, 1) (e.g. 0.1), got {spec['vtlp']}")
     low_high = spec["mel_hz"]
-    if len(low_high) != 2 or not 0.0 <= low_high[0] < low_high[1]:
-        raise UserInputError(f"augment: mel_hz must be [low, high] in Hz, got {list(low_high)}")
+    if len(low_high) != 2 or not 0.0 <= low_high[0] < low_high[1] <= NYQUIST_HZ:
+        raise UserInputError(
+            f"augment: mel_hz must be [low, high] in Hz, 0 <= low < high <= {NYQUIST_HZ:g} (the "
+            f"Nyquist frequency of {SAMPLE_RATE} Hz audio), got {list(low_high)}"
+        )
     masks = spec["p"] > 0 and (spec["freq_mask"] or spec["time_mask"])
     return spec if masks or spec["vtlp"] > 0 else None
 
@@ -114,16 +94,12 @@ class FrameAugmenter:
         if self.basis is not None and raw_var is not None:  # undo per-dimension normalisation
             self.scale = torch.from_numpy(np.sqrt(np.maximum(raw_var, 1e-12))).float()
 
-    def _to(self, device: torch.device) -> None:
-        if self.basis is not None and self.basis.device != device:
-            self.basis = self.basis.to(device)
-        if self.scale is not None and self.scale.device != device:
-            self.scale = self.scale.to(device)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         spec = self.spec
         if spec["vtlp"] > 0:
-            self._to(x.device)
+            if self.basis is not None:  # moved once: .to() is a no-op on the same device
+                self.basis = self.basis.to(x.device)
+                self.scale = None if self.scale is None else self.scale.to(x.device)
             x = vtlp(x, spec["vtlp"], self.basis, self.blocks, self.scale, spec["mel_hz"])
         if spec["p"] > 0 and (spec["freq_mask"] or spec["time_mask"]):
             x = mask_frames(x, spec["freq_mask"], spec["time_mask"], spec["p"])

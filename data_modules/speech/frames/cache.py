@@ -1,18 +1,9 @@
 """One-time conversion of a frame-classification split into a memory-mappable cache.
 
-A cache entry is a directory holding ``frames.npy`` (all frames concatenated, (N, D) float32 or
-float16), ``offsets.npy`` (int64, utterance u is frames[offsets[u]:offsets[u+1]]), ``labels.npy``
-(uint8, or uint16 past 256 classes, when the split has labels) and ``meta.json`` (key, sizes,
-feature dimension and classes, mean/var of the raw frames, the byte size of every file, and a
-checksum of itself). Any layout (:mod:`data_modules.speech.layouts.frames`) converts to it.
-The entry's name carries a key over the sources (size, mtime and head/tail bytes of a few large
-files; size and mtime of each file of a many-file layout) plus the conversion settings and the
-inventory the labels were mapped with, so a changed source or setting gives a new entry and an
-unchanged one is reused. Entries are built in a temporary directory and renamed into place, so a
-crash never leaves a half-written cache behind; an entry damaged afterwards (a truncated file, a
-garbled ``meta.json``) is found before use, by its file sizes, array headers and checksum, and
-rebuilt with a warning. A full disk is reported as such, naming the file.
-"""
+An entry is a folder of ``frames.npy`` (N, D), ``offsets.npy``, ``labels.npy`` (uint8, uint16
+past 256 classes) and ``meta.json``, named by a key over the sources (sizes, mtimes, sampled
+bytes), the settings and the inventory; built in a temporary folder and renamed into place, a
+damaged one rebuilt with a warning."""
 
 from __future__ import annotations
 
@@ -22,18 +13,17 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_modules.errors import UserInputError, raise_if_disk_full
-from data_modules.speech.frames.checks import Inventory, SplitData
+from data_modules.errors import UserInputError, reported_if_disk_full
+from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts.frames import SplitSource, split_source
 
-CACHE_VERSION = 3  # 2: file sizes and a checksum in meta.json; 3: any layout, D and classes
+CACHE_VERSION = 3  # raised whenever an entry holds something new: older entries are rebuilt
 META = "meta.json"
 _SAMPLE_BYTES = 1 << 16
 _EPS = 1e-6
@@ -60,13 +50,7 @@ class CacheEntry:
 
     def inventory(self, fmt: str) -> Inventory:
         """The feature dimension and classes this entry's data defines (a training split's)."""
-        symbols = self.meta.get("symbols")
-        return Inventory(
-            fmt,
-            int(self.meta["feature_dim"]),
-            int(self.meta["num_classes"]),
-            tuple(symbols) if symbols is not None else None,
-        )
+        return Inventory.from_state({**self.meta, "format": fmt})
 
 
 _CONTENT_FILES = 4  # sources of up to this many files are fingerprinted by content samples
@@ -103,16 +87,6 @@ def inverse_std(var: np.ndarray | list[float]) -> np.ndarray:
 def _utterance_normalize(u: np.ndarray) -> np.ndarray:
     u = u.astype(np.float64)
     return (u - u.mean(axis=0)) / np.sqrt(u.var(axis=0) + _EPS)
-
-
-@contextmanager
-def _reported_if_disk_full(path: Path) -> Iterator[None]:
-    """A write of ``path`` that fails on a full disk raises DiskFullError naming ``path``."""
-    try:
-        yield
-    except (OSError, RuntimeError) as error:
-        raise_if_disk_full(error, path)
-        raise
 
 
 def _write_frames(
@@ -153,15 +127,15 @@ def _write_entry(
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n = int(offsets[-1])
     width = data.feature_dim
-    with _reported_if_disk_full(final / "frames.npy"):
+    with reported_if_disk_full(final / "frames.npy"):
         total, total_sq = _write_frames(
             tmp / "frames.npy", utts, width, dtype, utterance_norm, where
         )
-    with _reported_if_disk_full(final / "offsets.npy"):
+    with reported_if_disk_full(final / "offsets.npy"):
         np.save(tmp / "offsets.npy", offsets)
     label_dtype = np.dtype(np.uint8 if (data.num_classes or 0) <= 256 else np.uint16)
     if labs is not None:
-        with _reported_if_disk_full(final / "labels.npy"):
+        with reported_if_disk_full(final / "labels.npy"):
             np.save(tmp / "labels.npy", np.concatenate(labs).astype(label_dtype))
     mean = total / max(n, 1)
     var = np.maximum(total_sq / max(n, 1) - mean**2, 0.0)
@@ -242,12 +216,8 @@ def build_or_load(
     source: SplitSource | None = None,
     inventory: Inventory | None = None,
 ) -> CacheEntry:
-    """Return the cache entry for ``split``, converting the source files only if needed.
-
-    ``source`` is the split's layout (default: the Kaggle files in ``data_dir``); ``inventory``
-    the feature dimension and classes to read it with (None: the split defines them itself,
-    as the training split does).
-    """
+    """The cache entry of ``split`` (read from ``source``, default the Kaggle files, with
+    ``inventory``: None for the training split), converting the files only if needed."""
     data_dir = Path(data_dir)
     cache_root = Path(cache_dir) if cache_dir is not None else data_dir / ".wsj_cache"
     np_dtype = np.dtype(dtype)
@@ -281,7 +251,7 @@ def build_or_load(
         )
 
     created_root = not cache_root.exists()
-    with _reported_if_disk_full(cache_root):
+    with reported_if_disk_full(cache_root):
         cache_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}", dir=cache_root))
     try:
@@ -289,7 +259,7 @@ def build_or_load(
         meta = _write_entry(tmp, final, data, source.where, np_dtype, utterance_norm)
         meta.update(key=key, settings=settings, sources=sources)
         meta["checksum"] = _checksum(meta)
-        with _reported_if_disk_full(final / META):
+        with reported_if_disk_full(final / META):
             (tmp / META).write_text(json.dumps(meta, indent=1))
         if final.exists():  # a damaged entry, or a stale one with a colliding name prefix
             shutil.rmtree(final)

@@ -1,10 +1,8 @@
 """Context windows gathered on the host from a memory-mapped cache entry.
 
-A batch is one vectorised gather over the (N, D) memory map with an index matrix (B, 2k+1), so
-memory stays O(N x D) whatever k is, and DataLoader workers share the map's pages instead of
-copying the frames. :mod:`data_modules.speech.frames.resident` is the same gather on the training
-device; :class:`data_modules.speech.frames.datamodule.WSJFramesDataModule` chooses between them.
-"""
+A batch is one vectorised gather over the (N, D) map with an index matrix (B, 2k+1), and
+DataLoader workers share the map's pages instead of copying the frames.
+:mod:`~data_modules.speech.frames.resident` is the same gather on the training device."""
 
 from __future__ import annotations
 
@@ -29,11 +27,9 @@ def gather_windows(
     mean: np.ndarray | None = None,
     inv_std: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Context windows (B, 2k+1, 40) float32 of ``frame_ids`` in one fancy-index of ``frames``.
-
-    Indices outside a frame's utterance are clamped to its first/last frame (``pad="edge"``) or
-    gathered clamped and then zeroed (``pad="zero"``, after normalisation so padding stays 0).
-    """
+    """Context windows (B, 2k+1, D) float32 of ``frame_ids`` in one fancy-index of ``frames``;
+    outside its utterance a window repeats the edge frame (``edge``) or is zeroed after
+    normalisation (``zero``)."""
     utt = np.searchsorted(offsets, frame_ids, side="right") - 1
     start = offsets[utt][:, None]
     end = offsets[utt + 1][:, None]
@@ -47,8 +43,9 @@ def gather_windows(
     return x
 
 
-class ContextWindowDataset(Dataset):
-    """Frames of one cache entry as flattened context windows, gathered a batch at a time."""
+class WindowDataset(Dataset):
+    """A cache entry's frames as context windows, gathered a batch at a time (``__getitems__``:
+    ``(x,)`` or ``(x, y)``, x float32 ``(B, 2k+1, D)``); host and device copies alike."""
 
     def __init__(
         self,
@@ -57,21 +54,37 @@ class ContextWindowDataset(Dataset):
         pad: str,
         with_labels: bool,
         global_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if with_labels and not entry.has_labels:
             raise UserInputError(f"{entry.path}: split has no labels")
         self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
-        self.offsets = entry.offsets()
+        self.device = None if device is None else torch.device(device)
+        self._load(global_stats)
         self.set_global_stats(global_stats)
+
+    @staticmethod
+    def _stats(stats: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray | None, ...]:
+        """(mean, 1 / std) per band as float32, or (None, None): frames as cached."""
+        if stats is None:
+            return None, None
+        return np.asarray(stats[0], np.float32), inverse_std(stats[1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[0] for t in self.__getitems__([index]))
+
+
+class ContextWindowDataset(WindowDataset):
+    """Frames of one cache entry, gathered from its memory map on the host."""
+
+    def _load(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.offsets = self.entry.offsets()
         self._frames: np.ndarray | None = None
         self._labels: np.ndarray | None = None
 
     def set_global_stats(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Normalise with (mean, var) per band in the gather; None: frames as cached."""
-        self.mean, self.inv_std = (None, None)
-        if stats is not None:
-            self.mean = np.asarray(stats[0], np.float32)
-            self.inv_std = inverse_std(stats[1])
+        self.mean, self.inv_std = self._stats(stats)
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers re-open the map themselves: pickling must never copy the frames.
@@ -93,18 +106,10 @@ class ContextWindowDataset(Dataset):
             return (x,)
         return x, torch.from_numpy(self._labels[ids].astype(np.int64))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[0] for t in self.__getitems__([index]))
-
 
 class ChunkedRandomSampler(RandomSampler):
-    """RandomSampler whose permutation stays one int32 tensor, handed out in chunks.
-
-    torch's RandomSampler turns the whole permutation into a Python list (~36 bytes a frame,
-    about 650 MB for the Kaggle train set); this keeps 4 bytes a frame. Seeded from torch's
-    global RNG like RandomSampler, so ``seed_everything`` makes it reproducible. Subclassing
-    RandomSampler tells Lightning the loader shuffles (DDP then uses a shuffling sampler).
-    """
+    """RandomSampler whose permutation stays one int32 tensor (4 bytes a frame, not a list's ~36),
+    seeded from torch's global RNG; a RandomSampler, so Lightning knows the loader shuffles."""
 
     # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its
     # seeded, resumable equivalent (data_modules.batches.resumable_loader.make_resumable).

@@ -1,26 +1,9 @@
 """Frames held on the training device, context windows gathered there: no workers, no copies.
 
-The memory-mapped path gathers each batch on the host and Lightning then copies the batch,
-``(2k+1)`` times the frames it holds, to the device. Here a cache entry's frames (in the cache
-``dtype``), labels and utterance offsets are copied to the device once; a batch costs one small
-host-to-device copy of its frame indices and then one ``index_select`` over the frames, with
-normalisation and padding applied in the same gather. Nothing in it reads a device tensor back
-on the host (no ``.item()``, no data-dependent shape), so on a GPU the host never waits for it.
-
-The device copy is laid out with the padding written in: each utterance is preceded and
-followed by ``k`` padding rows (zeros, shared between neighbours, for ``pad: zero``; copies of
-the utterance's first and last frame for ``pad: edge``). The window of every frame is then
-``2k+1`` consecutive rows, so a batch is one ``index_select`` of whole windows over an
-overlapping (strided) view, with no per-position index arithmetic. With ``global``
-normalisation and zero padding the padding rows hold NaN, which normalises to NaN and is then
-set to 0 (cached frames are checked to be finite), exactly what the memory-mapped path computes:
-the two paths give the same numbers bit for bit.
-
-What "fits" means for ``resident: auto`` (:func:`resident_budget`): at most half of the device's
-free memory (CUDA: ``torch.cuda.mem_get_info``) or, on the CPU, half of the host's available
-memory (``MemAvailable``) shared by the processes of this machine; other devices are never
-chosen automatically.
-"""
+Frames, labels and offsets are copied to the device once, with ``k`` padding rows written
+around each utterance, so every window is ``2k+1`` consecutive rows of a strided view and a
+batch is one ``index_select``, nothing read back on the host. Zero padding under ``global``
+normalisation holds NaN, normalised and then set to 0: the memory map's numbers, bit for bit."""
 
 from __future__ import annotations
 
@@ -30,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from data_modules.batches.batched import index_batch
-from data_modules.errors import UserInputError
-from data_modules.speech.frames.cache import CacheEntry, inverse_std
-from data_modules.speech.frames.checks import window_frames
+from data_modules.speech.checks import window_frames
+from data_modules.speech.frames.cache import CacheEntry
+from data_modules.speech.frames.memmap import WindowDataset
 
 RESIDENT_FRACTION = 0.5  # of the free memory a resident copy may take when chosen automatically
 _COPY_ROWS = 1 << 20  # frames copied to a device at a time (40 MB of float32 x 40)
@@ -113,37 +95,20 @@ def padded_to_device(
     return out
 
 
-class ResidentWindowDataset(Dataset):
-    """A cache entry's frames on ``device``; ``__getitems__`` gathers a batch of windows there.
+class ResidentWindowDataset(WindowDataset):
+    """A cache entry's frames on ``device``; batches are gathered there, on ``device``."""
 
-    Batches are ``(x,)`` or ``(x, y)`` with ``x`` float32 ``(B, 2k+1, D)`` and ``y`` int64, on
-    ``device``; the same values as :class:`data_modules.speech.frames.memmap.ContextWindowDataset`.
-    """
-
-    def __init__(
-        self,
-        entry: CacheEntry,
-        context: int,
-        pad: str,
-        with_labels: bool,
-        global_stats: tuple[np.ndarray, np.ndarray] | None,
-        device: torch.device,
-    ) -> None:
-        if with_labels and not entry.has_labels:
-            raise UserInputError(f"{entry.path}: split has no labels")
-        self.entry, self.context, self.pad, self.with_labels = entry, context, pad, with_labels
-        self.device = torch.device(device)
-        offsets = entry.offsets()
+    def _load(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
+        offsets = self.entry.offsets()
         self.n_frames = int(offsets[-1])
         # Zero padding under global normalisation: NaN rows, normalised and then set to 0.
-        self._nan_padding = pad == "zero" and global_stats is not None
+        self._nan_padding = self.pad == "zero" and stats is not None
         self._build(offsets, np.nan if self._nan_padding else 0.0)
         self.labels = None
-        if with_labels:  # uint8 as cached; uint16 (past 256 classes) as int32, which every op takes
-            labels = np.array(entry.open_labels())
+        if self.with_labels:  # uint8 as cached; uint16 (past 256 classes) as int32: any op takes it
+            labels = np.array(self.entry.open_labels())
             labels = labels if labels.dtype == np.uint8 else labels.astype(np.int32)
             self.labels = torch.from_numpy(labels).to(self.device)
-        self.set_global_stats(global_stats)
 
     def _build(self, offsets: np.ndarray, fill: float) -> None:
         sources = padded_sources(offsets, self.context, self.pad)
@@ -162,12 +127,9 @@ class ResidentWindowDataset(Dataset):
         if nan_padding != self._nan_padding:  # stats arrived after the copy: new padding rows
             self._nan_padding = nan_padding
             self._build(self.entry.offsets(), np.nan if nan_padding else 0.0)
-        self.mean, self.inv_std = (None, None)
-        if stats is not None:
-            mean = np.asarray(stats[0], np.float32)
-            inv_std = inverse_std(stats[1])
-            self.mean = torch.from_numpy(mean).to(self.device)
-            self.inv_std = torch.from_numpy(inv_std).to(self.device)
+        self.mean, self.inv_std = (
+            None if v is None else torch.from_numpy(v).to(self.device) for v in self._stats(stats)
+        )
 
     def __len__(self) -> int:
         return self.n_frames
@@ -188,6 +150,3 @@ class ResidentWindowDataset(Dataset):
         if self.labels is None:
             return (x,)
         return x, self.labels.index_select(0, ids).long()
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[0] for t in self.__getitems__([index]))

@@ -1,16 +1,8 @@
 """Who speaks each split of a frame corpus, when its layout tells: held-out voices, reported.
 
-A frame classifier learns the voices it trains on far better than new ones, so a run's final
-table says how many of the voices of dev and test were heard in training. Known when:
-
-* LibriSpeech file names (HW1P2 2021 on: ``<partition>/mfcc/<speaker>-<chapter>-<utt>.npy``)
-  and libriphone ids (``<speaker>-<chapter>-<utt>``): the speaker is the first number. Its
-  validation split is a share of the training utterances, so its voices are training voices.
-* The demo corpus: ``manifest.json`` lists each split's voices (Kaggle layout), and its
-  utterance ids (``demo-NNNNNN``) give each utterance's recipe, hence its voice (other layouts).
-
-The Kaggle WSJ files carry no speaker information: nothing is reported for them.
-"""
+A frame classifier learns its training voices far better than new ones, so a run reports how
+many dev and test voices training heard. LibriSpeech names and libriphone ids start with the
+speaker; the demo corpus's manifest and ids give its voices; Kaggle WSJ tells nothing."""
 
 from __future__ import annotations
 

@@ -1,21 +1,9 @@
 """The frame-classification layouts one DataModule reads, and how a folder's layout is found.
 
-=============  =======================================  ============================  ==========
-``source``     course and year                          files                         submission
-=============  =======================================  ============================  ==========
-kaggle         CMU 11-785 HW1P2, Fall 2019 (WSJ)        ``train.npy`` ... object       ``id,label``
-                                                        arrays of utterances           (integers)
-librispeech    CMU 11-785 HW1P2, 2021 on (LibriSpeech)  ``<partition>/mfcc/*.npy``,    ``id,label``
-                                                        ``transcript/*.npy``           (symbols)
-libriphone     NTU ML2022 Spring HW2 (libriphone)       ``feat/{train,test}/*.pt``,    ``Id,Class``
-                                                        ``*_split.txt``, labels .txt   (integers)
-=============  =======================================  ============================  ==========
-
-Each layout gives a :class:`SplitSource` per split (``train``, ``dev``, ``test``): the files it
-is read from (for the cache key) and a reader returning a validated
-:class:`~data_modules.speech.frames.checks.SplitData`. Frames come in the order a submission lists
-them: file order (kaggle), sorted file names (librispeech), ``test_split.txt`` (libriphone).
-"""
+``kaggle`` (HW1P2 Fall 2019, WSJ: ``train.npy`` ... object arrays), ``librispeech`` (HW1P2 2021
+on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, symbol labels), ``libriphone`` (NTU ML2022
+HW2: ``feat/*/*.pt``, ``*_split.txt``). Each gives a :class:`SplitSource` per split: its files
+(the cache key) and a reader; frames come in submission order."""
 
 from __future__ import annotations
 
@@ -25,8 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import Inventory, SplitData
+from data_modules.errors import UserInputError
+from data_modules.speech import checks
+from data_modules.speech.checks import Inventory, SplitData
 from data_modules.speech.layouts import libriphone as libriphone_files
 from data_modules.speech.layouts import librispeech as librispeech_files
 from data_modules.speech.layouts import wsj as wsj_files
@@ -55,18 +44,11 @@ class SplitSource:
 
 def _markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
+    split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
     found = {
-        "kaggle": [n for n in ("train.npy", "dev.npy", "test.npy") if (data_dir / n).is_file()],
-        "librispeech": [
-            f"{part}/mfcc"
-            for part in librispeech_files.PARTITIONS.values()
-            if (data_dir / part / "mfcc").is_dir()
-        ],
-        "libriphone": [
-            n
-            for n in ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
-            if (data_dir / n).exists()
-        ],
+        "kaggle": checks.present(data_dir, ("train.npy", "dev.npy", "test.npy")),
+        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
+        "libriphone": checks.present(data_dir, split_lists),
     }
     if len(found["libriphone"]) < 2:  # a lone split list is no layout
         found["libriphone"] = []
@@ -81,21 +63,11 @@ def layout_of(data_dir: str | Path) -> tuple[str, list[str]] | None:
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
     """The layout ``source: auto`` reads in ``data_dir``, and the files that told it."""
-    data_dir = Path(data_dir)
-    markers = _markers(data_dir) if data_dir.is_dir() else {}
-    if len(markers) == 1:
-        return next(iter(markers.items()))
-    if markers:
-        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in markers.items())
-        raise UserInputError(
-            f"{data_dir}: holds files of several layouts: {listed}; choose one with "
-            f"--data.source {' or '.join(markers)}"
-        )
-    raise InputFileNotFoundError(
-        f"{data_dir}: no frame-classification data found (source: auto). Expected one of: "
-        f"kaggle (train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy); librispeech "
-        f"({librispeech_files.LAYOUT}); libriphone ({libriphone_files.LAYOUT})"
+    expected = (
+        f"kaggle ({wsj_files.KAGGLE_FILES}); librispeech ({librispeech_files.LAYOUT}); "
+        f"libriphone ({libriphone_files.LAYOUT})"
     )
+    return checks.detect_format(data_dir, _markers, "frame-classification", expected)
 
 
 def split_source(

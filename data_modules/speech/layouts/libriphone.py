@@ -1,18 +1,8 @@
 """NTU ML2022 Spring HW2 (libriphone): torch feature files, id lists and integer frame labels.
 
-Layout, as the course's sample code reads it::
-
-    <root>/feat/train/<utt>.pt     torch tensor (T, 39) per utterance
-    <root>/feat/test/<utt>.pt
-    <root>/train_split.txt         one utterance id a line
-    <root>/test_split.txt          ... in the order the submission lists frames
-    <root>/train_labels.txt        "<utt> l1 l2 ... lT", integer classes (0..40 in 2022)
-
-There is no dev split: validation takes ``val_fraction`` of the training utterances, drawn with
-``split_seed`` (the rest train). ``test_labels.txt`` (same format) exists only in a demo corpus,
-so that test accuracy can be measured. ``.pt`` files are read with ``torch.load(weights_only=True)``
-(tensors and plain containers only: a downloaded file cannot run code while loading).
-"""
+``feat/{train,test}/<utt>.pt`` (T, 39), ``{train,test}_split.txt`` (ids in submission order),
+``train_labels.txt`` (``<utt> l1 ... lT``; ``test_labels.txt`` only in a demo corpus). No dev
+split: validation is a seeded ``val_fraction`` of train. ``.pt`` files load weights-only."""
 
 from __future__ import annotations
 
@@ -23,10 +13,11 @@ import numpy as np
 import torch
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
     check_labels,
+    folder_contents,
     read_frame_files,
 )
 
@@ -38,13 +29,9 @@ LAYOUT = "feat/train/*.pt, feat/test/*.pt, train_split.txt, test_split.txt, trai
 
 def _text_lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
-        found = (
-            ", ".join(sorted(p.name for p in path.parent.iterdir()))
-            if path.parent.is_dir()
-            else "no folder"
-        )
         raise InputFileNotFoundError(
-            f"{path}: missing. Expected in {path.parent}: {LAYOUT} (found: {found or 'nothing'})"
+            f"{path}: missing. Expected in {path.parent}: {LAYOUT} "
+            f"(found: {folder_contents(path.parent)})"
         )
     try:
         text = path.read_text()
@@ -87,13 +74,10 @@ def read_label_lines(path: Path) -> dict[str, np.ndarray]:
 
 
 def split_ids(data_dir: Path, split: str, val_fraction: float, split_seed: int) -> list[str]:
-    """The utterance ids of ``split``: test in test_split.txt order; train and dev a seeded
-    partition of train_split.txt, each kept in file order."""
+    """Ids of ``split``: test in list order, train and dev a seeded partition of train's."""
     ids = read_ids(data_dir / SPLIT_LISTS[split])
     if split == "test":
         return ids
-    if not 0.0 < val_fraction < 1.0:
-        raise UserInputError(f"val_fraction={val_fraction}: expected a fraction in (0, 1)")
     n_val = min(len(ids) - 1, max(1, round(len(ids) * val_fraction)))
     if n_val < 1:
         raise UserInputError(

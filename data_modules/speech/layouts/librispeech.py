@@ -1,18 +1,8 @@
 """CMU 11-785 HW1P2 from 2021 on (LibriSpeech): MFCC frames and phoneme-symbol transcripts.
 
-Layout, as the course's starter code reads it::
-
-    <root>/train-clean-100/mfcc/<utt>.npy         (T, D) float, D = 13..28 by year
-    <root>/train-clean-100/transcript/<utt>.npy   T + 2 symbols: [SOS], one per frame, [EOS]
-    <root>/dev-clean/{mfcc,transcript}/...
-    <root>/test-clean/mfcc/...                    no transcripts (a demo corpus writes them)
-
-Files pair by name (sorted); ``[SOS]`` and ``[EOS]`` are dropped to align the symbols with the
-frames (transcripts of exactly T symbols are taken as they are). The inventory is the sorted
-set of the training transcripts' symbols (``[SIL]`` included), unless a demo corpus's manifest
-gives it; a symbol outside it in another partition is an error naming the file and position.
-Files are read with ``allow_pickle=False``, or through the numpy-only unpickler for object arrays.
-"""
+``<root>/{train-clean-100,dev-clean,test-clean}/mfcc/<utt>.npy`` (T, D) and, but for test,
+``transcript/<utt>.npy`` (``[SOS]``, a symbol per frame, ``[EOS]``), paired by sorted name. The
+classes are the training transcripts' sorted symbols (or a demo manifest's)."""
 
 from __future__ import annotations
 
@@ -21,27 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
+    folder_contents,
     read_frame_files,
     symbols_to_classes,
 )
 from data_modules.speech.layouts.wsj import read_array
 
 PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
+MARKERS = tuple(f"{part}/mfcc" for part in PARTITIONS.values())  # what tells the layout
 SOS, EOS = "[SOS]", "[EOS]"
 LAYOUT = (
     "train-clean-100/, dev-clean/ and test-clean/, each with mfcc/*.npy and (except "
     "test-clean) transcript/*.npy"
 )
-
-
-def _found(data_dir: Path) -> str:
-    if not data_dir.is_dir():
-        return "the folder does not exist"
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
-    return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
 
 
 def partition_files(
@@ -53,7 +38,7 @@ def partition_files(
     if not mfcc_dir.is_dir():
         raise InputFileNotFoundError(
             f"{mfcc_dir}: missing partition. Expected in {data_dir}: {LAYOUT} "
-            f"(found: {_found(data_dir)})"
+            f"(found: {folder_contents(data_dir)})"
         )
     mfcc = sorted(mfcc_dir.glob("*.npy"))
     if not mfcc:
@@ -83,15 +68,21 @@ def partition_files(
     return mfcc, transcripts
 
 
-def read_transcript(path: Path, n_frames: int, frames_path: Path) -> np.ndarray:
-    """The per-frame symbols of one transcript, ``[SOS]``/``[EOS]`` dropped."""
+def read_symbols(path: Path) -> np.ndarray:
+    """A transcript's symbols as ``str`` (a bytes array's ``str()`` would be "b'AA'")."""
     symbols = read_array(path)
     if symbols.ndim != 1 or symbols.dtype.kind not in "USO":
         raise UserInputError(
             f"{path}: holds {symbols.dtype} {symbols.shape}, expected a 1-D array of phoneme "
             "symbols"
         )
-    if len(symbols) == n_frames + 2 and str(symbols[0]) == SOS and str(symbols[-1]) == EOS:
+    return np.array([s.decode() if isinstance(s, bytes) else str(s) for s in symbols.tolist()])
+
+
+def read_transcript(path: Path, n_frames: int, frames_path: Path) -> np.ndarray:
+    """The per-frame symbols of one transcript, ``[SOS]``/``[EOS]`` dropped."""
+    symbols = read_symbols(path)
+    if len(symbols) == n_frames + 2 and symbols[0] == SOS and symbols[-1] == EOS:
         return symbols[1:-1]
     if len(symbols) == n_frames:
         return symbols
@@ -113,15 +104,21 @@ def read_split(
         read_transcript(path, len(utt), frames_path)
         for path, utt, frames_path in zip(transcripts, frames, mfcc, strict=True)
     ]
-    if inventory is not None and inventory.symbols is not None:
-        symbols = inventory.symbols
-        classes_from = "the training transcripts"
-    else:
-        symbols = tuple(sorted({str(s) for utt in per_frame for s in utt}))
-        classes_from = "the symbols found"
-    index = {s: i for i, s in enumerate(symbols)}
-    labels = [
-        symbols_to_classes(str(path), syms, index, classes_from)
-        for path, syms in zip(transcripts, per_frame, strict=True)
-    ]
+    labels, symbols = to_classes(transcripts, per_frame, inventory)
     return SplitData(frames, labels, width, len(symbols), symbols)
+
+
+def to_classes(
+    paths: list[Path], symbols: list[np.ndarray], inventory: Inventory | None
+) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Each transcript's class indices, in the order of the inventory's symbols (or, reading
+    the training partition, of the sorted symbols found), and that order."""
+    known = inventory.symbols if inventory is not None else None
+    order = known if known is not None else tuple(sorted({str(s) for seq in symbols for s in seq}))
+    classes_from = "the training transcripts" if known is not None else "the symbols found"
+    index = {s: i for i, s in enumerate(order)}
+    labels = [
+        symbols_to_classes(str(path), seq, index, classes_from)
+        for path, seq in zip(paths, symbols, strict=True)
+    ]
+    return labels, order

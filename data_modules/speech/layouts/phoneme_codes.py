@@ -1,17 +1,15 @@
 """The courses' phoneme inventories and the one-character codes their submissions are written in.
 
-CMU 11-785 HW3P2 scores a prediction as the Levenshtein distance between strings of one
-character per phoneme. 2019/2020 (WSJ) label phonemes 0..45 in ``WSJ_PHONEMES`` order and code
-them with ``WSJ_CODES`` (the course's ``phoneme_list.py``); 2021 on (LibriSpeech) names the
-phonemes in the transcripts and codes them with ``LIBRISPEECH_CODES`` (the starter notebook's
-``CMUdict_ARPAbet``). A symbol outside the course's map (the demo corpus has a few: AX, IX, DX,
-EL, EN, Q) gets the first unused character of ``SPARE_CODES``, in inventory order, so every
-inventory has distinct codes; the codes are kept in the checkpoint with the symbols.
-"""
+HW3P2 scores the edit distance between strings of one character a phoneme: WSJ (2019/2020)
+codes as the course's ``phoneme_list.py``, LibriSpeech (2021 on) as its notebook's
+``CMUdict_ARPAbet``; any other symbol (the demo's AX, IX; stress-marked vowels) takes the next
+spare character, so the course's symbols keep theirs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from data_modules.errors import UserInputError
 
 WSJ_PHONEMES: tuple[str, ...] = (
     "+BREATH+", "+COUGH+", "+NOISE+", "+SMACK+", "+UH+", "+UM+", "AA", "AE", "AH", "AO", "AW",
@@ -29,20 +27,20 @@ LIBRISPEECH_CODES: dict[str, str] = {
     "AH": "A", "B": "b", "P": "p", "TH": "T", "DH": "D", "AO": "c", "G": "g", "L": "l", "JH": "j",
     "OY": "O", "SH": "S", "D": "d", "AY": "Y", "S": "s", "IH": "I",
 }  # fmt: skip
-SPARE_CODES = "xqBFHJKLMNPQVX0123456789#$%&*<>=^|/:;"
+# Printable ASCII that no course code uses, without quote, comma or backslash. New ones go at
+# the end only: an inventory's codes, hence its submissions, must not change.
+SPARE_CODES = "xqBFHJKLMNPQVX0123456789#$%&*<>=^|/:;!()+.?[]_{}~"
 
 
-def codes_for(symbols: Sequence[str], known: dict[str, str]) -> tuple[str, ...]:
+def codes_for(symbols: Sequence[str], known: dict[str, str], where: str) -> tuple[str, ...]:
     """One distinct printable character per symbol: the course's where it has one."""
     taken = {known[s] for s in symbols if s in known}
-    spare = iter(c for c in SPARE_CODES if c not in taken)
-    codes = []
-    for symbol in symbols:
-        if symbol in known:
-            codes.append(known[symbol])
-        else:
-            try:
-                codes.append(next(spare))
-            except StopIteration:
-                raise ValueError(f"more than {len(SPARE_CODES)} symbols without a code") from None
-    return tuple(codes)
+    spare = [c for c in SPARE_CODES if c not in taken]
+    extra = [s for s in symbols if s not in known]
+    if len(extra) > len(spare):
+        raise UserInputError(
+            f"{where}: {len(extra)} phoneme symbols without a code of the course "
+            f"({', '.join(extra)}), more than the {len(spare)} spare one-character codes"
+        )
+    codes = dict(zip(extra, spare, strict=False))
+    return tuple(known.get(s) or codes[s] for s in symbols)

@@ -1,40 +1,23 @@
-"""The utterance-level (CTC) layouts of CMU 11-785 HW3P2, read into frames + phoneme sequences.
+"""The utterance-level (CTC) layouts of CMU 11-785 HW3P2: frames and phoneme sequences.
 
-==============  ==========================================  ================================
-``source``      course and year                             files in ``data_dir``
-==============  ==========================================  ================================
-wsj             HW3P2 2019 / 2020 (WSJ, Kaggle)             ``wsj0_{train,dev,test}.npy``
-                                                            object arrays of (T, 40) frames;
-                                                            ``wsj0_{train,dev}_merged_labels.npy``
-                                                            phoneme indices 0..45 (no blank)
-librispeech     HW3P2 2021 on (LibriSpeech)                 ``<partition>/mfcc/<utt>.npy``
-                                                            (T, D); ``transcript/<utt>.npy``
-                                                            ``[SOS]`` L symbols ``[EOS]``
-==============  ==========================================  ================================
-
-A transcript is not aligned with its frames (L is much smaller than T). A split becomes a
-:class:`SequenceSplit`: finite ``(T, D)`` frames and, when labelled, a non-empty sequence of
-phoneme indices per utterance. The inventory (symbols, their one-character codes, feature
-dimension) is the course's 46 phonemes for WSJ and the sorted symbol set of
-``train-clean-100`` for LibriSpeech; it travels as a :class:`SequenceInventory` in the
-checkpoint. Files are read with the NumPy-only unpickler (:mod:`data_modules.speech.layouts.wsj`);
-every
-bad input is one line naming the file and utterance.
-"""
+``wsj`` (2019/2020): ``wsj0_{split}.npy`` object arrays of (T, 40) frames and
+``wsj0_{split}_merged_labels.npy`` phoneme indices 0..45 (no blank). ``librispeech`` (2021 on):
+``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``,
+not aligned), classes the training transcripts' sorted symbols."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from data_modules.errors import InputFileNotFoundError, UserInputError
-from data_modules.speech.frames.checks import check_frames, frame_width, symbols_to_classes
+from data_modules.errors import UserInputError
+from data_modules.speech import checks
+from data_modules.speech.checks import Inventory, check_utterances
 from data_modules.speech.layouts import librispeech as librispeech_files
 from data_modules.speech.layouts import phoneme_codes
-from data_modules.speech.layouts.wsj import read_array, read_utterances
+from data_modules.speech.layouts.wsj import read_array, read_utterances, split_files
 
 FORMATS = ("wsj", "librispeech")
 COURSES = {
@@ -42,48 +25,10 @@ COURSES = {
     "librispeech": "CMU 11-785 HW3P2, 2021 on (LibriSpeech)",
 }
 SUBMISSION_HEADER = {"wsj": "Id,Predicted", "librispeech": "index,label"}
+WSJ_FILES = "wsj0_{}.npy wsj0_{}_merged_labels.npy"  # a split's frames and labels
 WSJ_LAYOUT = "wsj0_train.npy, wsj0_train_merged_labels.npy, wsj0_dev.npy, "
 WSJ_LAYOUT += "wsj0_dev_merged_labels.npy, wsj0_test.npy"
 SOS, EOS = librispeech_files.SOS, librispeech_files.EOS
-
-
-@dataclass(frozen=True)
-class SequenceInventory:
-    """Feature dimension and phoneme symbols (class i = ``symbols[i]``; CTC's blank is extra)."""
-
-    format: str
-    feature_dim: int
-    symbols: tuple[str, ...]
-    codes: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.symbols)
-
-    def to_state(self) -> dict[str, Any]:
-        """Plain containers only: a checkpoint must load with ``torch.load(weights_only=True)``."""
-        return {
-            "format": self.format,
-            "feature_dim": self.feature_dim,
-            "symbols": list(self.symbols),
-            "codes": list(self.codes),
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> SequenceInventory:
-        return cls(
-            str(state["format"]),
-            int(state["feature_dim"]),
-            tuple(str(s) for s in state["symbols"]),
-            tuple(str(c) for c in state["codes"]),
-        )
-
-    def describe(self) -> str:
-        shown = ", ".join(self.symbols[:4]) + (", ..." if len(self.symbols) > 4 else "")
-        return (
-            f"{self.format} utterances of {self.feature_dim} features, "
-            f"{self.num_classes} phonemes ({shown})"
-        )
 
 
 @dataclass
@@ -96,59 +41,28 @@ class SequenceSplit:
     feature_dim: int
 
 
-def wsj_inventory(feature_dim: int) -> SequenceInventory:
-    return SequenceInventory(
-        "wsj", feature_dim, phoneme_codes.WSJ_PHONEMES, phoneme_codes.WSJ_CODES
-    )
+def wsj_inventory(feature_dim: int) -> Inventory:
+    symbols = phoneme_codes.WSJ_PHONEMES
+    return Inventory("wsj", feature_dim, len(symbols), symbols, phoneme_codes.WSJ_CODES)
 
 
-def librispeech_inventory(feature_dim: int, symbols: tuple[str, ...]) -> SequenceInventory:
-    codes = phoneme_codes.codes_for(symbols, phoneme_codes.LIBRISPEECH_CODES)
-    return SequenceInventory("librispeech", feature_dim, symbols, codes)
+def librispeech_inventory(feature_dim: int, symbols: tuple[str, ...], where: str) -> Inventory:
+    codes = phoneme_codes.codes_for(symbols, phoneme_codes.LIBRISPEECH_CODES, where)
+    return Inventory("librispeech", feature_dim, len(symbols), symbols, codes)
 
 
-# -- layout detection ------------------------------------------------------------------------
 def _markers(data_dir: Path) -> dict[str, list[str]]:
     found = {
-        "wsj": [
-            n
-            for n in ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")
-            if (data_dir / n).is_file()
-        ],
-        "librispeech": [
-            f"{part}/mfcc"
-            for part in librispeech_files.PARTITIONS.values()
-            if (data_dir / part / "mfcc").is_dir()
-        ],
+        "wsj": checks.present(data_dir, ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")),
+        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
     }
     return {name: markers for name, markers in found.items() if markers}
 
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
     """The layout ``source: auto`` reads in ``data_dir``, and the files that told it."""
-    data_dir = Path(data_dir)
-    markers = _markers(data_dir) if data_dir.is_dir() else {}
-    if len(markers) == 1:
-        return next(iter(markers.items()))
-    if markers:
-        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in markers.items())
-        raise UserInputError(
-            f"{data_dir}: holds files of several layouts: {listed}; choose one with "
-            f"--data.source {' or '.join(markers)}"
-        )
-    raise InputFileNotFoundError(
-        f"{data_dir}: no utterance-level (HW3P2) data found (source: auto). Expected one of: "
-        f"wsj ({WSJ_LAYOUT}); librispeech ({librispeech_files.LAYOUT})"
-    )
-
-
-# -- readers -----------------------------------------------------------------------------------
-def _check_utterances(where: list[str], frames: list[np.ndarray], width: int | None, source: str):
-    if width is None:
-        width, source = frame_width(where[0], frames[0]), "the first utterance"
-    for name, utt in zip(where, frames, strict=True):
-        check_frames(name, utt, width, source)
-    return width
+    expected = f"wsj ({WSJ_LAYOUT}); librispeech ({librispeech_files.LAYOUT})"
+    return checks.detect_format(data_dir, _markers, "utterance-level (HW3P2)", expected)
 
 
 def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
@@ -167,28 +81,15 @@ def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
         )
 
 
-def wsj_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
-    frames, labels = data_dir / f"wsj0_{split}.npy", data_dir / f"wsj0_{split}_merged_labels.npy"
-    for p in (frames, labels) if need_labels else (frames,):
-        if not p.is_file():
-            found = sorted(q.name for q in data_dir.glob("*.npy")) if data_dir.is_dir() else []
-            raise InputFileNotFoundError(
-                f"{p}: missing. Expected in {data_dir}: {WSJ_LAYOUT} "
-                f"(found: {', '.join(found) or 'nothing'})"
-            )
-    return frames, (labels if labels.is_file() else None)
-
-
 def read_wsj(
-    data_dir: Path, split: str, need_labels: bool, inventory: SequenceInventory | None
+    data_dir: Path, split: str, need_labels: bool, inventory: Inventory | None
 ) -> SequenceSplit:
-    frames_path, labels_path = wsj_files(data_dir, split, need_labels)
+    frames_path, labels_path = split_files(data_dir, split, need_labels, WSJ_FILES, WSJ_LAYOUT)
     frames = read_utterances(frames_path, "frames")
     if not frames:
         raise UserInputError(f"{frames_path}: holds no utterances")
     where = [f"{frames_path}: utterance {i}" for i in range(len(frames))]
-    width = inventory.feature_dim if inventory is not None else None
-    width = _check_utterances(where, frames, width, "the training data")
+    width = check_utterances(where, frames, inventory, "the first utterance")
     if labels_path is None:
         return SequenceSplit(frames, None, where, width)
     targets = read_utterances(labels_path, "labels")
@@ -205,14 +106,7 @@ def read_wsj(
 
 def _symbols_of(path: Path) -> np.ndarray:
     """A transcript's phoneme symbols, ``[SOS]``/``[EOS]`` dropped."""
-    symbols = read_array(path)
-    if symbols.ndim != 1 or symbols.dtype.kind not in "USO":
-        raise UserInputError(
-            f"{path}: holds {symbols.dtype} {symbols.shape}, expected a 1-D array of phoneme "
-            "symbols"
-        )
-    # str, numpy str or bytes (a bytes array's str() would be "b'AA'")
-    symbols = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in symbols.tolist()])
+    symbols = librispeech_files.read_symbols(path)
     if len(symbols) and symbols[0] == SOS:
         symbols = symbols[1:]
     if len(symbols) and symbols[-1] == EOS:
@@ -223,35 +117,26 @@ def _symbols_of(path: Path) -> np.ndarray:
 
 
 def read_librispeech(
-    data_dir: Path, split: str, need_labels: bool, inventory: SequenceInventory | None
-) -> tuple[SequenceSplit, SequenceInventory]:
+    data_dir: Path, split: str, need_labels: bool, inventory: Inventory | None
+) -> tuple[SequenceSplit, Inventory]:
     """One partition, and the inventory (the given one, or the training partition's)."""
     mfcc, transcripts = librispeech_files.partition_files(data_dir, split, need_labels)
     frames = [read_array(p) for p in mfcc]
     where = [str(p) for p in mfcc]
-    width = inventory.feature_dim if inventory is not None else None
-    width = _check_utterances(where, frames, width, "the training data")
+    width = check_utterances(where, frames, inventory, "the first utterance")
     if transcripts is None:
-        inventory = inventory or librispeech_inventory(width, ())
+        inventory = inventory or librispeech_inventory(width, (), "")
         return SequenceSplit(frames, None, where, width), inventory
     symbols = [_symbols_of(p) for p in transcripts]
-    if inventory is None:
-        found = tuple(sorted({str(s) for seq in symbols for s in seq}))
-        inventory, classes_from = librispeech_inventory(width, found), "the symbols found"
-    else:
-        classes_from = "the training transcripts"
-    index = {s: i for i, s in enumerate(inventory.symbols)}
-    targets = [
-        symbols_to_classes(str(path), seq, index, classes_from)
-        for path, seq in zip(transcripts, symbols, strict=True)
-    ]
+    targets, found = librispeech_files.to_classes(transcripts, symbols, inventory)
+    inventory = inventory or librispeech_inventory(width, found, str(transcripts[0].parent))
     return SequenceSplit(frames, targets, where, width), inventory
 
 
 def read_split(
     fmt: str, data_dir: str | Path, split: str, need_labels: bool,
-    inventory: SequenceInventory | None,
-) -> tuple[SequenceSplit, SequenceInventory]:  # fmt: skip
+    inventory: Inventory | None,
+) -> tuple[SequenceSplit, Inventory]:  # fmt: skip
     """Read ``split`` of a folder in layout ``fmt``; the inventory comes back with it."""
     data_dir = Path(data_dir)
     if fmt == "wsj":
@@ -264,11 +149,9 @@ def read_split(
 
 def has_split(fmt: str, data_dir: str | Path, split: str) -> tuple[bool, bool]:
     """(split present, split has labels) without reading it."""
-    data_dir = Path(data_dir)
     if fmt == "wsj":
-        return (
-            (data_dir / f"wsj0_{split}.npy").is_file(),
-            (data_dir / f"wsj0_{split}_merged_labels.npy").is_file(),
-        )
-    part = data_dir / librispeech_files.PARTITIONS[split]
-    return (part / "mfcc").is_dir(), (part / "transcript").is_dir()
+        names = [name.format(split) for name in WSJ_FILES.split()]
+    else:
+        names = [f"{librispeech_files.PARTITIONS[split]}/{kind}" for kind in ("mfcc", "transcript")]
+    present, labelled = (Path(data_dir, name).exists() for name in names)
+    return present, labelled

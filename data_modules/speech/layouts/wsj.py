@@ -1,10 +1,6 @@
-"""Safe reading and validation of the Kaggle WSJ ``.npy`` files.
-
-The Kaggle files are object arrays, i.e. pickles inside ``.npy``. ``np.load(allow_pickle=True)``
-would execute whatever a downloaded file's pickle says, so we parse the ``.npy`` header with
-``numpy.lib.format`` and unpickle the payload with an unpickler that can only reach the handful of
-numpy callables needed to rebuild arrays. Anything else is refused before it is called.
-"""
+"""Safe reading and validation of the Kaggle WSJ ``.npy`` files: object arrays, pickles
+inside ``.npy``, unpickled by :mod:`data_modules.io.safe_pickle`, which reaches only the numpy
+callables that rebuild arrays."""
 
 from __future__ import annotations
 
@@ -15,13 +11,12 @@ import numpy as np
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.safe_pickle import UnsafePickleError, safe_load
-from data_modules.speech.frames.checks import (
+from data_modules.speech.checks import (
     Inventory,
     SplitData,
-    check_frames,
     check_labels,
-    frame_width,
-    inventory_width,
+    check_utterances,
+    folder_contents,
     largest_class,
 )
 
@@ -73,13 +68,10 @@ def read_array(path: str | Path) -> np.ndarray:
 
 
 def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
-    """Read a WSJ ``.npy`` file into a list of per-utterance arrays, never trusting its pickle.
+    """A WSJ ``.npy`` file as a list of per-utterance arrays, never trusting its pickle.
 
-    Object arrays hold one array per utterance; a plain numeric array is split along its first
-    axis when it stacks equal-length utterances. ``kind`` ("frames" or "labels") says what one
-    utterance holds; a plain array with the dimensions of one utterance (all frames in one
-    (N, 40) array) is refused with a message saying what the file must be.
-    """
+    An object array holds one array per utterance; a plain array stacks equal-length ones, unless
+    it has the dimensions of one utterance (``kind``: "frames" or "labels"), which is refused."""
     item, item_ndim = UTTERANCE_KINDS[kind]
     arr = read_array(path)
     if not arr.dtype.hasobject:
@@ -101,17 +93,20 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
     return out
 
 
-def split_files(data_dir: Path, split: str, need_labels: bool) -> tuple[Path, Path | None]:
-    """The frames file and labels file (None if absent and not needed) of ``split``."""
-    frames = data_dir / f"{split}.npy"
-    labels = data_dir / f"{split}_labels.npy"
+KAGGLE_FILES = "train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy"
+
+
+def split_files(
+    data_dir: Path, split: str, need_labels: bool, names: str = "{}.npy {}_labels.npy",
+    layout: str = KAGGLE_FILES,
+) -> tuple[Path, Path | None]:  # fmt: skip
+    """The frames and labels files (None: absent, not needed) of ``split``, named ``names``."""
+    frames, labels = (data_dir / name.format(split) for name in names.split())
     for p in (frames, labels) if need_labels else (frames,):
         if not p.is_file():
-            found = ", ".join(sorted(q.name for q in data_dir.glob("*.npy"))) or "nothing"
             raise InputFileNotFoundError(
-                f"{p}: missing. Expected in {data_dir}: train.npy, train_labels.npy, dev.npy, "
-                f"dev_labels.npy, test.npy (found: "
-                f"{found if data_dir.is_dir() else 'the folder does not exist'})"
+                f"{p}: missing. Expected in {data_dir}: {layout} "
+                f"(found: {folder_contents(data_dir)})"
             )
     return frames, (labels if labels.is_file() else None)
 
@@ -133,21 +128,13 @@ def read_split(
     inventory: Inventory | None = None,
     dev_labels: Path | None = None,
 ) -> SplitData:
-    """Read and validate one split: utterances, and labels when given.
-
-    The feature dimension is the training data's (``inventory``) or, reading the training split
-    itself, the first utterance's; labels are checked against the inventory's classes. The
-    training split defines the classes with ``dev_labels``: dev is labelled data too, and a
-    training subset may lack the highest class that dev has.
-    """
+    """Read and validate one split, with the inventory's width and classes (training: the first
+    utterance's width, and classes up to dev's largest too, which a training subset may lack)."""
     utts = read_utterances(frames_path)
     if not utts:
         raise UserInputError(f"{frames_path}: holds no utterances")
-    width, width_from = inventory_width(inventory)
-    if width is None:
-        width, width_from = frame_width(f"{frames_path}: utterance 0", utts[0]), "utterance 0"
-    for i, u in enumerate(utts):
-        check_frames(f"{frames_path}: utterance {i}", u, width, width_from)
+    names = [f"{frames_path}: utterance {i}" for i in range(len(utts))]
+    width = check_utterances(names, utts, inventory, "utterance 0")
     if labels_path is None:
         return SplitData(utts, None, width)
     labs = read_utterances(labels_path, "labels")

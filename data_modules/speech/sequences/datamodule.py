@@ -1,40 +1,31 @@
 """Whole utterances and their phoneme sequences for CTC (every HW3P2-style Kaggle since 2019).
 
-A split is held as one ``(N, D)`` float32 tensor of all its frames plus utterance offsets (on
-the training device when it fits, ``resident``); a batch is one gather of ``(B, T_max)`` frame
-indices built on that device from the batch's starts and lengths, padding zeroed: no
-per-utterance Python in the loop. Training batches come from
-:class:`~data_modules.batches.bucketing.BucketSampler` (similar lengths, exact-resumable,
-DDP-disjoint);
-evaluation and prediction batches walk the split sorted by length (``sort_eval``), and
-predictions are put back in file order by the caller. Layouts:
-:mod:`data_modules.speech.layouts.sequences`.
-"""
+A split is one ``(N, D)`` tensor of its frames plus offsets (on the training device when it
+fits); a batch is one gather of ``(B, T_max)`` indices there, padding zeroed. Training batches
+come from :class:`~data_modules.batches.bucketing.BucketSampler`; evaluation walks the split
+sorted by length (``sort_eval``), and the caller puts predictions back in file order."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules.batches.augment import mask_frames
-from data_modules.batches.batched import passthrough_collate
+from data_modules.batches.batched import index_batch, passthrough_collate
 from data_modules.batches.bucketing import BucketSampler
 from data_modules.batches.samplers import ResumableSampler
 from data_modules.errors import UserInputError
+from data_modules.speech.checks import Inventory
+from data_modules.speech.datamodule import SpeechDataModule
 from data_modules.speech.frames.augment import FrameAugment, check_augment
-from data_modules.speech.frames.resident import resident_budget
 from data_modules.speech.layouts import sequences as formats
-from data_modules.speech.layouts.sequences import SequenceInventory, SequenceSplit
+from data_modules.speech.layouts.sequences import SequenceSplit
 
-DEMO_LAYOUTS = {"wsj": "wsj_ctc", "librispeech": "librispeech_ctc"}
 MASKING_KEYS = ("freq_mask", "time_mask", "p")
 
 
@@ -61,21 +52,13 @@ class SequenceBatch(NamedTuple):
     host_target_lengths: np.ndarray
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A small host array on ``device``, queued without waiting for the device (pinned)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def _padded_gather(
     flat: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows ``starts[b] .. starts[b] + lengths[b]`` of ``flat`` as a zero-padded ``(B, T_max, ...)``
     tensor (one index_select), and the lengths on the device."""
     device = flat.device
-    both = _to_device(np.stack([starts, lengths]).astype(np.int64), device)
+    both = index_batch(torch.from_numpy(np.stack([starts, lengths]).astype(np.int64)), device)
     width = int(lengths.max()) if len(lengths) else 0
     steps = torch.arange(width, device=device)
     inside = steps < both[1][:, None]
@@ -86,10 +69,8 @@ def _padded_gather(
 
 
 class UtteranceDataset(Dataset):
-    """One split: all frames in one tensor, utterances by offset; indexed a batch at a time.
-
-    Dataset index ``i`` is utterance ``order[i]`` (file order unless sorted for evaluation).
-    """
+    """One split: all frames in one tensor, indexed a batch at a time; index ``i`` is
+    utterance ``order[i]``."""
 
     def __init__(
         self, split: SequenceSplit, device: torch.device, order: np.ndarray | None = None
@@ -148,20 +129,14 @@ class UtteranceDataset(Dataset):
             )
 
 
-class UtteranceSequencesDataModule(pl.LightningDataModule):
-    """Utterances with phoneme sequences for CTC, in any HW3P2 layout (or the demo corpus).
+class UtteranceSequencesDataModule(SpeechDataModule):
+    """Utterances with phoneme sequences for CTC, in an HW3P2 layout or the demo corpus.
 
-    ``source``: ``wsj`` (2019/2020), ``librispeech`` (2021 on), ``auto`` (recognise the
-    folder's layout, said in the log), ``demo`` (build the eSpeak demo corpus in
-    ``demo_layout`` on first use). ``batch_size`` counts utterances; ``bucket_pool`` global
-    batches are sorted by length together (0: no bucketing, a plain seeded shuffle).
-    ``normalize``: ``utterance`` (each utterance to zero mean, unit variance per feature),
-    ``global`` (the training split's statistics, kept in the checkpoint) or ``none``.
-    ``augment``: SpecAugment-style masking of training batches on the device (one band of up
-    to ``freq_mask`` features and one span of up to ``time_mask`` frames per utterance, with
-    probability ``p``). ``resident``: hold each split on the training device (``auto``: when
-    it fits in half its free memory).
-    """
+    ``batch_size`` counts utterances; ``bucket_pool`` global batches are sorted by length together
+    (0: a plain seeded shuffle). ``augment``: masking only. Otherwise as the frame DataModule."""
+
+    layouts = formats
+    demo_names = {"wsj": "wsj_ctc", "librispeech": "librispeech_ctc"}
 
     def __init__(
         self,
@@ -179,109 +154,37 @@ class UtteranceSequencesDataModule(pl.LightningDataModule):
         demo_seed: int = 0,
         demo_workers: int = 2,
     ) -> None:
-        super().__init__()
-        for name, value, allowed in (
-            ("source", source, ("auto", "demo", *formats.FORMATS)),
-            ("normalize", normalize, ("none", "utterance", "global")),
-            ("resident", resident, (True, False, "auto")),
-            ("predict_split", predict_split, ("test", "dev")),
-            ("demo_layout", demo_layout, formats.FORMATS),
-        ):
-            if value not in allowed:
-                raise UserInputError(f"{name} must be one of {allowed}, got {value!r}")
+        super().__init__(data_dir)
         if batch_size < 1 or bucket_pool < 0:
             raise UserInputError(
                 f"batch_size must be >= 1 and bucket_pool >= 0, got {batch_size}, {bucket_pool}"
             )
-        self.masking = _masking_only(check_augment(augment))
         self.save_hyperparameters()
-        self.data_dir = Path(data_dir)
-        self._format: str | None = None
-        self._inventory: SequenceInventory | None = None
-        self.global_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._check_settings()
+        self.augment = _masking_only(check_augment(augment))
         self._splits: dict[tuple[str, bool], SequenceSplit] = {}
-        self.datasets: dict[str, UtteranceDataset] = {}
-
-    # -- layout and inventory ---------------------------------------------------------------
-    @property
-    def format(self) -> str:
-        if self._format is None:
-            source = self.hparams.source
-            if source == "demo":
-                self._format = self.hparams.demo_layout
-            elif source == "auto":
-                self._format, markers = formats.detect_format(self.data_dir)
-                rank_zero_info(
-                    f"{self.data_dir}: found the {self._format} layout of "
-                    f"{formats.COURSES[self._format]} ({', '.join(markers)})"
-                )
-            else:
-                self._format = source
-        return self._format
-
-    @property
-    def inventory(self) -> SequenceInventory:
-        """Feature dimension and phoneme symbols (the demo's, or the training split's)."""
-        if self._inventory is None:
-            if self.hparams.source == "demo":
-                from data_modules.speech.demo_corpus import layouts  # numpy only
-
-                self._inventory = SequenceInventory.from_state(
-                    layouts.inventory(DEMO_LAYOUTS[self.format])
-                )
-            else:
-                self._read("train", need_labels=True)
-            rank_zero_info(f"{self.data_dir}: {self._inventory.describe()}")
-        return self._inventory
-
-    @property
-    def num_classes(self) -> int:
-        return self.inventory.num_classes
 
     @property
     def input_shape(self) -> tuple[int]:
         return (self.inventory.feature_dim,)
 
-    # -- reading ----------------------------------------------------------------------------
+    def _read_inventory(self) -> Inventory:
+        data, inventory = formats.read_split(self.format, self.data_dir, "train", True, None)
+        self._splits[("train", True)] = data
+        return inventory
+
     def _read(self, split: str, need_labels: bool) -> SequenceSplit:
+        inventory = self.inventory  # the training split's, read first
         key = (split, need_labels)
         if key not in self._splits:
-            if self._inventory is None and split != "train":
-                self.inventory  # noqa: B018 (the training split's, read first)
-            data, inventory = formats.read_split(
-                self.format, self.data_dir, split, need_labels, self._inventory
+            self._splits[key], _ = formats.read_split(
+                self.format, self.data_dir, split, need_labels, inventory
             )
-            if self._inventory is None:
-                self._inventory = inventory
-            self._splits[key] = data
         return self._splits[key]
 
     def _test_split(self) -> str:
         present, labelled = formats.has_split(self.format, self.data_dir, "test")
         return "test" if present and labelled else "dev"
-
-    def prepare_data(self) -> None:
-        if self.hparams.source == "demo":
-            from data_modules.speech.demo_corpus import build_demo_corpus  # optional extra: lazy
-
-            build_demo_corpus(
-                self.data_dir,
-                n_utterances=self.hparams.demo_utterances,
-                seed=self.hparams.demo_seed,
-                workers=self.hparams.demo_workers,
-                layout=DEMO_LAYOUTS[self.format],
-            )
-
-    def _device(self, split: SequenceSplit) -> torch.device:
-        trainer = getattr(self, "trainer", None)
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        mode = self.hparams.resident
-        if mode is False or device.type == "cpu":
-            return torch.device("cpu")
-        if mode is True:
-            return device
-        frames = sum(len(f) for f in split.frames) * split.feature_dim * 4
-        return device if frames <= resident_budget(device, 1) else torch.device("cpu")
 
     def _normalized(self, split: SequenceSplit) -> SequenceSplit:
         how = self.hparams.normalize
@@ -303,31 +206,27 @@ class UtteranceSequencesDataModule(pl.LightningDataModule):
         if self.hparams.sort_eval and split != "train":
             lengths = np.array([len(f) for f in data.frames])
             order = np.argsort(-lengths, kind="stable")
-        dataset = UtteranceDataset(self._normalized(data), self._device(data), order)
+        frame_bytes = sum(len(f) for f in data.frames) * data.feature_dim * 4
+        on_cpu = self._training_device().type == "cpu"
+        device = None if on_cpu else self._resident_device(frame_bytes)
+        dataset = UtteranceDataset(self._normalized(data), device or torch.device("cpu"), order)
         self._splits.pop((split, labelled), None)  # the dataset holds the frames now
         return dataset
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {
-            "fit": [("train", True), ("dev", True)],
-            "validate": [("dev", True)],
-            "test": [(self._test_split(), True)],
-            "predict": [(self.hparams.predict_split, False)],
-        }
-        todo = wanted[stage] if stage else wanted["fit"] + wanted["test"]
-        for split, labelled in todo:
-            name = split if labelled else f"{split}-unlabelled"
-            if name not in self.datasets:
-                self.datasets[name] = self._dataset(split, labelled)
-
     def check_ctc_lengths(self, output_lengths: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Refuse (one line) any labelled utterance too short for its sequence under CTC."""
+        """Refuse (one line) a labelled utterance too short for its sequence under CTC, in
+        every split the run uses: a fit also checks the test split it is tested on."""
+        trainer = getattr(self, "trainer", None)
+        test = self._test_split()
+        if trainer is not None and trainer.state.fn == "fit" and test not in self.datasets:
+            self.datasets[test] = self._dataset(test, True)
         for dataset in self.datasets.values():
             dataset.check_ctc_lengths(output_lengths)
 
-    # -- loaders ------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        ds, hp = self.datasets["train"], self.hparams
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        ds, hp = self.datasets[name], self.hparams
+        if not shuffle:
+            return DataLoader(ds, batch_size=hp.batch_size, collate_fn=passthrough_collate)
         trainer = getattr(self, "trainer", None)
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
@@ -342,45 +241,5 @@ class UtteranceSequencesDataModule(pl.LightningDataModule):
             ds, batch_size=hp.batch_size, sampler=sampler, collate_fn=passthrough_collate
         )
 
-    def _eval_loader(self, name: str) -> DataLoader:
-        ds = self.datasets[name]
-        return DataLoader(ds, batch_size=self.hparams.batch_size, collate_fn=passthrough_collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("dev")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self._test_split())
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(f"{self.hparams.predict_split}-unlabelled")
-
-    # -- augmentation: training batches only, on the device ------------------------------------
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = getattr(self, "trainer", None)
-        if self.masking is None or trainer is None or not trainer.training:
-            return batch
-        return batch._replace(x=mask_frames(batch.x, **self.masking))
-
-    # -- checkpointed state ---------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"inventory": self.inventory.to_state()}
-        if self.global_stats is not None:
-            state["global_mean"] = self.global_stats[0].tolist()
-            state["global_var"] = self.global_stats[1].tolist()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a checkpoint's inventory and statistics; refuse data with other phonemes."""
-        saved = SequenceInventory.from_state(state_dict["inventory"])
-        if self._inventory is not None and self._inventory != saved:
-            raise UserInputError(
-                f"the checkpoint was trained on {saved.describe()}, but {self.data_dir} holds "
-                f"{self._inventory.describe()}: give the checkpoint the data it was trained on"
-            )
-        self._inventory, self._format = saved, saved.format
-        if "global_mean" in state_dict:
-            self.global_stats = (
-                np.array(state_dict["global_mean"]),
-                np.array(state_dict["global_var"]),
-            )
+    def _augmented(self, batch: Any) -> Any:
+        return batch._replace(x=mask_frames(batch.x, **self.augment))

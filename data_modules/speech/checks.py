@@ -1,24 +1,19 @@
-"""What every frame-classification reader returns, and the checks every one of them applies.
+"""What every speech reader returns and checks, frames (HW1P2) and sequences (HW3P2) alike.
 
-Whatever the file layout (Kaggle WSJ object arrays, LibriSpeech ``mfcc/*.npy``, libriphone
-``feat/*.pt``), a split becomes a :class:`SplitData`: one finite ``(T, D)`` float array and one
-``(T,)`` array of class indices per utterance. The feature dimension ``D`` and the classes come
-from the data (the training split, or a demo corpus's manifest) and travel as an
-:class:`Inventory`, which the DataModule keeps in its checkpoint state so that prediction maps
-classes back to the labels the competition expects. Every check names the file (and the
-utterance or frame) and what was expected, as one :class:`~data_modules.errors.UserInputError`.
-"""
+The feature dimension and classes come from the data and travel in the checkpoint as an
+:class:`Inventory`; every check is one :class:`~data_modules.errors.UserInputError` naming the
+file (and utterance)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data_modules.errors import UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
 
 MAX_CLASSES = 1 << 16  # labels are cached as uint8 or uint16
 
@@ -30,41 +25,72 @@ def window_frames(context: int) -> int:
 
 @dataclass(frozen=True)
 class Inventory:
-    """Feature dimension and classes of a dataset; ``symbols`` names classes 0..C-1 in order
-    when the labels are symbols (LibriSpeech phonemes), and is None for integer labels."""
+    """Feature dimension and classes of a dataset. ``symbols`` names classes 0..C-1 when labels
+    are symbols (None: integer labels); ``codes`` are their one-character codes (sequences)."""
 
     format: str
     feature_dim: int
     num_classes: int
     symbols: tuple[str, ...] | None = None
+    codes: tuple[str, ...] | None = None
 
     def to_state(self) -> dict[str, Any]:
         """Plain containers only: a checkpoint must load with ``torch.load(weights_only=True)``."""
-        state: dict[str, Any] = {
-            "format": self.format,
-            "feature_dim": self.feature_dim,
-            "num_classes": self.num_classes,
-        }
-        if self.symbols is not None:
-            state["symbols"] = list(self.symbols)
-        return state
+        state = {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in state.items()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Inventory:
-        symbols = state.get("symbols")
+        symbols, codes = state.get("symbols"), state.get("codes")
         return cls(
-            format=str(state["format"]),
-            feature_dim=int(state["feature_dim"]),
-            num_classes=int(state["num_classes"]),
-            symbols=tuple(str(s) for s in symbols) if symbols is not None else None,
+            str(state["format"]),
+            int(state["feature_dim"]),
+            int(state.get("num_classes", len(symbols or ()))),
+            tuple(str(s) for s in symbols) if symbols is not None else None,
+            tuple(str(c) for c in codes) if codes is not None else None,
         )
 
     def describe(self) -> str:
-        classes = f"{self.num_classes} classes"
+        sequences = self.codes is not None
+        what = "utterances" if sequences else "frames"
+        classes = f"{self.num_classes} {'phonemes' if sequences else 'classes'}"
         if self.symbols is not None:
             shown = ", ".join(self.symbols[:4]) + (", ..." if len(self.symbols) > 4 else "")
             classes += f" ({shown})"
-        return f"{self.format} frames of {self.feature_dim} features, {classes}"
+        return f"{self.format} {what} of {self.feature_dim} features, {classes}"
+
+
+def present(folder: Path, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` (files or folders) that ``folder`` holds."""
+    return [name for name in names if (folder / name).exists()]
+
+
+def folder_contents(folder: Path) -> str:
+    """What ``folder`` holds, for a message about a file missing from it."""
+    if not folder.is_dir():
+        return "the folder does not exist"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
+
+
+def detect_format(
+    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str, expected: str
+) -> tuple[str, list[str]]:
+    """The layout ``source: auto`` reads in ``data_dir`` (``markers``: each layout's files found
+    there), and the files that told it."""
+    data_dir = Path(data_dir)
+    found = markers(data_dir) if data_dir.is_dir() else {}
+    if len(found) == 1:
+        return next(iter(found.items()))
+    if found:
+        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in found.items())
+        raise UserInputError(
+            f"{data_dir}: holds files of several layouts: {listed}; choose one with "
+            f"--data.source {' or '.join(found)}"
+        )
+    raise InputFileNotFoundError(
+        f"{data_dir}: no {kind} data found (source: auto). Expected one of: {expected}"
+    )
 
 
 @dataclass
@@ -87,10 +113,7 @@ def frame_width(where: str, utt: Any) -> int:
 
 
 def check_frames(where: str, utt: np.ndarray, width: int, width_from: str) -> None:
-    """Raise unless ``utt`` is a finite numeric ``(T > 0, width)`` array.
-
-    ``where`` names the file (and utterance); ``width_from`` says where ``width`` came from.
-    """
+    """Raise unless ``utt`` is a finite numeric ``(T > 0, width)`` array."""
     if utt.ndim != 2 or utt.shape[1] != width:
         raise UserInputError(
             f"{where} has shape {utt.shape}, expected (T, {width}) as {width_from}"
@@ -140,28 +163,27 @@ def symbols_to_classes(
         ) from None
 
 
-def inventory_width(inventory: Inventory | None) -> tuple[int | None, str]:
-    """(feature dimension to expect, where it came from) for a split read with ``inventory``."""
-    if inventory is None:
-        return None, ""
-    return inventory.feature_dim, "the training data"
-
-
 def largest_class(labels: Sequence[np.ndarray]) -> int:
     return max((int(lab.max()) for lab in labels if len(lab)), default=-1)
 
 
+def check_utterances(
+    names: Sequence[str], frames: Sequence[np.ndarray], inventory: Inventory | None, first: str
+) -> int:
+    """The width D all ``frames`` share, each checked (:func:`check_frames`): the inventory's
+    (dev, prediction) or else the first utterance's (training), which ``first`` names."""
+    width, width_from = (inventory.feature_dim, "the training data") if inventory else (None, "")
+    for name, utt in zip(names, frames, strict=True):
+        if width is None:
+            width, width_from = frame_width(name, utt), first
+        check_frames(name, utt, width, width_from)
+    return width
+
+
 def read_frame_files(
     paths: Sequence[Path], read: Callable[[Path], np.ndarray], inventory: Inventory | None
-) -> tuple[list[np.ndarray], int | None]:
-    """Each file's ``(T, D)`` frames, read with ``read``, all of one width D: the inventory's
-    (prediction, dev) or else the first file's (training); a file that differs is named."""
-    width, width_from = inventory_width(inventory)
-    frames = []
-    for path in paths:
-        utt = read(path)
-        if width is None:
-            width, width_from = frame_width(str(path), utt), f"{path.name}, the first file"
-        check_frames(str(path), utt, width, width_from)
-        frames.append(utt)
-    return frames, width
+) -> tuple[list[np.ndarray], int]:
+    """Each file's ``(T, D)`` frames, read with ``read``, all of one width D."""
+    frames = [read(path) for path in paths]
+    first = f"{paths[0].name}, the first file" if paths else ""
+    return frames, check_utterances([str(p) for p in paths], frames, inventory, first)
