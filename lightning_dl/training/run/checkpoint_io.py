@@ -56,15 +56,10 @@ MOVED = {  # before the re-layout -> since; the modules whose classes configs an
 RENAMED = {"WSJFramesDataModule": "data_modules.speech.frames.datamodule.SpeechFramesDataModule"}
 
 
-def _defined(path: str) -> bool:
-    module, _, name = path.rpartition(".")
-    return hasattr(importlib.import_module(module), name)
-
-
 def _new_name(name: str) -> str:
-    """A renamed class's name, once the class has it (a state key, the tail of a class path)."""
-    new = RENAMED.get(name, "")
-    return new.rpartition(".")[2] if new and _defined(new) else name
+    """A renamed class's name once its module has it (state keys, class paths' last part)."""
+    module, _, new = RENAMED.get(name, "").rpartition(".")
+    return new if new and hasattr(importlib.import_module(module), new) else name
 
 
 def new_path(path: str) -> str:
@@ -156,24 +151,19 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         with warnings.catch_warnings():  # torch warns about the legacy format: we say more
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if found := _GLOBAL.search(str(error)):
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        payload = isinstance(error, pickle.UnpicklingError)
+        if payload and (found := _GLOBAL.search(str(error))):
             raise UserInputError(
                 f"{path}: holds Python objects other than tensors and plain containers "
                 f"(it refers to {found['name']}), {_NOT_LOADED}"
             ) from error
         if not is_zip:
             raise UserInputError(f"{path}: {_describe_pickle(path)}") from error
-        raise UserInputError(
-            f"{path}: holds Python objects other than tensors and plain containers, "
-            f"{_NOT_LOADED} ({_first_line(error)})"
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        if not is_zip:
-            raise UserInputError(f"{path}: {_describe_pickle(path)}") from error
-        raise UserInputError(
-            f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(error)})"
-        ) from error
+        what = "truncated or corrupt PyTorch checkpoint"
+        if payload:
+            what = f"holds Python objects other than tensors and plain containers, {_NOT_LOADED}"
+        raise UserInputError(f"{path}: {what} ({_first_line(error)})") from error
     if not isinstance(checkpoint, dict):
         raise UserInputError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint")
     return upgrade(checkpoint, path)
