@@ -47,26 +47,17 @@ def test_the_other_tasks_checkpoint_is_one_line_naming_both(tmp_path, capsys):
     ctc_ckpt = tmp_path / "ctc_run" / "checkpoints" / "last.ckpt"
     frames_ckpt = FIXTURE / "checkpoints" / "best.ckpt"  # written before the re-layout
 
-    line = _refused(
-        capsys,
-        [*CTC, "--data.data_dir", str(ctc_data), "--run.dir", str(tmp_path / "a"),
-         "--ckpt_path", str(frames_ckpt)],
-    )  # fmt: skip
-    assert re.fullmatch(
-        f"error: {re.escape(str(frames_ckpt))}: holds a Classifier \\(backbone MLP\\), but the "
-        r"config asks for a CTCRecognizer \(backbone ConvBiLSTM\); its weights do not fit "
-        r"\(.+; \d+ in all\)",
-        line,
-    ), line
-    line = _refused(
-        capsys,
-        [*FRAMES, "--data.data_dir", str(frames_data), "--run.dir", str(tmp_path / "b"),
-         "--ckpt_path", str(ctc_ckpt)],
-    )  # fmt: skip
-    assert line.startswith(
-        f"error: {ctc_ckpt}: holds a CTCRecognizer (backbone ConvBiLSTM), but the config "
-        "asks for a Classifier (backbone MLP); its weights do not fit ("
-    ), line
+    classifier, ctc = "a Classifier (backbone MLP)", "a CTCRecognizer (backbone ConvBiLSTM)"
+    for config, data, ckpt, held, asked in (
+        (CTC, ctc_data, frames_ckpt, classifier, ctc),
+        (FRAMES, frames_data, ctc_ckpt, ctc, classifier),
+    ):
+        run = ["--data.data_dir", str(data), "--run.dir", str(tmp_path / ckpt.stem)]
+        line = _refused(capsys, [*config, *run, "--ckpt_path", str(ckpt)])
+        said = (
+            f"error: {ckpt}: holds {held}, but the config asks for {asked}; its weights do not fit"
+        )
+        assert re.fullmatch(re.escape(said) + r" \(.+; \d+ in all\)", line), line
 
 
 def test_a_resume_prints_no_weights_only_notice(tmp_path):

@@ -23,6 +23,7 @@ from lightning_dl.fit import main as fit_main
 from lightning_dl.predict import submission
 from lightning_dl.tasks.classifier import Classifier
 from tests.helpers.ctc_corpus import write_wsj
+from tests.helpers.tiny_runs import tiny_args
 from tests.helpers.wsj_corpus import naive_windows, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,7 +246,10 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
     ckpt, data = run
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(ckpt.read_bytes()[:500])
+    fit_main(tiny_args("--run.dir", str(tmp_path / "mlp"), "--trainer.logger", "false", steps=2))
+    synthetic = tmp_path / "mlp" / "checkpoints" / "last.ckpt"  # not a frame classifier's
     cases = {
+        "are not a WSJ frames DataModule's": ["--ckpt", str(synthetic), "--data-dir", str(data)],
         "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
         "no such checkpoint file": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
         "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
