@@ -2,8 +2,8 @@
 
 Lightning's ``TorchCheckpointIO`` stages a file in the system temp dir, then ``shutil.move``s
 it (a byte copy across filesystems, never fsynced): here the temp file sits beside the target,
-is fsynced and ``os.replace``d. Reads are ``torch.load(weights_only=True)``, so a foreign file
-cannot run code; a bad file is one line; an old checkpoint is upgraded in memory.
+is fsynced and ``os.replace``d, and a full disk is named. Reads are ``torch.load(weights_only=
+True)``, so a foreign file cannot run code; a bad file is one line; an old one is upgraded.
 """
 
 from __future__ import annotations
