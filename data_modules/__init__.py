@@ -3,7 +3,3 @@ corpus), ``batches/`` (batch-at-once datasets, on-device augmentation, the exact
 order), ``io/`` (atomic writes, downloads, IDX, safe pickles) and ``errors`` (the one-line error
 contract). ``lightning_dl`` imports this package; this package never imports ``lightning_dl``.
 """
-
-from data_modules.legacy_paths import install as _install_legacy_paths
-
-_install_legacy_paths()  # checkpoints and configs written before the re-layout name old paths

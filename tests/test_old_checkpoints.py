@@ -4,19 +4,23 @@
 moved: a tiny frame MLP (wsj_mlp.yaml, k=2, global normalisation, hidden [8], 8 steps) trained on
 the Kaggle-format corpus beside it, with the submission that commit's ``kaggle/predict.py`` wrote.
 Its hyperparameters name the classes by their old dotted paths (``lightning_dl.classifier``,
-``data_modules.wsj``: ``data_modules.legacy_paths`` still imports them), and it predates the
+``data_modules.wsj``), which the checkpoint reader upgrades in memory, and it predates the
 precision record.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
 from lightning_dl.fit import main as fit_main
+from lightning_dl.training.run.checkpoint_io import load_module, read_checkpoint
 from tests.helpers.tiny_runs import ROOT
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_relayout"
@@ -26,19 +30,69 @@ predict = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(predict)
 
 
-def test_the_fixture_names_the_old_paths():
-    ckpt = torch.load(FIXTURE / "checkpoints" / "best.ckpt", weights_only=True)
+def test_the_fixture_names_the_old_paths_and_the_reader_upgrades_them():
+    path = FIXTURE / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(path, weights_only=True)
     assert ckpt["hyper_parameters"]["_class_path"] == "lightning_dl.classifier.Classifier"
     assert ckpt["hyper_parameters"]["backbone"]["class_path"] == "lightning_dl.models.mlp.MLP"
     old_datamodule = ckpt["datamodule_hyper_parameters"]["_class_path"]
     assert old_datamodule == "data_modules.wsj.WSJFramesDataModule"
-    # the old paths still import, as the very classes at their new places
+    # the reader names the very classes at their new places
     from data_modules.speech.frames.datamodule import WSJFramesDataModule
     from lightning_dl.tasks.classifier import Classifier
 
-    module, _, name = old_datamodule.rpartition(".")
-    assert getattr(importlib.import_module(module), name) is WSJFramesDataModule
-    assert importlib.import_module("lightning_dl.classifier").Classifier is Classifier
+    upgraded = read_checkpoint(path)
+    for hp, cls in (
+        ("hyper_parameters", Classifier),
+        ("datamodule_hyper_parameters", WSJFramesDataModule),
+    ):
+        module, _, name = upgraded[hp]["_class_path"].rpartition(".")
+        assert getattr(importlib.import_module(module), name) is cls
+    assert upgraded[WSJFramesDataModule.__qualname__] == ckpt["WSJFramesDataModule"]
+
+
+def test_a_checkpoint_older_still_without_inventory_and_with_a_flat_input(tmp_path):
+    """Before the class inventory was kept: no inventory, input_shape (window * 40,)."""
+    ckpt = torch.load(FIXTURE / "checkpoints" / "best.ckpt", weights_only=True)
+    del ckpt["WSJFramesDataModule"]["inventory"]
+    ckpt["hyper_parameters"]["input_shape"] = (5 * 40,)
+    older = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    older.parent.mkdir(parents=True)
+    torch.save(ckpt, older)
+    corpus = shutil.copytree(FIXTURE / "corpus", tmp_path / "corpus")
+    out = tmp_path / "submission.csv"
+    predict.main(["--ckpt", str(older), "--data-dir", str(corpus), "--out", str(out)])
+    assert out.read_text() == (FIXTURE / "submission.csv").read_text()
+
+    # older yet: no DataModule hyperparameters, the settings only in the run's config.yaml
+    del ckpt["datamodule_hyper_parameters"]
+    torch.save(ckpt, older)
+    shutil.copy(FIXTURE / "config.yaml", tmp_path / "run" / "config.yaml")
+    predict.main(
+        ["--ckpt", str(older), "--data-dir", str(corpus), "--out", str(out), "--overwrite"]
+    )
+    assert out.read_text() == (FIXTURE / "submission.csv").read_text()
+
+
+def test_importing_the_packages_installs_no_old_names():
+    """Only the CLI (for old config files) makes the old module names importable."""
+    code = (
+        "import importlib.util, lightning_dl.predict.submission, lightning_dl.fit; "
+        "print(importlib.util.find_spec('lightning_dl.classifier'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip() == "None", done.stderr[-2000:]
+
+
+def test_an_old_config_file_naming_the_old_class_paths_still_runs(tmp_path):
+    corpus = shutil.copytree(FIXTURE / "corpus", tmp_path / "corpus")
+    summary = fit_main(
+        ["--config", str(FIXTURE / "config.yaml"), "--run.dir", str(tmp_path / "run"),
+         "--data.data_dir", str(corpus), "--trainer.max_steps", "2"]
+    )  # fmt: skip
+    assert summary["status"] == "completed" and summary["global_step"] == 2
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["hyper_parameters"]["_class_path"].endswith("Classifier")
 
 
 def test_predict_writes_the_same_submission_from_an_old_checkpoint(tmp_path):
@@ -54,9 +108,7 @@ def test_predict_writes_the_same_submission_from_an_old_checkpoint(tmp_path):
 def test_load_from_checkpoint_and_resume_an_old_run(tmp_path):
     from lightning_dl.tasks.classifier import Classifier
 
-    model = Classifier.load_from_checkpoint(
-        FIXTURE / "checkpoints" / "best.ckpt", weights_only=True
-    )
+    model = load_module(FIXTURE / "checkpoints" / "best.ckpt", Classifier)
     assert model.hparams.num_classes == 138 and tuple(model.hparams.input_shape) == (5, 40)
     state = torch.load(FIXTURE / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     for name, weight in model.state_dict().items():

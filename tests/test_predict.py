@@ -13,13 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from data_modules.errors import EXIT_BAD_INPUT, UserInputError
 from data_modules.speech.frames.datamodule import SpeechFramesDataModule
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from lightning_dl.fit import main as fit_main
 from lightning_dl.predict import submission
 from lightning_dl.tasks.classifier import Classifier
+from tests.helpers.ctc_corpus import write_wsj
+from tests.helpers.tiny_runs import tiny_args
 from tests.helpers.wsj_corpus import naive_windows, write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +246,10 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
     ckpt, data = run
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(ckpt.read_bytes()[:500])
+    fit_main(tiny_args("--run.dir", str(tmp_path / "mlp"), "--trainer.logger", "false", steps=2))
+    synthetic = tmp_path / "mlp" / "checkpoints" / "last.ckpt"  # not a frame classifier's
     cases = {
+        "are not a WSJ frames DataModule's": ["--ckpt", str(synthetic), "--data-dir", str(data)],
         "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
         "no such checkpoint file": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
         "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
@@ -255,3 +262,46 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
         assert exit_.value.code == EXIT_BAD_INPUT, message
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+class Spelling(pl.LightningModule):
+    """A sequence recogniser that is no CTC model: for an utterance of T frames it predicts
+    indices 0, 1, ... (mod the class count) T // 2 long, padded with -1 to its batch's longest
+    (so batches differ in width), and says what the indices mean through ``codes``."""
+
+    def __init__(self, num_classes: int, codes: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.codes = np.array(codes)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        halves = batch.host_lengths // 2
+        out = torch.full((len(halves), int(halves.max())), -1, dtype=torch.int16)
+        for row, n in zip(out, halves, strict=True):
+            row[:n] = torch.arange(n) % self.hparams.num_classes
+        return out
+
+
+def test_any_module_with_padded_indices_and_codes_writes_a_sequence_submission(tmp_path, capsys):
+    data = write_wsj(tmp_path / "data", counts=(8, 4, 7))
+    dm = UtteranceSequencesDataModule(str(data), source="auto")
+    codes = [chr(ord("a") + i % 26) for i in range(dm.num_classes)]
+    model = Spelling(dm.num_classes, codes)
+    ckpt = tmp_path / "spelling.ckpt"
+    torch.save(
+        {"state_dict": model.state_dict(), "datamodule_hyper_parameters": dict(dm.hparams),
+         "hyper_parameters": {"_class_path": f"{__name__}.Spelling", **model.hparams},
+         UtteranceSequencesDataModule.__qualname__: dm.state_dict()},
+        ckpt,
+    )  # fmt: skip
+    out = tmp_path / "submission.csv"
+    predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(out),
+                  "--batch-size", "3"])  # fmt: skip
+    lengths = [len(u) for u in np.load(data / "wsj0_test.npy", allow_pickle=True)]
+    expected = ["".join(codes[i % dm.num_classes] for i in range(t // 2)) for t in lengths]
+    rows = out.read_text().splitlines()
+    assert rows == ["Id,Predicted", *(f"{i},{text}" for i, text in enumerate(expected))]
+    with pytest.raises(UserInputError, match="--beam-width: Spelling has no beam search"):
+        predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path / "b"),
+                      "--beam-width", "4"])  # fmt: skip

@@ -1,26 +1,21 @@
 """Predictions for every sample exactly once, in dataset order, on one process or under DDP.
 
-``trainer.predict`` under DDP returns only this rank's share of the predictions, and any padded
-``DistributedSampler`` would duplicate samples. Here Lightning's own predict-time sampler (no
-padding: ``UnrepeatedDistributedSamplerWrapper``) and its record of each batch's dataset indices
-are used; every rank's (indices, predictions) are gathered, sorted by index and checked to
-cover ``0..N-1`` exactly once. The result is the same tensor, bit for bit, as a single-process
-run, on every rank (write files from ``trainer.is_global_zero`` only)::
-
-    predictions = predict_in_order(trainer, model, datamodule=dm, ckpt_path=ckpt)
-    if trainer.is_global_zero:
-        write_csv(predictions)
+``trainer.predict`` under DDP returns only this rank's share, and a padded
+``DistributedSampler`` would duplicate samples. Lightning's predict-time sampler does not pad
+and records each batch's dataset indices; every rank's (indices, predictions) are gathered,
+sorted by index and checked to cover ``0..N-1`` once, so every rank holds the same tensor, bit
+for bit, as one process would (write files from ``trainer.is_global_zero`` only).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from lightning_dl.training.precision import checkpoint_precision, resolve_precision
@@ -34,16 +29,8 @@ class _IndexedCollector(BasePredictionWriter):
         self.indices: list[torch.Tensor] = []
         self.outputs: list[torch.Tensor] = []
 
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
-    ) -> None:
+    def write_on_batch_end(self, *args: Any) -> None:
+        _, _, prediction, batch_indices, _, batch_idx, _ = args  # Lightning's argument order
         if not isinstance(prediction, torch.Tensor):
             raise TypeError(
                 f"predict_step returned {type(prediction).__name__} for batch {batch_idx}; "
@@ -63,11 +50,17 @@ class _IndexedCollector(BasePredictionWriter):
         self.outputs.append(prediction.detach().cpu())
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenated along the batch; sequences of unequal widths padded with -1 to the widest."""
+    width = max(p.shape[1] for p in parts) if parts[0].dim() == 2 else 0
+    return torch.cat([F.pad(p, (0, width - p.shape[1]), value=-1) if width else p for p in parts])
+
+
 def gather_in_order(
     indices: list[torch.Tensor], outputs: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gather every rank's (indices, outputs), sort by index; check each index appears once."""
-    local = (torch.cat(indices), torch.cat(outputs)) if indices else None
+    local = (torch.cat(indices), _cat(outputs)) if indices else None
     parts = [local]
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         parts = [None] * dist.get_world_size()
@@ -76,19 +69,16 @@ def gather_in_order(
     if not present:
         raise RuntimeError("no predictions on any rank: is the predict dataloader empty?")
     all_indices = torch.cat([p[0] for p in present])
-    all_outputs = torch.cat([p[1] for p in present])
     order = torch.argsort(all_indices, stable=True)
-    sorted_indices = all_indices[order]
-    expected = torch.arange(len(sorted_indices))
-    if not torch.equal(sorted_indices, expected):
+    if not torch.equal(all_indices[order], torch.arange(len(order))):
         counts = torch.bincount(all_indices)
         duplicated = (counts > 1).nonzero().flatten()[:5].tolist()
         missing = (counts == 0).nonzero().flatten()[:5].tolist()
         raise RuntimeError(
-            f"predictions do not cover samples 0..{len(sorted_indices) - 1} once each: "
+            f"predictions do not cover samples 0..{len(order) - 1} once each: "
             f"duplicated {duplicated}, missing {missing} (first five)"
         )
-    return sorted_indices, all_outputs[order]
+    return all_indices[order], _cat([p[1] for p in present])[order]
 
 
 def predict_in_order(
@@ -104,25 +94,20 @@ def predict_in_order(
     trainer.callbacks.append(collector)
     try:
         trainer.predict(
-            model,
-            dataloaders=dataloaders,
-            datamodule=datamodule,
-            ckpt_path=ckpt_path,
-            return_predictions=False,
+            model, dataloaders, datamodule=datamodule, ckpt_path=ckpt_path, return_predictions=False
         )
         # the process group is still up here, even though predict has returned
-        _, outputs = gather_in_order(collector.indices, collector.outputs)
+        return gather_in_order(collector.indices, collector.outputs)[1]
     finally:
         trainer.callbacks.remove(collector)
-    return outputs
 
 
 def prediction_trainer(
     checkpoint: dict[str, Any], accelerator: str, devices: int, precision: str | None
 ) -> pl.Trainer:
-    """The Trainer a submission predicts with: ``devices`` processes (DDP above one), nothing
-    logged or checkpointed, a bar only on a terminal, and the precision the checkpoint trained
-    at unless ``precision`` says otherwise, so the labels are those fit's test saw."""
+    """``devices`` processes (DDP above one), nothing logged or checkpointed, a bar only on a
+    terminal, at the precision the checkpoint trained at unless ``precision`` says otherwise,
+    so the labels are those fit's test saw."""
     return pl.Trainer(
         accelerator=accelerator,
         devices=devices,

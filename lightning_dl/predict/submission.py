@@ -1,53 +1,62 @@
-"""A Kaggle submission (one row per test frame, or per utterance for CTC) from a checkpoint:
-what ``kaggle/predict.py`` runs (its docstring has the commands).
+"""A Kaggle submission from a checkpoint: what ``kaggle/predict.py`` runs (its docstring has the
+commands). Preprocessing, layout and inventory come from the checkpoint, so prediction reads
+the data as training did; rows come in the competition's order, from every device alike.
 
-The submission is the one the checkpoint's competition expects (its layout is kept in the
-checkpoint with the class inventory): ``id,label`` with integer classes (HW1P2 Fall 2019, WSJ),
-``id,label`` with phoneme symbols (HW1P2 2021 on, LibriSpeech), ``Id,Class`` with integer classes
-(NTU ML2022 HW2, libriphone); ``id`` counts frames in the order the competition lists them.
-A CTC checkpoint (``lightning_dl.tasks.ctc``, HW3P2) writes one row per utterance instead:
-``Id,Predicted`` (2019/2020) or ``index,label`` (2021 on) with the course's phoneme codes
-(``--label-format symbols``: space-separated symbols; ``--beam-width N``: beam search); see
-``lightning_dl.predict.ctc_submission``.
-The preprocessing (layout, context k, normalisation, padding, cache dtype, the class inventory
-and the training set's statistics for "global" normalisation) comes from the checkpoint, which
-Lightning writes with the DataModule's hyperparameters and state, so predictions see exactly
-what training saw. Falls back to the run directory's config.yaml for checkpoints without
-DataModule hyperparameters.
-Prediction runs through a Lightning Trainer and ``lightning_dl.predict.ordered.predict_in_order``,
-so on several devices every frame is predicted exactly once and rows come back in file order
-(a plain distributed sampler would pad, duplicate and interleave them). Only rank 0 writes the file.
-The checkpoint is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only
-(all that ``lightning_dl.fit`` writes), so a checkpoint from elsewhere cannot run code on load.
+A frame classifier writes a row per test frame, as its layout expects: ``id,label`` with
+integer classes (HW1P2 Fall 2019, WSJ) or phoneme symbols (2021 on, LibriSpeech), ``Id,Class``
+(NTU ML2022 HW2). A sequence recogniser, any LightningModule whose ``predict_step`` returns
+output indices padded with -1 and that has ``codes`` (index -> its text), writes a row per
+utterance: ``Id,Predicted`` (WSJ) or ``index,label`` (LibriSpeech), the joined codes or, with
+``--label-format symbols``, the inventory's symbols separated by spaces.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import yaml
+from torchmetrics.functional.text import edit_distance
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.atomic import atomic_path, check_writable
-from data_modules.speech.checks import Inventory, window_frames
-from data_modules.speech.frames.datamodule import WSJFramesDataModule
-from data_modules.speech.layouts.frames import SUBMISSION_HEADER
-from lightning_dl.predict import ctc_submission
+from data_modules.speech.frames.datamodule import SpeechFramesDataModule
+from data_modules.speech.layouts import frames, sequences
+from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
 from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
 from lightning_dl.tasks.classifier import Classifier
-from lightning_dl.training.run.checkpoint_io import read_checkpoint
+from lightning_dl.tasks.ctc_decode import to_text
+from lightning_dl.training.run.checkpoint_io import load_module, read_checkpoint, run_config
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
+SEQUENCES = UtteranceSequencesDataModule.__qualname__  # the checkpoint key of its data state
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The command line, parsed once (see :func:`main` for each option)."""
+
+    ckpt: Path
+    data_dir: Path
+    out: Path = Path("submission.csv")
+    split: str = "test"
+    batch_size: int | None = None
+    num_workers: int = 0
+    resident: bool | str = "auto"
+    accelerator: str = "auto"
+    devices: int = 1
+    overwrite: bool = False
+    precision: str | None = None
+    label_format: str = "codes"
+    beam_width: int | None = None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's dict, unpickling nothing but tensors and plain containers; the reader
-    (and so every message about a bad file) is the one ``lightning_dl.fit`` uses."""
+    """The checkpoint's dict, read as ``lightning_dl.fit`` reads it (same messages)."""
     ckpt = read_checkpoint(path)
     if "state_dict" not in ckpt:
         raise UserInputError(
@@ -56,24 +65,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _first_error_line(error: BaseException) -> str:
-    """The line of a (torch) error message that says what failed, up to its first full stop."""
-    lines = [line for line in str(error).splitlines() if "rror" in line] or str(error).splitlines()
-    return (lines[-1] if lines else type(error).__name__).strip().split(". ")[0]
-
-
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
-    """The training DataModule's preprocessing settings, from the checkpoint or the run config."""
+    """The training frame DataModule's preprocessing settings."""
     hp = ckpt.get("datamodule_hyper_parameters")
     if not hp:
-        config = ckpt_path.resolve().parent.parent / "config.yaml"
-        if not config.is_file():
-            raise UserInputError(
-                f"{ckpt_path}: no DataModule hyperparameters in the checkpoint and "
-                f"no run config at {config}"
-            )
-        data = yaml.safe_load(config.read_text())["data"]
-        hp = data.get("init_args", data)
+        raise UserInputError(
+            f"{ckpt_path}: no DataModule hyperparameters in the checkpoint and "
+            f"no run config at {run_config(ckpt_path)}"
+        )
     if "context" not in hp:
         raise UserInputError(
             f"{ckpt_path}: the DataModule settings {sorted(hp)} are not a WSJ "
@@ -82,28 +81,9 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     return {key: hp[key] for key in DM_KEYS if key in hp}
 
 
-def predict(trainer: pl.Trainer, model: Classifier, dm: WSJFramesDataModule) -> np.ndarray:
+def predict(trainer: pl.Trainer, model: Classifier, dm: SpeechFramesDataModule) -> np.ndarray:
     """Class index of every frame of ``dm``'s predict split, in file order, on every rank."""
     return predict_in_order(trainer, model, datamodule=dm).numpy()
-
-
-def load_model(path: Path) -> Classifier:
-    try:
-        return Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except (TypeError, KeyError, RuntimeError) as error:  # other hyperparameters or weights
-        raise UserInputError(
-            f"{path}: not a checkpoint of lightning_dl.tasks.classifier.Classifier that this "
-            f"version can load ({type(error).__name__}: {_first_error_line(error)})"
-        ) from error
-
-
-def legacy_inventory(model: Classifier, settings: dict[str, Any]) -> Inventory:
-    """The inventory of a checkpoint written before inventories were kept: Kaggle WSJ, with the
-    model's classes and the feature dimension its input implies."""
-    shape = tuple(model.hparams.input_shape)
-    window = window_frames(settings.get("context", 0))
-    width = shape[-1] if len(shape) == 2 else shape[0] // window
-    return Inventory("kaggle", int(width), int(model.hparams.num_classes))
 
 
 def write_submission(
@@ -132,15 +112,121 @@ def check_output_path(out: Path, overwrite: bool) -> None:
     check_writable(out.parent, f"--out {out}")
 
 
+def submit_frames(s: Settings, ckpt: dict[str, Any]) -> float | Path:
+    settings = datamodule_settings(ckpt, s.ckpt)
+    model = load_module(s.ckpt, Classifier, ckpt)
+    state = ckpt[SpeechFramesDataModule.__qualname__]
+    dm = SpeechFramesDataModule(
+        str(s.data_dir),
+        batch_size=s.batch_size or 4096,
+        num_workers=s.num_workers,
+        predict_split=s.split,
+        resident=s.resident,
+        source=state["inventory"]["format"],
+        **settings,
+    )
+    dm.load_state_dict(state)
+    if dm.hparams.normalize == "global" and dm.global_stats is None:
+        raise UserInputError(
+            f"{s.ckpt}: trained with global normalisation but the checkpoint "
+            "holds no training statistics"
+        )
+    hp = model.hparams
+    if hp.num_classes != dm.num_classes or tuple(hp.input_shape) != dm.input_shape:
+        raise UserInputError(
+            f"{s.ckpt}: model expects input {tuple(hp.input_shape)} -> {hp.num_classes} "
+            f"classes; the data gives {dm.input_shape} -> {dm.num_classes}"
+        )
+    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
+    preds = predict(trainer, model, dm)
+    n_frames = dm.datasets[f"{s.split}-unlabelled"].entry.meta["n_frames"]
+    if len(preds) != n_frames:
+        raise RuntimeError(f"{len(preds)} predictions for {n_frames} {s.split} frames")
+    if not trainer.is_global_zero:
+        return s.out
+    if s.split == "dev":
+        labels = dm.datasets["dev-unlabelled"].entry.open_labels()
+        accuracy = float((preds == np.asarray(labels)).mean())
+        k = dm.hparams.context
+        print(f"dev frame accuracy: {accuracy:.4f} ({len(labels):,} frames, k={k})")
+        return accuracy
+    header = frames.SUBMISSION_HEADER[dm.inventory.format]
+    with atomic_path(s.out) as tmp:
+        write_submission(tmp, preds, header, dm.inventory.symbols)
+    print(f"wrote {s.out}: {n_frames:,} rows ({header})")
+    return s.out
+
+
+def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
+    model = load_module(s.ckpt, pl.LightningModule, ckpt)
+    name = type(model).__name__
+    if not hasattr(model, "codes"):
+        raise UserInputError(f"{s.ckpt}: {name} has no `codes` (index -> text) to write")
+    if s.beam_width is not None:
+        if s.beam_width < 1:
+            raise UserInputError(f"--beam-width must be at least 1, got {s.beam_width}")
+        if "beam_width" not in model.hparams:
+            raise UserInputError(f"--beam-width: {name} has no beam search")
+        model.hparams.beam_width = s.beam_width
+    fmt, hp = ckpt[SEQUENCES]["inventory"]["format"], ckpt.get("datamodule_hyper_parameters")
+    dm = UtteranceSequencesDataModule(
+        str(s.data_dir),
+        source=fmt,
+        batch_size=s.batch_size or 32,
+        predict_split=s.split,
+        resident=s.resident,
+        **{key: value for key, value in (hp or {}).items() if key == "normalize"},
+    )
+    dm.load_state_dict(ckpt[SEQUENCES])
+    inventory = dm.inventory
+    if model.hparams.get("num_classes", inventory.num_classes) != inventory.num_classes:
+        raise UserInputError(
+            f"{s.ckpt}: the model predicts {model.hparams.num_classes} phonemes, its data "
+            f"inventory has {inventory.num_classes}"
+        )
+    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
+    dm.setup("predict")
+    rows = predict_in_order(trainer, model, datamodule=dm).numpy()
+    in_file_order = np.empty_like(rows)
+    in_file_order[dm.datasets[f"{s.split}-unlabelled"].order] = rows
+    outputs = [row[row >= 0].astype(np.int64) for row in in_file_order]
+    if not trainer.is_global_zero:
+        return s.out
+    beam = model.hparams.get("beam_width", 1)
+    how = "greedy" if beam <= 1 else f"beam {beam}"
+    codes = np.asarray(model.codes)
+    if s.split == "dev":
+        truth, _ = sequences.read_split(fmt, s.data_dir, "dev", True, inventory)
+        texts = to_text(outputs, codes), to_text(truth.targets, codes)
+        distance = float(edit_distance(*texts, reduction="mean"))
+        print(f"dev mean Levenshtein distance: {distance:.4f} ({len(outputs)} utterances, {how})")
+        return distance
+    sep, codes = (" ", np.array(inventory.symbols)) if s.label_format == "symbols" else ("", codes)
+    labels = to_text(outputs, codes, sep)
+    header = sequences.SUBMISSION_HEADER[fmt]
+    with atomic_path(s.out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header.split(","))
+        writer.writerows(enumerate(labels))
+    print(f"wrote {s.out}: {len(labels):,} rows ({header}, {s.label_format}, {how})")
+    return s.out
+
+
+def submit(s: Settings) -> float | Path:
+    """The submission (``--split test``) or the dev score (``--split dev``) of a checkpoint."""
+    if s.split == "test":
+        check_output_path(s.out, s.overwrite)
+    ckpt = load_checkpoint(s.ckpt)
+    return (submit_sequences if SEQUENCES in ckpt else submit_frames)(s, ckpt)
+
+
 def main(argv: list[str] | None = None) -> float | Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("submission.csv"))
     p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument(
-        "--batch-size", type=int, default=None, help="frames (default 4096) or utterances (32)"
-    )
+    p.add_argument("--batch-size", type=int, help="frames (default 4096) or utterances (32)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument(
         "--resident",
@@ -151,75 +237,16 @@ def main(argv: list[str] | None = None) -> float | Path:
     p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     p.add_argument("--devices", type=int, default=1, help="processes (DDP when more than 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument(
-        "--precision",
-        default=None,
-        help="32-true, bf16-mixed, auto, ...; default: the checkpoint's, as fit's test ran it",
-    )
+    p.add_argument("--precision", help="32-true, bf16-mixed, ...; default: the checkpoint's")
     p.add_argument(
         "--label-format",
         choices=["codes", "symbols"],
         default="codes",
-        help="CTC checkpoints: the course's one-character codes, or space-separated symbols",
+        help="sequence checkpoints: the one-character codes, or space-separated symbols",
     )
     p.add_argument(
-        "--beam-width",
-        type=int,
-        default=None,
-        help="CTC checkpoints: prefix beam search of this width (1: greedy; default: the model's)",
+        "--beam-width", type=int, help="sequence checkpoints: beam search width (1: greedy)"
     )
-    args = p.parse_args(argv)
-
-    if args.split == "test":
-        check_output_path(args.out, args.overwrite)
-    ckpt = load_checkpoint(args.ckpt)
-    if ctc_submission.is_ctc_checkpoint(ckpt):  # HW3P2: one row per utterance
-        return ctc_submission.run(args, ckpt)
-    args.batch_size = args.batch_size or 4096
-    settings = datamodule_settings(ckpt, args.ckpt)
-    model = load_model(args.ckpt)
-    state = dict(ckpt.get(WSJFramesDataModule.__qualname__) or ckpt.get("WSJFramesDataModule", {}))
-    state.setdefault("inventory", legacy_inventory(model, settings).to_state())
-    dm = WSJFramesDataModule(
-        str(args.data_dir),
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        predict_split=args.split,
-        resident={"auto": "auto", "true": True, "false": False}[args.resident],
-        source=state["inventory"]["format"],
-        **settings,
-    )
-    dm.load_state_dict(state)
-    if dm.hparams.normalize == "global" and dm.global_stats is None:
-        raise UserInputError(
-            f"{args.ckpt}: trained with global normalisation but the checkpoint "
-            "holds no training statistics"
-        )
-    hp = model.hparams
-    shape = tuple(hp.input_shape)
-    legacy_flat = len(shape) == 1 and shape[0] == math.prod(dm.input_shape)
-    if hp.num_classes != dm.num_classes or (shape != dm.input_shape and not legacy_flat):
-        raise UserInputError(
-            f"{args.ckpt}: model expects input {shape} -> {hp.num_classes} classes; the data "
-            f"gives {dm.input_shape} -> {dm.num_classes}"
-        )
-
-    trainer = prediction_trainer(ckpt, args.accelerator, args.devices, args.precision)
-    preds = predict(trainer, model, dm)
-    n_frames = dm.datasets[f"{args.split}-unlabelled"].entry.meta["n_frames"]
-    if len(preds) != n_frames:
-        raise RuntimeError(f"{len(preds)} predictions for {n_frames} {args.split} frames")
-    if not trainer.is_global_zero:
-        return args.out
-    if args.split == "dev":
-        labels = dm.datasets["dev-unlabelled"].entry.open_labels()
-        accuracy = float((preds == np.asarray(labels)).mean())
-        k = dm.hparams.context
-        print(f"dev frame accuracy: {accuracy:.4f} ({len(labels):,} frames, k={k})")
-        return accuracy
-    inventory = dm.inventory
-    header = SUBMISSION_HEADER[inventory.format]
-    with atomic_path(args.out) as tmp:
-        write_submission(tmp, preds, header, inventory.symbols)
-    print(f"wrote {args.out}: {n_frames:,} rows ({header})")
-    return args.out
+    args = vars(p.parse_args(argv))
+    args["resident"] = {"auto": "auto", "true": True, "false": False}[args["resident"]]
+    return submit(Settings(**args))

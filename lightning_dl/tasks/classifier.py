@@ -20,7 +20,6 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from data_modules.errors import UserInputError
-from data_modules.legacy_paths import alias_old_paths
 from lightning_dl.tasks import optim
 
 BackboneFactory = Callable[[tuple[int, ...], int], nn.Module]
@@ -193,6 +192,3 @@ class Classifier(pl.LightningModule):
                 "resumed with this command's optimizer settings instead of the checkpoint's "
                 f"(optimizer state kept): {'; '.join(changes)}"
             )
-
-
-alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module

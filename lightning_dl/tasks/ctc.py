@@ -32,7 +32,6 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.text import EditDistance
 
-from data_modules.legacy_paths import alias_old_paths
 from lightning_dl.tasks import optim
 from lightning_dl.tasks.ctc_decode import beam_decode, greedy_decode, to_text
 
@@ -185,6 +184,3 @@ class CTCRecognizer(pl.LightningModule):
         return optim.with_schedule(
             opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
         )
-
-
-alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module

@@ -39,7 +39,7 @@ from lightning_dl.training.callbacks.periodic_checkpoint import PeriodicCheckpoi
 from lightning_dl.training.config_errors import OneLineErrorParser
 from lightning_dl.training.precision import RecordPrecision, Trainer
 from lightning_dl.training.run import directory, resume
-from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
+from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO, accept_old_class_paths
 from lightning_dl.training.run.ranks import SameRunOnEveryRank, decides_run_directory
 from lightning_dl.training.run.signals import CheckpointOnTerminate, install_agreed_signals
 
@@ -106,6 +106,7 @@ class LightningDLCLI(LightningCLI):
         kwargs.setdefault("parser_class", OneLineErrorParser)
         kwargs.setdefault("trainer_class", Trainer)
         self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
+        accept_old_class_paths()  # config files written before the re-layout
         super().__init__(
             pl.LightningModule,  # Classifier, lightning_dl.tasks.ctc.CTCRecognizer, ...
             pl.LightningDataModule,
@@ -266,7 +267,7 @@ class LightningDLCLI(LightningCLI):
         if run.checkpoint_every_n_steps is not None:
             trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.model)
         return trainer
 
     @staticmethod

@@ -40,7 +40,7 @@ class PeriodicCheckpoint(Callback):
         self._after_validation: int | None = None  # a step whose save waits for its validation
 
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        trainer.save_checkpoint(self.path, weights_only=False)  # every rank; rank 0 writes
         self._saved_at = trainer.global_step
         self._after_validation = None
 

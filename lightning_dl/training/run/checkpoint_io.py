@@ -1,44 +1,139 @@
-"""Checkpoint files that are either the old complete file or the new complete file, never half.
+"""The one checkpoint reader and writer, for resume (``--ckpt_path``), test and predict.
 
-Lightning's ``TorchCheckpointIO`` writes through an fsspec transaction, which stages the file in
-the *system* temp dir (``tempfile.mkstemp()``) and then ``shutil.move``s it: an atomic rename
-only when /tmp and the checkpoint folder share a filesystem, a byte copy into the destination
-otherwise (common with a tmpfs /tmp or a network home), and never fsynced. Here the temp file
-sits beside the destination, is fsynced, then ``os.replace``d over it. A full disk is reported
-as such, naming the file (torch's zip writer only says "unexpected pos"); a truncated or foreign
-file given to ``--ckpt_path`` is named and refused in one line.
+Lightning's ``TorchCheckpointIO`` stages a file in the system temp dir, then ``shutil.move``s
+it (a byte copy across filesystems, never fsynced): here the temp file sits beside the target,
+is fsynced and ``os.replace``d, and a full disk is named. Reads are ``torch.load(weights_only=
+True)``, so a foreign file cannot run code; a bad file is one line; an old one is upgraded.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import pickle
 import pickletools
 import re
+import sys
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar
 
+import pytorch_lightning as pl
 import torch
+import yaml
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.core.saving import _load_state
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.io.atomic import atomic_path
+from data_modules.speech.checks import Inventory, window_frames
 
 _GLOBAL = re.compile(r"GLOBAL (?P<name>[\w.]+)")
 _NOT_LOADED = "which lightning_dl.fit never writes, so it is not loaded"
+M = TypeVar("M", bound=pl.LightningModule)
+_PATH_KEYS = ("class_path", "_class_path")
+
+MOVED = {  # before the re-layout -> since; the modules whose classes configs and checkpoints name
+    "data_modules.image_datamodule": "data_modules.images.datamodule",
+    "data_modules.mnist": "data_modules.images.mnist",
+    "data_modules.cifar10": "data_modules.images.cifar10",
+    "data_modules.wsj": "data_modules.speech.frames.datamodule",
+    "data_modules.frame_augment": "data_modules.speech.frames.augment",
+    "data_modules.utterances": "data_modules.speech.sequences.datamodule",
+    "lightning_dl.classifier": "lightning_dl.tasks.classifier",
+    "lightning_dl.ctc": "lightning_dl.tasks.ctc",
+    "lightning_dl.optim": "lightning_dl.tasks.optim",
+    "lightning_dl.precision": "lightning_dl.training.precision",
+    "lightning_dl.callbacks": "lightning_dl.training.callbacks",  # and its submodules
+    "lightning_dl.run": "lightning_dl.training.run",
+    "lightning_dl.tracking": "lightning_dl.training.run.tracking",
+    "lightning_dl.console": "lightning_dl.training.console",
+}
+RENAMED = {"WSJFramesDataModule": "SpeechFramesDataModule"}  # class names: state keys, paths
+
+
+def _new_name(name: str) -> str:
+    return RENAMED.get(name, name)
+
+
+def new_path(path: str) -> str:
+    """The dotted path an old module or class path has since the re-layout."""
+    for old, new in MOVED.items():
+        if path == old or path.startswith(old + "."):
+            path = new + path[len(old) :]
+            break
+    module, _, name = path.rpartition(".")
+    return f"{module}.{_new_name(name)}" if name in RENAMED else path
+
+
+def _new_class_paths(node: Any) -> Any:
+    if isinstance(node, dict):
+        paths = {k: new_path(v) for k, v in node.items() if k in _PATH_KEYS and isinstance(v, str)}
+        return {k: paths.get(k) or _new_class_paths(v) for k, v in node.items()}
+    return [_new_class_paths(v) for v in node] if isinstance(node, list) else node
+
+
+def run_config(path: str | Path) -> Path:
+    """The config.yaml of the run a checkpoint (RUN/checkpoints/X.ckpt) belongs to."""
+    return Path(path).resolve().parent.parent / "config.yaml"
+
+
+def upgrade(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """An old checkpoint as today's code writes it, in memory: class paths and state keys that
+    moved or were renamed; the DataModule settings from the run's config.yaml where the file
+    has none; and, from before the class inventory was kept, Kaggle WSJ frames whose input
+    shape was flat."""
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint[key] = _new_class_paths(checkpoint[key])
+    for old in RENAMED:
+        if old in checkpoint and _new_name(old) not in checkpoint:
+            checkpoint[_new_name(old)] = checkpoint.pop(old)
+    if not checkpoint.get("datamodule_hyper_parameters") and run_config(path).is_file():
+        data = (yaml.safe_load(run_config(path).read_text()) or {}).get("data") or {}
+        checkpoint["datamodule_hyper_parameters"] = dict(data.get("init_args", data))
+    hp = checkpoint.get("hyper_parameters") or {}
+    settings = checkpoint.get("datamodule_hyper_parameters") or {}
+    if "context" in settings and "input_shape" in hp and "num_classes" in hp:
+        window, shape = window_frames(settings["context"]), tuple(hp["input_shape"])
+        state = checkpoint.setdefault(_new_name("WSJFramesDataModule"), {})
+        if "inventory" not in state:
+            width = shape[-1] if len(shape) == 2 else shape[0] // window
+            state["inventory"] = Inventory("kaggle", int(width), int(hp["num_classes"])).to_state()
+        if len(shape) == 1 and shape[0] == window * state["inventory"]["feature_dim"]:
+            hp["input_shape"] = (window, shape[0] // window)
+    return checkpoint
+
+
+class _Alias(importlib.abc.Loader, importlib.abc.MetaPathFinder):
+    """Imports an old module name as the module at its new place (the same module object)."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None):
+        new = new_path(fullname)
+        return None if new == fullname else importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(new_path(spec.name))
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass  # the module ran when it was imported under its new name
+
+
+def accept_old_class_paths() -> None:
+    """Let config files name classes by their old paths (``data_modules.wsj.X``): the CLI calls
+    this before parsing. First on ``sys.meta_path``, or a moved package's submodule would be
+    found again in its new folder and run twice; the old names no longer exist."""
+    if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Alias())
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with one clear error for a file that is not one.
-
-    Tensors and plain containers only (all that ``lightning_dl.fit`` writes), so a checkpoint
-    from elsewhere cannot run code while it loads. ``lightning_dl.fit`` and
-    ``kaggle/predict.py`` both read through here, so they say the same about the same file: a
-    pickled payload is named as such (with the global it refers to), in a zip checkpoint or in
-    a plain pickle; a file that is neither is truncated or foreign.
-    """
+    """The checkpoint's dict, :func:`upgrade`\\ d, or one line on what the file is instead: a
+    pickled payload (with the global it refers to), a plain pickle, a truncated file."""
     path = Path(path)
     if not path.exists():
         raise InputFileNotFoundError(f"{path}: no such checkpoint file")
@@ -54,27 +149,22 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         with warnings.catch_warnings():  # torch warns about the legacy format: we say more
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        if found := _GLOBAL.search(str(error)):
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        payload = isinstance(error, pickle.UnpicklingError)
+        if payload and (found := _GLOBAL.search(str(error))):
             raise UserInputError(
                 f"{path}: holds Python objects other than tensors and plain containers "
                 f"(it refers to {found['name']}), {_NOT_LOADED}"
             ) from error
         if not is_zip:
             raise UserInputError(f"{path}: {_describe_pickle(path)}") from error
-        raise UserInputError(
-            f"{path}: holds Python objects other than tensors and plain containers, "
-            f"{_NOT_LOADED} ({_first_line(error)})"
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        if not is_zip:
-            raise UserInputError(f"{path}: {_describe_pickle(path)}") from error
-        raise UserInputError(
-            f"{path}: truncated or corrupt PyTorch checkpoint ({_first_line(error)})"
-        ) from error
+        what = "truncated or corrupt PyTorch checkpoint"
+        if payload:
+            what = f"holds Python objects other than tensors and plain containers, {_NOT_LOADED}"
+        raise UserInputError(f"{path}: {what} ({_first_line(error)})") from error
     if not isinstance(checkpoint, dict):
         raise UserInputError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint")
-    return checkpoint
+    return upgrade(checkpoint, path)
 
 
 def _first_line(error: BaseException) -> str:
@@ -111,8 +201,77 @@ def _describe_pickle(path: Path) -> str:
     return "a plain Python pickle, not a PyTorch checkpoint (torch.save writes a zip archive)"
 
 
+def _first_error_line(error: BaseException) -> str:
+    """The line of a (torch) error message that says what failed, up to its first full stop."""
+    lines = [line for line in str(error).splitlines() if "rror" in line] or str(error).splitlines()
+    return (lines[-1] if lines else type(error).__name__).strip().split(". ")[0]
+
+
+def load_module(
+    path: str | Path, kind: type[M] = pl.LightningModule, ckpt: dict[str, Any] | None = None
+) -> M:
+    """The LightningModule (a ``kind``) a checkpoint names, with its weights: what
+    ``kind.load_from_checkpoint`` does, on the upgraded dict (Lightning's reads the file again).
+    Only our own modules are imported by name; another must be imported already, as Lightning
+    asks."""
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    class_path = (ckpt.get("hyper_parameters") or {}).get("_class_path")
+    module, _, name = str(class_path).rpartition(".")
+    try:
+        if module.startswith("lightning_dl."):
+            importlib.import_module(module)
+        cls = getattr(sys.modules.get(module), name, None) if class_path else kind
+        if not (isinstance(cls, type) and issubclass(cls, kind)):
+            raise TypeError(f"it holds a {class_path}")
+        return _load_state(cls, ckpt, strict=True)
+    except UserInputError:
+        raise
+    except (ImportError, TypeError, KeyError, RuntimeError, ValueError) as error:
+        raise UserInputError(  # other hyperparameters or weights
+            f"{path}: not a checkpoint of {kind.__module__}.{kind.__qualname__} that this "
+            f"version can load ({type(error).__name__}: {_first_error_line(error)})"
+        ) from error
+
+
+def _named(task: str, backbone: str | None) -> str:
+    """'a Classifier (backbone MLP)'."""
+    name = task.rpartition(".")[2]
+    return f"a {name}" + (f" (backbone {backbone.rpartition('.')[2]})" if backbone else "")
+
+
+def check_fits(path: Any, checkpoint: dict[str, Any], model: pl.LightningModule) -> None:
+    """Refuse another task's (or backbone's) checkpoint in one line, before ``load_state_dict``
+    would print a screenful of missing and unexpected keys."""
+    theirs = {k: tuple(getattr(v, "shape", ())) for k, v in checkpoint["state_dict"].items()}
+    ours = {k: tuple(getattr(v, "shape", ())) for k, v in model.state_dict().items()}
+    both = theirs.keys() & ours.keys()
+    wrong = [f"{k} is {theirs[k]} there, {ours[k]} here" for k in both if theirs[k] != ours[k]]
+    if model.strict_loading:
+        wrong += [f"no {k} there" for k in ours.keys() - both]
+        wrong += [f"{k} not in the model" for k in theirs.keys() - both]
+    if not wrong:
+        return
+    hp = checkpoint.get("hyper_parameters") or {}
+    spec = hp.get("backbone")
+    held = _named(
+        str(hp.get("_class_path", "LightningModule of unrecorded class")),
+        spec.get("class_path") if isinstance(spec, dict) else None,
+    )
+    backbone = getattr(model, "backbone", None)
+    asked = _named(type(model).__name__, None if backbone is None else type(backbone).__name__)
+    raise UserInputError(
+        f"{path}: holds {held}, but the config asks for {asked}; its weights do not fit "
+        f"({sorted(wrong)[0]}; {len(wrong)} in all)"
+    )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` with same-folder temp file + fsync + ``os.replace`` for local paths."""
+    """Same-folder temp file + fsync + ``os.replace`` for local paths; reads through
+    :func:`read_checkpoint`, refusing a checkpoint that does not fit ``model`` (if given)."""
+
+    def __init__(self, model: pl.LightningModule | None = None) -> None:
+        super().__init__()
+        self.model = model
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -129,5 +288,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, path: Any, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if "://" in str(path) or weights_only is False:
-            return super().load_checkpoint(path, map_location, weights_only)
-        return read_checkpoint(path, map_location)
+            checkpoint = upgrade(super().load_checkpoint(path, map_location, weights_only), path)
+        else:
+            checkpoint = read_checkpoint(path, map_location)
+        if self.model is not None and "state_dict" in checkpoint:
+            check_fits(path, checkpoint, self.model)
+        return checkpoint

@@ -208,7 +208,7 @@ class CheckpointOnTerminate(Callback):
             return
         self._agree_if_due(trainer)
         if trainer.received_sigterm and not self._saved and trainer.checkpoint_callback:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._saved = True
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
