@@ -1,10 +1,9 @@
 """Runs side by side: ``python -m lightning_dl.compare RUN_DIR... [--metric M] [--out F.png]``.
 
-Overlays the train and val loss and accuracy (from each run's ``metrics.csv``) of every run in
-one figure, each run labelled by the settings that differ between the runs (read from their
-``config.yaml``), and writes a Markdown table of the final and best metrics next to the figure
-(``compare.md``), also printed. A folder that holds runs (a sweep folder, or ``runs/<name>/``)
-stands for all the runs in it.
+One figure overlays the train and val loss and accuracy (metrics.csv) of every run, labelled by
+the settings that differ between the runs (config.yaml); ``compare.md`` beside it (and stdout)
+tables the final and best metrics. A folder of runs (a sweep folder, ``runs/<name>/``) stands
+for all the runs in it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,39 @@ TOOL_CALLBACKS = ("lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
 
 @dataclass
 class Run:
-    """One run directory: its logged series, its settings (flattened config) and summary."""
-
     path: Path
     series: dict[str, list[tuple[int, float]]]
     settings: dict[str, Any]
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any]
     label: str = ""
+
+
+def flow(value: Any) -> str:
+    """``value`` as one line of YAML flow style, as a command line or a label writes it."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
+    return text.strip().removesuffix("...").strip()
+
+
+def cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+def markdown(intro: str, columns: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table below the line ``intro``."""
+    lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """``fig`` as a PNG at ``path`` (written atomically); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -86,18 +111,14 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     for given in map(Path, paths):
         if not given.is_dir():
             raise InputFileNotFoundError(f"{given}: no such run directory")
-        if is_run(given):
-            if not (given / "metrics.csv").is_file():
-                raise UserInputError(
-                    f"{given}: run directory without metrics.csv (it logged nothing yet, or was "
-                    "trained with --trainer.logger false)"
-                )
-            found.append(given)
-            continue
+        if is_run(given) and not (given / "metrics.csv").is_file():
+            raise UserInputError(
+                f"{given}: run directory without metrics.csv (it logged nothing yet, or was "
+                "trained with --trainer.logger false)"
+            )
         parent = given / "runs" if (given / "runs").is_dir() else given
-        children = sorted(
-            d for d in parent.iterdir() if d.is_dir() and not d.is_symlink() and is_run(d)
-        )
+        inside = sorted(d for d in parent.iterdir() if d.is_dir() and not d.is_symlink())
+        children = [given] if is_run(given) else [d for d in inside if is_run(d)]
         if not children:
             raise UserInputError(
                 f"{given}: not a run directory (no metrics.csv or config.yaml) and holds no runs"
@@ -109,16 +130,22 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:
+    """The runs, labelled, with steps counted as the console, summary.json and Optuna count them:
+    metrics.csv numbers a step's rows (and its validation's) before Lightning counts the step."""
     runs = []
     for run_dir in run_dirs:
-        series = read_metrics(run_dir / "metrics.csv")
-        if not any(key in series for panel in PANELS for key in panel):
+        logged = read_metrics(run_dir / "metrics.csv")
+        if not any(key in logged for panel in PANELS for key in panel):
             raise UserInputError(
                 f"{run_dir / 'metrics.csv'}: none of train/loss, val/loss, train/acc, val/acc "
                 "is logged in it"
             )
-        settings = read_settings(run_dir / "config.yaml")
-        runs.append(Run(run_dir, series, settings, read_summary(run_dir)))
+        series = {
+            key: points if key.startswith("test/") else [(s + 1, v) for s, v in points]
+            for key, points in logged.items()
+        }
+        summary = read_summary(run_dir)
+        runs.append(Run(run_dir, series, read_settings(run_dir / "config.yaml"), summary))
     label_runs(runs)
     return runs
 
@@ -140,14 +167,7 @@ def short_names(keys: list[str]) -> dict[str, str]:
 def _text(key: str, value: Any) -> str:
     if key.endswith("class_path") and isinstance(value, str):
         return value.rsplit(".", 1)[-1]
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**6)
-        .strip()
-        .removesuffix("...")
-        .strip()
-    )
+    return f"{value:.4g}" if isinstance(value, float) else flow(value)
 
 
 def label_runs(runs: list[Run]) -> None:
@@ -167,14 +187,6 @@ def _finite(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
     return [p for p in points if math.isfinite(p[1])]
 
 
-def _best(points: list[tuple[int, float]], metric: str) -> tuple[int, float] | None:
-    points = _finite(points)
-    if not points:
-        return None
-    pick = min if "loss" in metric else max
-    return pick(points, key=lambda p: p[1])
-
-
 def comparison_figure(runs: list[Run], title: str = ""):  # -> matplotlib.figure.Figure
     """2 x 2 panels (train/val x loss/acc); one colour per run, labelled by its settings."""
     import matplotlib
@@ -187,14 +199,12 @@ def comparison_figure(runs: list[Run], title: str = ""):  # -> matplotlib.figure
     for row, panel in zip(axes, PANELS, strict=True):
         for ax, key in zip(row, panel, strict=True):
             for i, run in enumerate(runs):
-                points = run.series.get(key, [])
-                if points:
+                if points := run.series.get(key):
                     steps, values = zip(*points, strict=True)
-                    style = "-" if key.startswith("train/") else "o-"
-                    ax.plot(steps, values, style, color=colours(i % colours.N), label=run.label,
-                            markersize=3, linewidth=1.2)  # fmt: skip
-            ax.set_title(key)
-            ax.set_xlabel("step")
+                    ax.plot(steps, values, "-" if key.startswith("train/") else "o-",
+                            color=colours(i % colours.N), label=run.label, markersize=3,
+                            linewidth=1.2)  # fmt: skip
+            ax.set(title=key, xlabel="step")
             ax.grid(alpha=0.3)
     handles, labels = axes[0][1].get_legend_handles_labels()
     if not handles:
@@ -202,44 +212,34 @@ def comparison_figure(runs: list[Run], title: str = ""):  # -> matplotlib.figure
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(runs)), fontsize=8,
                frameon=False)  # fmt: skip
     fig.suptitle(title)
-    rows = math.ceil(len(runs) / 3)
-    fig.tight_layout(rect=(0, min(0.4, 0.035 * rows + 0.02), 1, 1))
+    fig.tight_layout(rect=(0, min(0.4, 0.035 * math.ceil(len(runs) / 3) + 0.02), 1, 1))
     return fig
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
+def _last(run: Run, key: str) -> str:
+    points = _finite(run.series.get(key, []))
+    return cell(points[-1][1]) if points else ""
 
 
 def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
     """Markdown: final train/val loss and accuracy, best ``metric`` and its step, test figures."""
+    sign = 1 if "loss" in metric else -1  # sorted best first
     rows = []
     for run in runs:
-        final = {key: _finite(run.series.get(key, []))[-1:] for panel in PANELS for key in panel}
-        best = _best(run.series.get(metric, []), metric)
+        points = _finite(run.series.get(metric, []))
+        best = min(points, key=lambda p: sign * p[1]) if points else None
         steps = run.summary.get("global_step")
         if not isinstance(steps, int):
             steps = max((p[0] for points in run.series.values() for p in points), default=None)
-        rows.append((run, final, best, steps))
-    worst = math.inf if "loss" in metric else -math.inf
-    rows.sort(key=lambda r: (r[2][1] if r[2] else worst) * (1 if "loss" in metric else -1))
+        cells = [run.label, cell(steps)]
+        cells += [_last(run, key) for panel in PANELS for key in panel]
+        cells += [cell(best[1]) if best else "", cell(best[0]) if best else ""]
+        cells += [cell(run.summary.get("test/acc")), cell(run.summary.get("test/loss"))]
+        rows.append((sign * best[1] if best else math.inf, cells))
     columns = ["run", "steps", "train/loss", "val/loss", "train/acc", "val/acc",
                f"best {metric}", "at step", "test/acc", "test/loss"]  # fmt: skip
-    lines = [
-        f"Final values (last logged) and best `{metric}`; sorted by it.",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    for run, final, best, steps in rows:
-        cells = [run.label, _cell(steps)]
-        cells += [_cell(final[k][0][1]) if final[k] else "" for k in columns[2:6]]
-        cells += [_cell(best[1]) if best else "", _cell(best[0]) if best else ""]
-        cells += [_cell(run.summary.get("test/acc")), _cell(run.summary.get("test/loss"))]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    intro = f"Final values (last logged) and best `{metric}`; sorted by it."
+    return markdown(intro, columns, [c for _, c in sorted(rows, key=lambda r: r[0])])
 
 
 def write_comparison(
@@ -255,14 +255,7 @@ def write_comparison(
         raise UserInputError(f"--metric {metric}: no run logs it (logged: {', '.join(logged)})")
     out = Path(out)
     table = comparison_table(runs, metric)
-    fig = comparison_figure(runs, title=title or f"{len(runs)} runs")
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(comparison_figure(runs, title=title or f"{len(runs)} runs"), out)
     write_text_atomic(out.with_suffix(".md"), table)
     return out, out.with_suffix(".md"), table
 
@@ -279,8 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", help="figure title (default: the number of runs)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     png, md, table = write_comparison(args.runs, args.out, args.metric, args.title)
-    print(table)
-    print(f"figure: {png}\ntable: {md}")
+    print(f"{table}\nfigure: {png}\ntable: {md}")
     return 0
 
 

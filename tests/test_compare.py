@@ -87,9 +87,9 @@ def test_figure_series_are_the_metrics_csv_and_labels_the_differing_settings(tmp
     for key, ax in panels.items():
         lines = {line.get_label(): line for line in ax.get_lines()}
         assert set(lines) == {r.label for r in runs}
-        for run in runs:
+        for run in runs:  # metrics.csv numbers a training step's rows from 0; steps done here
             steps, values = _csv_series(runs_dir / run.path.name / "metrics.csv")[key]
-            assert list(lines[run.label].get_xdata()) == steps
+            assert list(lines[run.label].get_xdata()) == [s + 1 for s in steps]
             assert list(lines[run.label].get_ydata()) == pytest.approx(values, rel=0, abs=0)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [r.label for r in runs]
@@ -105,7 +105,7 @@ def test_table_has_final_and_best_metrics_sorted_by_the_metric(tmp_path):
     best = {r[0]: dict(zip(header, r, strict=True)) for r in rows}["hidden=[8], lr=0.01"]
     val_acc = [0.4 + 0.004 * s * (1 - s / 80) for s in range(9, 40, 10)]
     assert float(best["best val/acc"]) == pytest.approx(max(val_acc), abs=5e-5)
-    assert best["at step"] == "39" and best["steps"] == "40"
+    assert best["at step"] == "40" and best["steps"] == "40"  # the last validation: step 40
     assert float(best["val/acc"]) == pytest.approx(val_acc[-1], abs=5e-5)  # final = last logged
     assert float(best["train/loss"]) == pytest.approx(2 - 0.004 * 39, abs=5e-5)
     assert float(best["test/acc"]) == pytest.approx(0.304, abs=5e-5)

@@ -17,10 +17,9 @@ from optuna.trial import TrialState
 from pytorch_lightning.callbacks import Callback
 
 from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
-from lightning_dl.sweep import load_space, main
-from lightning_dl.sweep.command import build, parser
+from lightning_dl.sweep import build, load_space, main, parser
 from lightning_dl.sweep.space import slug
-from lightning_dl.sweep.storage import open_storage
+from lightning_dl.sweep.study import open_storage
 from tests.helpers.tiny_runs import QUICK, ROOT
 
 HIDDEN = "model.backbone.init_args.hidden"
@@ -33,41 +32,36 @@ TINY = [
 ]  # fmt: skip
 
 
-class KillSweepAtStep(Callback):
-    """SIGKILL the whole sweep (its process group: the worker and this run) at ``step``, once:
-    the way a machine's crash or a cluster's preemption ends a sweep."""
+class AtStep(Callback):
+    """At ``step``, the first time only: ``kill`` the whole sweep (SIGKILL to its process group,
+    the way a machine's crash ends it), ``interrupt`` it (Ctrl-C: SIGINT to the worker),
+    ``terminate`` it (a scheduler's SIGTERM to the group), ``raise`` (the run fails) or
+    ``kill_run`` (SIGKILL to this run alone, as the OOM killer does)."""
 
-    def __init__(self, step: int, once_file: str) -> None:
-        self.step, self.once_file = step, Path(once_file)
-
-    def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.step and not self.once_file.exists():
-            self.once_file.touch()
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-class InterruptSweepAtStep(Callback):
-    """Ctrl-C to the sweep (SIGINT to the worker that runs this trial) at ``step``, once."""
-
-    def __init__(self, step: int, once_file: str) -> None:
-        self.step, self.once_file = step, Path(once_file)
+    def __init__(self, step: int, once_file: str, action: str) -> None:
+        self.step, self.once_file, self.action = step, Path(once_file), action
 
     def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.step and not self.once_file.exists():
-            self.once_file.touch()
-            os.kill(os.getppid(), signal.SIGINT)
-
-
-class RaiseOnceAtStep(Callback):
-    """Fail the run (an exception in training) at ``step``, the first time only."""
-
-    def __init__(self, step: int, once_file: str) -> None:
-        self.step, self.once_file = step, Path(once_file)
-
-    def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.step and not self.once_file.exists():
-            self.once_file.touch()
+        if trainer.global_step != self.step or self.once_file.exists():
+            return
+        self.once_file.touch()
+        if self.action == "raise":
             raise RuntimeError(f"injected failure at step {self.step}")
+        if self.action == "interrupt":
+            os.kill(os.getppid(), signal.SIGINT)
+        elif self.action == "kill_run":
+            os.kill(os.getpid(), signal.SIGKILL)
+        else:
+            os.killpg(os.getpgid(0), signal.SIGKILL if self.action == "kill" else signal.SIGTERM)
+
+
+def _at_step(tmp_path: Path, action: str) -> str:
+    """The command-line argument that adds :class:`AtStep` at step 4 to every run."""
+    callback = {
+        "class_path": "tests.test_sweep.AtStep",
+        "init_args": {"step": 4, "once_file": str(tmp_path / action), "action": action},
+    }
+    return f"--trainer.callbacks+={json.dumps(callback)}"  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -123,7 +117,7 @@ def test_space_files_grid_and_distributions(tmp_path):
     )
     space = load_space(dists)
     assert not space.is_grid
-    d = {p.key: p.distribution for p in space.params}
+    d = space.distributions
     assert d["model.optimizer.lr"] == FloatDistribution(1e-4, 0.1, log=True)
     assert d["model.backbone.init_args.dropout"] == FloatDistribution(0.0, 0.5, step=0.1)
     assert d["data.batch_size"] == IntDistribution(32, 256, log=True)
@@ -153,6 +147,37 @@ def test_results_columns_follow_run_summary():
     from lightning_dl.training.run.summary import REPORTED_METRICS
 
     assert METRICS == REPORTED_METRICS
+
+
+def test_results_name_trials_no_worker_runs_interrupted_and_agree_on_order(tmp_path):
+    """A RUNNING trial whose run was stopped, or whose worker is gone (its lock is free), is
+    interrupted, not running; results.csv and results.md list the trials in one order."""
+    from lightning_dl.sweep.results import write_tables
+    from lightning_dl.sweep.study import lock, lock_path
+
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("model.x: [1]\n")
+    out = tmp_path / "sweep"
+    out.mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{out / 'optuna.db'}", direction="maximize")
+    space = load_space(space_file)
+    trials = [study.ask(space.distributions) for _ in range(6)]
+    study.tell(trials[0], 0.5)
+    study.tell(trials[1], 0.9)
+    study.tell(trials[5], state=TrialState.FAIL)
+    for trial in trials[2:5]:  # running: stopped; worker gone; worker alive (it holds the lock)
+        trial.set_user_attr("run_dir", f"runs/{trial.number:03d}")
+        os.close(lock(lock_path(out, f"runs/{trial.number:03d}")))
+    trials[2].set_user_attr("interrupted", True)
+    alive = lock(lock_path(out, "runs/004"))
+    write_tables(study, space, out, "best_val/acc", "maximize")
+    os.close(alive)
+    rows = [(r["trial"], r["state"]) for r in _rows(out)]
+    assert rows == [("1", "complete"), ("0", "complete"), ("2", "interrupted"),
+                    ("3", "interrupted"), ("4", "running"), ("5", "fail")]  # fmt: skip
+    table = (out / "results.md").read_text().splitlines()
+    assert "6 trials: 2 complete, 2 interrupted, 1 running, 1 fail." in table[0]
+    assert [(c[1].strip(), c[-2].strip()) for c in map(lambda x: x.split("|"), table[4:])] == rows
 
 
 @pytest.mark.parametrize(
@@ -236,15 +261,29 @@ def test_two_worker_processes_share_one_storage_and_run_each_trial_once(tmp_path
         assert [(s + 1, v) for s, v in _val_acc(run_dir)] == reported
 
     rows = _rows(out)
-    assert [r[HIDDEN] for r in rows] == ["[8]", "[16]", "[4, 4]"]  # the grid file's order
     assert {r["state"] for r in rows} == {"complete"}
     table = (out / "results.md").read_text().splitlines()
     accs = [float(line.split("|")[3]) for line in table[4:]]
     assert len(accs) == 3 and accs == sorted(accs, reverse=True)
+    # results.csv is in results.md's order: best first (equal values in the grid file's order)
+    assert [r["trial"] for r in rows] == [line.split("|")[1].strip() for line in table[4:]]
+    best_first = sorted(trials, key=lambda t: (-t.value, ["[8]", "[16]", "[4, 4]"].index(
+        t.params[HIDDEN])))  # fmt: skip
+    assert [r["trial"] for r in rows] == [str(t.number) for t in best_first]
+    assert [float(r["value"]) for r in rows] == [t.value for t in best_first]
+    for output in outputs:  # where the results are, as the last line
+        last = output.splitlines()[-1]
+        assert last.startswith(f"[sweep] results in {out}/: ") and "results.csv, results.md" in last
     for name in ("optimization_history.png", "parallel_coordinate.png", "param_importances.png",
                  "compare.png"):  # fmt: skip
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
-    assert (out / "compare.md").read_text().count("| hidden=") == 3
+    compare_md = (out / "compare.md").read_text()
+    assert compare_md.count("| hidden=") == 3
+    for trial in trials:  # the best val/acc at the step the console and Optuna name (1-based)
+        step, value = max(sorted(trial.intermediate_values.items()), key=lambda sv: sv[1])
+        row = next(line for line in compare_md.splitlines() if f"hidden={trial.params[HIDDEN]} |"
+                   in line)  # fmt: skip
+        assert row.split("|")[7:9] == [f" {value:.4f} ", f" {step} "], row
 
 
 def _one_trial_sweep(tmp_path: Path) -> tuple[Path, list[str]]:
@@ -257,9 +296,7 @@ def _one_trial_sweep(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def test_killed_sweep_resumes_the_cut_off_trial_from_its_checkpoint(tmp_path, capsys):
     out, args = _one_trial_sweep(tmp_path)
-    kill = {"class_path": "tests.test_sweep.KillSweepAtStep",
-            "init_args": {"step": 4, "once_file": str(tmp_path / "killed")}}  # fmt: skip
-    killed = _sweep_process([*args, f"--trainer.callbacks+={json.dumps(kill)}"])
+    killed = _sweep_process([*args, _at_step(tmp_path, "kill")])
     output = killed.communicate(timeout=300)[0]
     assert killed.returncode == -signal.SIGKILL, output
     (cut,) = _study(out).get_trials()  # the first trial, left RUNNING by the dead worker
@@ -300,20 +337,21 @@ def test_a_space_key_the_configs_lack_is_refused_before_the_first_trial(tmp_path
     assert not out.exists()  # no study, no trial
 
 
-def test_an_interrupted_trial_is_continued_under_its_own_number(tmp_path, capsys):
-    """Ctrl-C during a trial: no failure is recorded; the same command continues that trial in
-    place (same number, same run directory, from its checkpoint)."""
+@pytest.mark.parametrize("action, status", [("interrupt", 130), ("terminate", 143)])
+def test_an_interrupted_trial_is_continued_under_its_own_number(tmp_path, capsys, action, status):
+    """Ctrl-C, or a scheduler's SIGTERM, during a trial: no failure is recorded; the same
+    command continues that trial in place (same number, same run directory, checkpoint)."""
     out, args = _one_trial_sweep(tmp_path)
-    stop = {"class_path": "tests.test_sweep.InterruptSweepAtStep",
-            "init_args": {"step": 4, "once_file": str(tmp_path / "stopped")}}  # fmt: skip
-    args = [*args, f"--trainer.callbacks+={json.dumps(stop)}"]
+    args = [*args, _at_step(tmp_path, action)]
     stopped = _sweep_process(args)
     output = stopped.communicate(timeout=300)[0]
-    assert stopped.returncode == 130, output
+    assert stopped.returncode == status, output
     assert "interrupted; the same command continues it" in output
+    assert f"[sweep] results in {out}/: " in output.splitlines()[-1]
     (cut,) = _study(out).get_trials()
     assert cut.state == TrialState.RUNNING and cut.user_attrs["interrupted"] is True
     assert [r["state"] for r in _rows(out)] == ["interrupted"]
+    assert "1 trials: 1 interrupted." in (out / "results.md").read_text()
 
     capsys.readouterr()
     assert main(args) == 0
@@ -327,15 +365,19 @@ def test_an_interrupted_trial_is_continued_under_its_own_number(tmp_path, capsys
     assert f"Restoring states from the checkpoint path at {run_dir}/checkpoints/last.ckpt" in log
 
 
-def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "action, error",
+    [("raise", "failed: RuntimeError: injected failure at step 4"),
+     ("kill_run", "killed by SIGKILL: exit code -9")],
+)  # fmt: skip
+def test_a_failed_trial_is_retried_when_the_command_runs_again(tmp_path, capsys, action, error):
     out, args = _one_trial_sweep(tmp_path)
-    fail = {"class_path": "tests.test_sweep.RaiseOnceAtStep",
-            "init_args": {"step": 4, "once_file": str(tmp_path / "failed")}}  # fmt: skip
-    assert main([*args, f"--trainer.callbacks+={json.dumps(fail)}"]) == 1
-    assert "failed: RuntimeError: injected failure at step 4" in capsys.readouterr().out
+    assert main([*args, _at_step(tmp_path, action)]) == 1
+    assert f"(runs/000-hidden=8): {error}" in capsys.readouterr().out
     (failed,) = _study(out).get_trials()
-    assert failed.state == TrialState.FAIL and "injected failure" in failed.user_attrs["error"]
+    assert failed.state == TrialState.FAIL and error in failed.user_attrs["error"]
     assert _rows(out)[0]["state"] == "fail"
+    assert "1 trials: 1 fail." in (out / "results.md").read_text()
 
     assert main(args) == 0
     assert "trial 0 (runs/000-hidden=8): retrying it" in capsys.readouterr().out

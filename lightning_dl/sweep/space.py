@@ -1,26 +1,20 @@
-"""The search space of a sweep, read from ``space.yaml``: dotted CLI keys mapped to
+"""The search space, read from ``space.yaml``: dotted CLI keys mapped to a list of values (a grid
+axis, or a categorical's choices), ``{choices: [...]}`` or a range ``{low, high, log, step}``.
 
-* a list of values: a grid axis (today's ``grid.yaml`` files), or the choices of a categorical
-  parameter for the random and TPE samplers;
-* ``{choices: [...]}``: a categorical parameter;
-* ``{low: L, high: H, log: bool, step: S}``: a float range, or an int range when L and H are
-  both integers (``log`` and ``step`` optional).
-
-Optuna stores categorical choices only as None, bool, int, float or str, so a choice that is a
-list or a mapping (``hidden: [[64], [256, 128]]``) is stored as its command-line text
-(``"[256, 128]"``), which is exactly what the run is given.
+Optuna keeps categorical choices only as None, bool, int, float or str, so a list or a mapping
+(``hidden: [[64], [256, 128]]``) is kept as its command-line text, exactly what the run is given.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import io
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
 from optuna.distributions import (
     BaseDistribution,
@@ -30,94 +24,59 @@ from optuna.distributions import (
 )
 
 from data_modules.errors import InputFileNotFoundError, UserInputError
-
-RANGE_KEYS = {"low", "high", "log", "step"}
+from lightning_dl.compare import flow
 
 
 def cli_value(value: Any) -> str:
     """How ``value`` is written on a ``python -m lightning_dl.fit`` command line."""
-    if isinstance(value, str):
-        return value
-    return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**6)
-        .strip()
-        .removesuffix("...")
-        .strip()
-    )
+    return value if isinstance(value, str) else flow(value)
 
 
-def _storable(value: Any) -> Any:
-    """What Optuna can keep as a categorical choice: the value, or its command-line text."""
-    scalar = value is None or isinstance(value, bool | int | float | str)
-    return value if scalar else cli_value(value)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dotted key of the space and its Optuna distribution."""
-
-    key: str
-    distribution: BaseDistribution
-    grid: tuple[Any, ...] | None = None  # the values, in file order, when given as a list
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        d = self.distribution
-        if isinstance(d, CategoricalDistribution):
-            return trial.suggest_categorical(self.key, d.choices)
-        if isinstance(d, IntDistribution):
-            return trial.suggest_int(self.key, d.low, d.high, step=d.step, log=d.log)
-        assert isinstance(d, FloatDistribution)
-        return trial.suggest_float(self.key, d.low, d.high, step=d.step, log=d.log)
+def short(value: Any) -> str:
+    """``value`` in a table cell or a folder name: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else cli_value(value)
 
 
 @dataclass(frozen=True)
 class Space:
-    params: tuple[Param, ...]
+    """Each key's Optuna distribution, and its values in file order where they are listed."""
+
+    path: Path
+    distributions: dict[str, BaseDistribution]
+    lists: dict[str, tuple[Any, ...]]
     source: dict[str, Any]  # the file's content, as written
 
     @property
     def is_grid(self) -> bool:
-        return all(p.grid is not None for p in self.params)
+        return len(self.lists) == len(self.distributions)
 
     def grid(self) -> dict[str, list[Any]]:
         """{key: storable values}, for Optuna's GridSampler."""
-        return {p.key: list(p.grid or ()) for p in self.params}
+        return {key: list(values) for key, values in self.lists.items()}
 
     def grid_size(self) -> int:
-        return math.prod(len(p.grid or ()) for p in self.params)
+        return math.prod(map(len, self.lists.values()))
 
     def grid_position(self, values: dict[str, Any]) -> tuple[int, ...]:
         """Where ``values`` sits in the file's order (the last key varying fastest)."""
         return tuple(
-            p.grid.index(values[p.key])
-            if p.grid and values.get(p.key) in p.grid
-            else len(p.grid or ())
-            for p in self.params
+            listed.index(values[key]) if values.get(key) in listed else len(listed)
+            for key, listed in self.lists.items()
         )
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        return {p.key: p.suggest(trial) for p in self.params}
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        keys = [p.key for p in self.params]
-        return [
-            dict(zip(keys, point, strict=True))
-            for point in itertools.product(*(p.grid or () for p in self.params))
-        ]
-
-
-def _distribution(path: Path, key: str, spec: Any) -> tuple[BaseDistribution, tuple | None]:
-    where = f"{path}: key '{key}'"
+def _distribution(where: str, spec: Any) -> tuple[BaseDistribution, tuple | None]:
     if isinstance(spec, list):
         if not spec:
             raise UserInputError(f"{where} must map to a non-empty list of values")
-        values = tuple(_storable(v) for v in spec)
+        scalar = (type(None), bool, int, float, str)
+        values = tuple(v if isinstance(v, scalar) else cli_value(v) for v in spec)
         if len(set(map(repr, values))) != len(values):
             raise UserInputError(f"{where} lists a value twice: {spec!r}")
         return CategoricalDistribution(values), values
     if isinstance(spec, dict) and set(spec) == {"choices"}:
-        return _distribution(path, key, spec["choices"])[0], None
-    if isinstance(spec, dict) and {"low", "high"} <= set(spec) <= RANGE_KEYS:
+        return _distribution(where, spec["choices"])[0], None
+    if isinstance(spec, dict) and {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}:
         low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
         numbers = (low, high) if step is None else (low, high, step)
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
@@ -154,20 +113,50 @@ def load_space(path: str | Path) -> Space:
             f"{path}: expected a mapping of dotted keys (model.backbone.init_args.hidden) to a "
             "list of values or a distribution"
         )
-    params = []
+    distributions, lists = {}, {}
     for key, spec in source.items():
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
             raise UserInputError(f"{path}: key {key!r} is not a dotted command-line key")
-        distribution, grid = _distribution(path, key, spec)
-        params.append(Param(key, distribution, grid))
-    return Space(tuple(params), source)
+        distributions[key], listed = _distribution(f"{path}: key '{key}'", spec)
+        if listed is not None:
+            lists[key] = listed
+    return Space(path, distributions, lists, source)
 
 
 def slug(values: dict[str, Any]) -> str:
     """``hidden=16-8,lr=0.001``: a readable, shell-safe folder name for a trial's values."""
-    parts = []
-    for key, value in values.items():
-        text = f"{value:.4g}" if isinstance(value, float) else cli_value(value)
-        text = text.replace(", ", "-").replace(",", "-")
-        parts.append(f"{key.split('.')[-1]}={text}")
+    parts = [f"{k.split('.')[-1]}={re.sub(', ?', '-', short(v))}" for k, v in values.items()]
     return re.sub(r"[^A-Za-z0-9._=,+-]+", "", ",".join(parts))[:120]
+
+
+class _Parsed(Exception):
+    """Raised once fit's arguments are parsed: the check needs no more of the CLI."""
+
+
+def check_keys(configs: list[str], space: Space, extra: list[str]) -> None:
+    """Refuse, before the first trial, a space that fit refuses: a key the configs do not take
+    (the old grid runner's ``model.lr``) would fail every trial alike. Fit's command line for
+    the first point (each key's first value, or the low end of its range) is parsed here as fit
+    parses it, with nothing instantiated; the reason given is fit's own one line."""
+    from lightning_dl.training.cli import LightningDLCLI  # Lightning: only once a sweep starts
+
+    class ParseOnly(LightningDLCLI):
+        def before_instantiate_classes(self) -> None:
+            raise _Parsed
+
+    args = [arg for config in configs for arg in ("--config", config)] + list(extra)
+    for key, d in space.distributions.items():
+        first = d.choices[0] if isinstance(d, CategoricalDistribution) else d.low
+        args += [f"--{key}", cli_value(first)]
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            ParseOnly(args=args)
+    except _Parsed:
+        return
+    except SystemExit as error:  # the parser printed its one line
+        lines = [line for line in printed.getvalue().splitlines() if line.startswith("error: ")]
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit status {error.code}"
+        raise UserInputError(
+            f"--space {space.path}: fit refuses the first trial's command line: {reason}"
+        ) from None
