@@ -1,22 +1,15 @@
 """Make a resumed run continue exactly where the checkpoint left it.
 
-Three things differ between an uninterrupted run and a killed-and-resumed one unless handled:
-
-1. *Data order.* The train loader is rebuilt (see :mod:`data_modules.batches.resumable_loader`)
-with a
-   sampler seeded by (seed, epoch) that skips the batches already trained on.
-2. *Random streams* (augmentation, dropout). Rather than snapshotting RNG states, whose position
-   depends on incidental draws (every DataLoader iterator draws a seed; validation may or may
-   not run again after a restart), every training batch gets fresh RNG states derived from
-   (seed, epoch, batch index, rank), set just after the previous batch and after validation. The
-   randomness of a batch is then a pure function of its position, whatever happened before.
-3. *Logged metrics.* torchmetrics states (e.g. a training accuracy accumulated between logging
-   steps) are not part of a module's state_dict; they are saved with the checkpoint and put
-   back. Rows of metrics.csv logged after the checkpoint by the killed run are dropped on
-   resume, so the resumed run's file has no duplicated steps.
-
-Under DDP the same rebuild gives every rank its interleaved share of one global permutation, and
-evaluation loaders get contiguous, unpadded shards, so every sample is seen once per epoch.
+1. *Data order*: the train loader is rebuilt (:mod:`data_modules.batches.resumable_loader`) with
+   a sampler seeded by (seed, epoch) that skips the batches already trained on; under DDP each
+   rank gets its share of one permutation, and evaluation loaders contiguous, unpadded shards.
+2. *Random streams*: every training batch gets RNG states derived from (seed, epoch, batch
+   index, rank), so its randomness does not depend on incidental draws before it (a DataLoader
+   iterator's seed, a validation that may or may not run again after a restart).
+3. *Logged metrics*: torchmetrics states are not in a module's state_dict; they travel in the
+   checkpoint. metrics.csv is flushed (fsync'd) before each checkpoint, which also carries the
+   training row Lightning logs after it at the same step; on resume the rows logged after the
+   checkpoint are dropped and that row is put back, so the file equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -30,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.apply_func import convert_tensors_to_scalars
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
@@ -41,6 +35,7 @@ from data_modules.io.atomic import write_text_atomic
 
 _EVAL_HOOKS = ("val_dataloader", "test_dataloader")
 METRIC_STATES = "lightning_dl_metric_states"
+PENDING_ROW = "lightning_dl_pending_log_row"  # (metrics, step) logged just after the checkpoint
 
 
 def _detached(value: Any) -> Any:
@@ -97,6 +92,25 @@ def truncate_metrics_csv(path: str, before_step: int) -> list[str]:
     return header
 
 
+def _csv_loggers(trainer: pl.Trainer) -> list[CSVLogger]:
+    loggers = trainer.loggers if trainer.is_global_zero else []
+    return [lg for lg in loggers if isinstance(lg, CSVLogger)]
+
+
+def _unlogged_train_row(trainer: pl.Trainer) -> tuple[dict, int] | None:
+    """The training row Lightning logs right after ``on_train_batch_end``, where the checkpoints
+    of a signal or of every K steps are written, as Lightning will log it; None elsewhere."""
+    loop = trainer.fit_loop.epoch_loop
+    progress = loop.batch_progress.current
+    connector = trainer._logger_connector
+    if not trainer.training or progress.processed == progress.completed:
+        return None  # not inside on_train_batch_end: this step's row is logged already
+    if trainer.fit_loop._should_accumulate() or not connector.should_update_logs:
+        return None
+    metrics = convert_tensors_to_scalars(connector.metrics["log"])
+    return {**metrics, "epoch": trainer.current_epoch}, loop._batches_that_stepped
+
+
 class ExactResume(Callback):
     """Seeded, resumable data order and per-batch RNG states; see the module docstring."""
 
@@ -104,7 +118,6 @@ class ExactResume(Callback):
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.position = (0, 0)  # (epoch, index of the next training batch in that epoch)
         self._originals: dict[str, Any] = {}
-        self._flush_pending = False
         self._counts_before_evaluation: dict[str, int] = {}
 
     # -- data --------------------------------------------------------------------------------
@@ -193,7 +206,6 @@ class ExactResume(Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        self._flush_pending = True  # rows of this step are logged after the checkpoint
         # A checkpoint written at the end of a validation (ModelCheckpoint) would otherwise carry
         # that validation's accumulators, which Lightning resets right after; a resumed run
         # would add its next validation onto them. Training accumulators are what must carry.
@@ -207,14 +219,13 @@ class ExactResume(Callback):
             if isinstance(metric, Metric)
             and (before is None or before.get(name) == metric._update_count)
         }
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
-    ) -> None:
-        if self._flush_pending:
-            self._flush_pending = False
-            for logger in trainer.loggers:
-                logger.save()
+        if (row := _unlogged_train_row(trainer)) is not None:
+            checkpoint[PENDING_ROW] = row
+        for logger in _csv_loggers(trainer):
+            logger.save()
+            if os.path.isfile(path := logger.experiment.metrics_file_path):
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
@@ -229,11 +240,12 @@ class ExactResume(Callback):
                     setattr(metric, key, _moved(value, metric.device))
                 metric._update_count = saved["update_count"]
                 metric._computed = None
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger):
-                truncate_metrics_csv(logger.experiment.metrics_file_path, checkpoint["global_step"])
+        metrics, step = checkpoint.get(PENDING_ROW, (None, checkpoint["global_step"]))
+        for logger in _csv_loggers(trainer):
+            truncate_metrics_csv(logger.experiment.metrics_file_path, step)
+            if metrics:
+                logger.log_metrics(metrics, step)
+                logger.save()
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "position": list(self.position)}

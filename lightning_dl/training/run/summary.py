@@ -4,21 +4,26 @@
 ``"completed"`` with the final metrics, ``"failed"`` with the error, the step it happened at
 and the last checkpoint left on disk, or ``"interrupted"`` (SIGTERM, Ctrl-C) with the same
 details. A run killed outright (SIGKILL, power loss) stays ``"running"``;
-``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
+``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable. ``wall_time_s``
+is the whole run's (a resumed run adds the time carried in its checkpoint), ``segment_wall_time_s``
+this process's.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
-from data_modules.io.atomic import write_json_atomic
-from lightning_dl.training.run.curves import plot_curves
+from data_modules.io.atomic import atomic_path, write_json_atomic
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
@@ -44,6 +49,29 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+class RunClock(Callback):
+    """Carries the run's wall time in its checkpoints, so a resumed run reports the whole run's."""
+
+    def __init__(self) -> None:
+        self.started, self.carried = time.perf_counter(), 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"wall_time_s": self.carried + time.perf_counter() - self.started}
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # not the best checkpoint that is tested
+            self.carried = float(
+                checkpoint["callbacks"].get(self.state_key, {}).get("wall_time_s", 0)
+            )
+
+
+def _wall_times(trainer: pl.Trainer, segment_s: float) -> dict[str, float]:
+    whole = segment_s + sum(cb.carried for cb in trainer.callbacks if isinstance(cb, RunClock))
+    return {"wall_time_s": round(whole, 2), "segment_wall_time_s": round(segment_s, 2)}
+
+
 def collect_summary(
     trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
 ) -> dict[str, Any]:
@@ -53,7 +81,7 @@ def collect_summary(
     summary: dict[str, Any] = {
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
-        "wall_time_s": round(wall_time_s, 2),
+        **_wall_times(trainer, wall_time_s),
         "precision": str(trainer.precision),  # what ran, "auto" resolved
     }
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
@@ -113,7 +141,7 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "last_checkpoint": str(last) if last is not None and last.is_file() else None,
-        "wall_time_s": round(wall_time_s, 2),
+        **_wall_times(trainer, wall_time_s),
     }
 
 
@@ -132,6 +160,48 @@ def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
         except (OSError, ValueError, KeyError):
             continue  # a report being written or damaged: the summary does without it
     return errors
+
+
+def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Column name -> [(step, value)] for every non-empty cell of a CSVLogger file."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
+    """Two panels, loss and accuracy (or, for CTC runs, the mean edit distance ``dist``), each
+    with the train and val series that exist."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = read_metrics(metrics_csv)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    second = "dist" if "val/dist" in series and "val/acc" not in series else "acc"
+    for ax, metric in zip(axes, ("loss", second), strict=True):
+        for stage, style in (("train", "-"), ("val", "o-")):
+            points = [p for p in series.get(f"{stage}/{metric}", []) if math.isfinite(p[1])]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, style, label=stage, markersize=3, linewidth=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(out_png)
 
 
 def plot_run_curves(run_dir: Path) -> None:
