@@ -64,7 +64,7 @@ def ctc_loss(
         )
 
 
-class CTCRecognizer(pl.LightningModule):
+class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
     """Utterances -> phoneme sequences; logs ``{train,val,test}/loss`` and ``{val,test}/dist``."""
 
     monitor = ("val/dist", "min")  # what the CLI's ModelCheckpoint (and sweeps) optimise
@@ -141,6 +141,7 @@ class CTCRecognizer(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         examples, self._examples = self._examples, []
         if self.trainer.sanity_checking or not examples or not self.trainer.is_global_zero:
             return
@@ -176,15 +177,6 @@ class CTCRecognizer(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.clip_grad_norm:  # no host read: the scale is applied on the device
             nn.utils.clip_grad_norm_(self.parameters(), self.hparams.clip_grad_norm, foreach=True)
-
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = optim.build_optimizer(
-            self.optimizer_factory, [{"params": params}], fused=self.hparams.fused_optimizer
-        )
-        return optim.with_schedule(
-            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
-        )
 
 
 alias_old_paths(__name__)  # checkpoints of before the re-layout name the old module
