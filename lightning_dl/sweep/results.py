@@ -25,7 +25,7 @@ from data_modules.io.atomic import atomic_path, write_text_atomic
 from lightning_dl.sweep.pruners import monitor_for
 from lightning_dl.sweep.space import Space, cli_value
 from lightning_dl.sweep.trial_attrs import INTERRUPTED, counted, run_dir_of
-from lightning_dl.training.run.resume import read_summary
+from lightning_dl.training.run.directory import read_summary
 
 # The summary.json figures tabulated for each trial:
 # lightning_dl.training.run.summary.REPORTED_METRICS,

@@ -50,7 +50,7 @@ from lightning_dl.sweep.trial_attrs import (
     counted,
     run_dir_of,
 )
-from lightning_dl.training.run.resume import COMPLETED, read_summary
+from lightning_dl.training.run.directory import COMPLETED, read_summary
 
 LOCK = ".sweep.lock"
 PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"

@@ -37,9 +37,9 @@ from lightning_dl.training.callbacks.exact_resume import ExactResume
 from lightning_dl.training.callbacks.nonfinite import NonFiniteLossGuard
 from lightning_dl.training.config_errors import OneLineErrorParser
 from lightning_dl.training.precision import RecordPrecision, Trainer
-from lightning_dl.training.run import directory, resume
+from lightning_dl.training.run import directory
 from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO
-from lightning_dl.training.run.ranks import SameRunOnEveryRank, decides_run_directory
+from lightning_dl.training.run.directory import SameRunOnEveryRank, decides_run_directory
 from lightning_dl.training.run.signals import install_agreed_signals
 from lightning_dl.training.run.summary import RunClock
 
@@ -225,7 +225,7 @@ class LightningDLCLI(LightningCLI):
             args = entry.init_args
             if not args.get("name"):
                 args.name = f"{run_dir.parent.name}/{run_dir.name}"
-            previous = resume.wandb_run_id(run_dir) if config.ckpt_path else None
+            previous = directory.wandb_run_id(run_dir) if config.ckpt_path else None
             if previous and not args.get("id"):
                 args.id = previous
                 args.resume = "allow"
