@@ -1,9 +1,8 @@
 """``last.ckpt`` holds the last step of every ending; a run too short to validate validates once.
 
-Lightning's ModelCheckpoint rewrites last.ckpt only after a new best (and at train end only when
-it saved nothing), so a run whose last validation is not its best would resume from an older
-step. :class:`LastCheckpoint` writes it every K steps if asked, at the step a signal stops the
-run, and when training ends (max_steps, max_epochs, max_time).
+Lightning's ModelCheckpoint rewrites last.ckpt only after a new best (at train end only if it
+saved nothing). :class:`LastCheckpoint` also writes it every K steps if asked, at the step a
+signal stops the run, and when training ends (max_steps, max_epochs, max_time).
 """
 
 from __future__ import annotations

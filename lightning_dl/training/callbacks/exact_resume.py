@@ -24,6 +24,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.apply_func import convert_tensors_to_scalars
+from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
@@ -38,34 +39,17 @@ METRIC_STATES = "lightning_dl_metric_states"
 PENDING_ROW = "lightning_dl_pending_log_row"  # (metrics, step) logged just after the checkpoint
 
 
-def _detached(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    return [_detached(v) for v in value] if isinstance(value, list) else value
+def _copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().clone()
 
 
-def _moved(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    return [_moved(v, device) for v in value] if isinstance(value, list) else value
-
-
-def _with_own_generator(loaders: Any) -> Any:
-    """Evaluation loaders that draw their iterator seed from a generator of their own.
-
-    A DataLoader without one draws from the global RNG whenever it is iterated; Lightning
-    iterates the validation loader when it resumes from a checkpoint written at a validation
-    step (to skip that validation), which would shift the next training batch's randomness.
-    """
-    if isinstance(loaders, DataLoader):
-        if loaders.generator is None:
-            loaders.generator = torch.Generator().manual_seed(0)
-        return loaders
-    if isinstance(loaders, list | tuple):
-        return type(loaders)(_with_own_generator(loader) for loader in loaders)
-    if isinstance(loaders, dict):
-        return {key: _with_own_generator(loader) for key, loader in loaders.items()}
-    return loaders
+def _own_generator(loader: DataLoader) -> DataLoader:
+    """An evaluation loader that draws its iterator seed from a generator of its own: Lightning
+    iterates the validation loader when it resumes at a validation step (to skip it), which would
+    otherwise shift the next training batch's randomness."""
+    if loader.generator is None:
+        loader.generator = torch.Generator().manual_seed(0)
+    return loader
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -133,14 +117,10 @@ class ExactResume(Callback):
         train = self._originals["train_dataloader"]
         replicas, own_rank = (world, rank) if distributed else (1, 0)
 
+        options = {"num_replicas": replicas, "rank": own_rank, "seed": self.seed}
+
         def train_dataloader() -> Any:
-            return make_resumable(
-                train(),
-                num_replicas=replicas,
-                rank=own_rank,
-                seed=self.seed,
-                position=lambda: self.position,
-            )
+            return make_resumable(train(), **options, position=lambda: self.position)
 
         datamodule.train_dataloader = train_dataloader
         for name in _EVAL_HOOKS:
@@ -150,7 +130,7 @@ class ExactResume(Callback):
                 loaders = original()
                 if distributed:
                     loaders = make_sharded(loaders, num_replicas=world, rank=rank)
-                return _with_own_generator(loaders)
+                return apply_to_collection(loaders, DataLoader, _own_generator)
 
             setattr(datamodule, name, evaluation_dataloader)
 
@@ -165,19 +145,14 @@ class ExactResume(Callback):
         random.seed(seed)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._resume_loader_position(trainer)
-        self._reseed(trainer)
-
-    def _resume_loader_position(self, trainer: pl.Trainer) -> None:
-        """Lightning gives a loader its checkpointed position only when it builds the loader after
-        the restore. With a finite ``max_epochs``, ``trainer.estimated_stepping_batches`` (asked
-        by OneCycleLR) builds it before, and a mid-epoch resume would restart the epoch from its
-        first batch; the position this callback restored says where to continue instead."""
+        """Lightning gives a loader its checkpointed position only when it builds it after the
+        restore; ``estimated_stepping_batches`` (OneCycleLR, finite ``max_epochs``) builds it
+        before, and a mid-epoch resume would restart the epoch: our position says where to go."""
         loader = trainer.train_dataloader
-        if isinstance(loader, ResumableDataLoader) and not loader.restored:
-            epoch, done = self.position
-            if done:
-                loader.sampler.resume_at(epoch, done * (loader.batch_size or 1))
+        epoch, done = self.position
+        if isinstance(loader, ResumableDataLoader) and not loader.restored and done:
+            loader.sampler.resume_at(epoch, done * (loader.batch_size or 1))
+        self._reseed(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.position[0] != trainer.current_epoch:
@@ -187,9 +162,7 @@ class ExactResume(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
-        batch_idx = args[-1]
-        nxt = batch_idx + 1
-        epoch = trainer.current_epoch
+        nxt, epoch = args[-1] + 1, trainer.current_epoch
         self.position = (epoch + 1, 0) if nxt >= trainer.num_training_batches else (epoch, nxt)
         self._reseed(trainer)
 
@@ -213,7 +186,7 @@ class ExactResume(Callback):
         checkpoint[METRIC_STATES] = {
             name: {
                 "update_count": metric._update_count,
-                "states": {k: _detached(v) for k, v in metric.metric_state.items()},
+                "states": apply_to_collection(metric.metric_state, torch.Tensor, _copy),
             }
             for name, metric in pl_module.named_modules()
             if isinstance(metric, Metric)
@@ -237,7 +210,11 @@ class ExactResume(Callback):
             metric = metrics.get(name)
             if isinstance(metric, Metric):
                 for key, value in saved["states"].items():
-                    setattr(metric, key, _moved(value, metric.device))
+                    setattr(
+                        metric,
+                        key,
+                        apply_to_collection(value, torch.Tensor, torch.Tensor.to, metric.device),
+                    )
                 metric._update_count = saved["update_count"]
                 metric._computed = None
         metrics, step = checkpoint.get(PENDING_ROW, (None, checkpoint["global_step"]))

@@ -60,21 +60,17 @@ LIGHTNING_LOGGERS = (
 )
 
 
-class _DropHarmless(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() not in HARMLESS_LOG_MESSAGES
+def _not_harmless(record: logging.LogRecord) -> bool:  # a logging filter
+    return record.getMessage() not in HARMLESS_LOG_MESSAGES
 
 
-_LOG_FILTER = _DropHarmless()
+_LOG_FILTER = _not_harmless
 
 
 def silence_harmless_notices() -> None:
-    """Drop the notices listed above (each by its exact text) and keep wandb's output short.
-
-    wandb prints nothing of its own when offline (the end-of-run table prints the ``wandb sync``
-    command) and only its essentials (run URL) when online; ``WANDB_SILENT`` / ``WANDB_QUIET``
-    set by the user win. Safe to call more than once.
-    """
+    """Drop the notices listed above (each by its exact text) and keep wandb's output short:
+    nothing offline (the final table prints ``wandb sync``), the essentials online; the user's
+    ``WANDB_SILENT`` / ``WANDB_QUIET`` win. Safe to call more than once."""
     for message, category, module in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", re.escape(message), category, module)
     for name in LIGHTNING_LOGGERS:
@@ -85,22 +81,14 @@ def silence_harmless_notices() -> None:
         os.environ.setdefault("WANDB_QUIET", "true")
 
 
-_PRECISION_NOTICE = r"Precision .* is not supported by the model summary"
-
-
-def parameter_megabytes(module: Any) -> float:
-    """The bytes of ``module``'s parameters, in MB (1e6 bytes), from each tensor's own dtype."""
-    return sum(p.numel() * p.element_size() for p in module.parameters()) / 1e6
-
-
 class CompactModelSummary(ModelSummary):
     """The model summary in one line: parameters (trainable), size and the layers that hold them."""
 
     def _summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", _PRECISION_NOTICE, UserWarning)
+            warnings.filterwarnings("ignore", "Precision .* not supported by the model summary")
             summary = super()._summary(trainer, pl_module)
-        self._megabytes = parameter_megabytes(pl_module)
+        self._megabytes = sum(p.numel() * p.element_size() for p in pl_module.parameters()) / 1e6
         return summary
 
     def summarize(  # type: ignore[override]  # Lightning's is a staticmethod; we need self
@@ -134,13 +122,8 @@ class CompactModelSummary(ModelSummary):
 def configure_console(
     trainer: pl.Trainer, configured_callbacks: Any = None, stream: TextIO | None = None
 ) -> None:
-    """Swap Lightning's default progress bar and model summary for ours.
-
-    ``configured_callbacks`` are the callbacks the user configured: a progress bar or model
-    summary among them is kept as it is, and so is ``enable_progress_bar=False`` (no bar at all).
-    The bar is :class:`LiveProgressBar` when ``stream`` (default stdout) is a terminal, else
-    :class:`LogProgressBar`.
-    """
+    """Swap Lightning's default progress bar and model summary for ours; a bar or summary among
+    the user's ``configured_callbacks`` is kept, and so is ``enable_progress_bar=False``."""
     given = configured_callbacks or []
     given = list(given) if isinstance(given, list | tuple) else [given]
     keep_bar = any(isinstance(cb, ProgressBar) for cb in given)
@@ -153,8 +136,7 @@ def configure_console(
     for logger in trainer.loggers:
         init = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
         if isinstance(init, dict) and init.get("anonymous") is None:
-            # WandbLogger passes anonymous=None ("not set"), and recent wandb warns on every run
-            # that the setting has no effect; leaving it out is the same run, minus the notice.
+            # anonymous=None ("not set") makes recent wandb warn on every run; None is the default
             init.pop("anonymous", None)
 
 

@@ -29,11 +29,8 @@ def _duration(seconds: float) -> str:
 
 
 def train_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-    """What the bars show: the module's progress_values (host floats) and other bar metrics.
-
-    ``trainer.progress_bar_metrics`` holds values Lightning has already read back (the
-    ``prog_bar=True`` ones of other modules); the Classifier logs none.
-    """
+    """What the bars show: the module's progress_values (host floats) and the ``prog_bar=True``
+    values Lightning has read back already (other modules'; the Classifier logs none)."""
     metrics: dict[str, Any] = dict(trainer.progress_bar_metrics)
     values = getattr(pl_module, "progress_values", None) or {}
     metrics.update({TRAIN_NAMES.get(key, key): value for key, value in values.items()})
@@ -63,12 +60,9 @@ class ValidationLine:
         if isinstance(checkpoint, ModelCheckpoint) and checkpoint.monitor:
             monitor, mode = checkpoint.monitor, checkpoint.mode
         if monitor in metrics:
-            pick = max if mode == "max" else min
-            candidates = [metrics[monitor]] + ([self.best] if self.best is not None else [])
             saved = getattr(checkpoint, "best_model_score", None)  # a resumed run's best
-            if saved is not None:
-                candidates.append(float(saved))
-            self.best = pick(candidates)
+            known = [float(v) for v in (metrics[monitor], self.best, saved) if v is not None]
+            self.best = (max if mode == "max" else min)(known)
             parts.append(f"(best {monitor.removeprefix('val/')} {self.best:.4f})")
         return "  ".join(parts)
 
@@ -125,10 +119,6 @@ class LogProgressBar(ProgressBar):
     @property
     def is_enabled(self) -> bool:
         return self._enabled
-
-    @property
-    def is_disabled(self) -> bool:
-        return not self._enabled
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         print(*args, **kwargs, flush=True)
@@ -188,14 +178,8 @@ class LogProgressBar(ProgressBar):
 
 
 class LiveProgressBar(RichProgressBar):
-    """Rich bar for terminals: one training bar for the whole run, redrawn a few times a second;
-    evaluation bars are removed when they finish; one printed line per validation.
-
-    Every draw happens on the training thread, at most ``refresh_per_second`` times a second.
-    Lightning's bar draws from a background thread instead, which races with lines printed above
-    the bar: a redraw that computed the bar's height before a line was printed moves the cursor
-    up over that line and erases it (seen as a lost ``val step`` line on a loaded machine).
-    """
+    """Rich bar drawn on the training thread only, ``refresh_per_second`` at most: Lightning's
+    background redraws race with the lines printed above the bar and can erase one."""
 
     def __init__(
         self, refresh_per_second: int = 4, console_kwargs: dict[str, Any] | None = None
@@ -220,13 +204,11 @@ class LiveProgressBar(RichProgressBar):
     def _stop_refresh_thread(self) -> None:
         """No background redraws (class docstring): ``refresh`` draws on this thread instead."""
         live = self.progress.live if self.progress is not None else None
-        thread = getattr(live, "_refresh_thread", None)
-        if live is None or thread is None:
-            return
-        live.auto_refresh = False
-        thread.stop()
-        thread.join()
-        live._refresh_thread = None
+        if (thread := getattr(live, "_refresh_thread", None)) is not None:
+            live.auto_refresh = False
+            thread.stop()
+            thread.join()
+            live._refresh_thread = None
 
     def refresh(self, hard: bool = False) -> None:
         if self.progress is not None:
@@ -245,9 +227,7 @@ class LiveProgressBar(RichProgressBar):
         loggers = [logging.getLogger(name) for name in ("", *LIGHTNING_LOGGER_ROOTS)]
         for proxy in (sys.stdout, sys.stderr):
             original = getattr(proxy, "rich_proxied_file", None)  # rich's FileProxy, while live
-            if original is None:
-                continue
-            for logger in loggers:
+            for logger in loggers if original is not None else ():
                 for handler in logger.handlers:
                     if isinstance(handler, logging.StreamHandler) and handler.stream is original:
                         handler.setStream(proxy)

@@ -53,13 +53,8 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
         return {}
 
 
-def run_status(run_dir: str | Path) -> str | None:
-    """``summary.json``'s status (running / failed / completed), None if there is none yet."""
-    return read_summary(run_dir).get("status")
-
-
 def is_finished(run_dir: str | Path) -> bool:
-    return run_status(run_dir) == COMPLETED
+    return read_summary(run_dir).get("status") == COMPLETED
 
 
 def last_checkpoint(run_dir: str | Path) -> Path | None:
@@ -69,39 +64,27 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 
 def newest_unfinished_run(parent: str | Path) -> Path | None:
     """The unfinished run under ``parent`` (``<run.root>/<run.name>``) whose last.ckpt is newest."""
-    parent = Path(parent)
-    if not parent.is_dir():
-        return None
+    runs = Path(parent).iterdir() if Path(parent).is_dir() else ()
     candidates = [
-        d
-        for d in parent.iterdir()
-        if d.is_dir() and not d.is_symlink() and last_checkpoint(d) and not is_finished(d)
+        d for d in runs if not d.is_symlink() and last_checkpoint(d) and not is_finished(d)
     ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda d: (d / LAST).stat().st_mtime_ns)
+    return max(candidates, key=lambda d: (d / LAST).stat().st_mtime_ns, default=None)
 
 
 def wandb_run_id(run_dir: str | Path) -> str | None:
     """Id of the newest wandb run stored in ``run_dir/wandb`` (``offline-run-<time>-<id>``)."""
     folder = Path(run_dir) / "wandb"
-    if not folder.is_dir():
-        return None
-    runs = [
-        (d.name.removeprefix("offline-"), m["id"])
-        for d in folder.iterdir()
-        if (m := _WANDB_RUN.match(d.name))
-    ]
+    names = [d.name for d in folder.iterdir()] if folder.is_dir() else []
+    runs = [(n.removeprefix("offline-"), m["id"]) for n in names if (m := _WANDB_RUN.match(n))]
     return max(runs)[1] if runs else None
 
 
 def config_stem(config: Any) -> str:
     """The stem of the last ``--config`` file, or "run"."""
     paths = config.get("config") or []
-    last = paths[-1] if paths else None
-    if last is None:
+    if not paths or paths[-1] is None:
         return "run"
-    return Path(str(last.relative if hasattr(last, "relative") else last)).stem
+    return Path(str(getattr(paths[-1], "relative", paths[-1]))).stem
 
 
 def run_name(config: Any) -> str:
@@ -213,7 +196,7 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
 def _failed_before_any_checkpoint(run_dir: Path, entries: list[str]) -> bool:
     """True for a run of ours that failed or was interrupted and holds nothing but its own
     files, no checkpoint among them. (A run still training says "running": never taken.)"""
-    if run_status(run_dir) not in _RETRIED:
+    if read_summary(run_dir).get("status") not in _RETRIED:
         return False
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir() and any(checkpoints.iterdir()):

@@ -94,10 +94,8 @@ class AgreedSignals(_SignalConnector):
         self._raise_flag(REQUEUE, f"{signal.Signals(signum).name} (checkpoint and requeue)")
 
     def agree(self) -> bool:
-        """One all-reduce (max) of every rank's flag; True (on every rank) if any was raised.
-
-        ``torch.distributed`` directly: the strategy's ``reduce`` adds a barrier before it.
-        """
+        """One all-reduce (max) of every rank's flag (not the strategy's ``reduce``, which adds
+        a barrier); True on every rank if any was raised."""
         flag = torch.tensor(
             [self.pending], dtype=torch.int32, device=self.trainer.strategy.root_device
         )
@@ -114,11 +112,8 @@ class AgreedSignals(_SignalConnector):
 
 
 def install_agreed_signals(trainer: pl.Trainer, requeue: bool = True) -> AgreedSignals:
-    """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting).
-
-    Also removes Lightning's per-batch SIGTERM broadcast (a collective and a host read on every
-    step, which the agreement replaces) and, under SLURM, Lightning's own requeue handler.
-    """
+    """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting),
+    without Lightning's per-batch SIGTERM broadcast and, under SLURM, its requeue handler."""
     environment = trainer._accelerator_connector.cluster_environment
     requeue_signal = None
     if isinstance(environment, SLURMEnvironment) and environment.auto_requeue and requeue:

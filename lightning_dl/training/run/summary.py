@@ -1,12 +1,9 @@
 """Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
 
-``summary.json`` always says where a run stands (STATUSES): ``"running"`` while it trains,
-``"completed"`` with the final metrics, ``"failed"`` with the error, the step it happened at
-and the last checkpoint left on disk, or ``"interrupted"`` (SIGTERM, Ctrl-C) with the same
-details. A run killed outright (SIGKILL, power loss) stays ``"running"``;
-``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable. ``wall_time_s``
-is the whole run's (a resumed run adds the time carried in its checkpoint), ``segment_wall_time_s``
-this process's.
+``summary.json`` says where a run stands (STATUSES): ``running``, ``completed`` with the final
+metrics, ``failed`` or ``interrupted`` (a signal) with the error, its step and the last checkpoint
+left. A run killed outright stays ``running``; auto_resume takes every run not ``completed``.
+``wall_time_s`` is the whole run's (carried in checkpoints), ``segment_wall_time_s`` this process's.
 """
 
 from __future__ import annotations
@@ -107,8 +104,7 @@ def held_out_voices(datamodule: Any) -> dict[str, Any]:
 
 
 def _voice_lines(report: dict, tested_split: str) -> list[str]:
-    """Lines of the final table: each split's voices, how many training had, and which voices
-    test/acc is on."""
+    """The final table's lines on each split's voices, and on those test/acc is on."""
     line = f"voices: train {report['train']['voices']}"
     for split in ("dev", "test"):
         if split in report:
@@ -146,12 +142,8 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
 
 
 def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
-    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``).
-
-    When one rank fails, the others usually fail only as a consequence ("connection closed by
-    peer"); rank 0's summary names the original error with this. Older files (from an earlier
-    attempt of a resumed run) are left out.
-    """
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``):
+    the original error, where the others fail only as a consequence ("connection closed")."""
     errors = {}
     for path in sorted((run_dir / "errors").glob("rank*.json")):
         try:
@@ -175,15 +167,17 @@ def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Two panels, loss and accuracy (or, for CTC runs, the mean edit distance ``dist``), each
-    with the train and val series that exist."""
+def plot_run_curves(run_dir: Path) -> None:
+    """curves.png from the run's metrics.csv, when there is one yet: loss and accuracy (CTC: the
+    edit distance ``dist``) panels, train and val series."""
+    if not (run_dir / "metrics.csv").is_file():
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = read_metrics(metrics_csv)
+    series = read_metrics(run_dir / "metrics.csv")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     second = "dist" if "val/dist" in series and "val/acc" not in series else "acc"
     for ax, metric in zip(axes, ("loss", second), strict=True):
@@ -196,18 +190,11 @@ def plot_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "") -
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(str(run_dir))
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
+    with atomic_path(run_dir / "curves.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    return Path(out_png)
-
-
-def plot_run_curves(run_dir: Path) -> None:
-    """curves.png from the run's metrics.csv, when there is one yet."""
-    if (run_dir / "metrics.csv").is_file():
-        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
 
 
 def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
@@ -215,18 +202,14 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
     write_json_atomic(run_dir / "summary.json", summary)
     plot_run_curves(run_dir)
     lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
-    for key in REPORTED_METRICS:
-        if summary.get(key) is not None:
-            value = summary[key]
-            lines.append(
-                f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
-            )
+    for key in (k for k in REPORTED_METRICS if summary.get(k) is not None):
+        value = f"{summary[key]:.4f}" if isinstance(summary[key], float) else summary[key]
+        lines.append(f"{key:<16}{value:>12}")
     if summary.get("voices"):
         lines += _voice_lines(summary["voices"], summary.get("tested_split", "test"))
     lines.append(f"precision: {summary.get('precision')}")
     if summary.get("tested_checkpoint"):
         lines.append(f"tested: {summary['tested_checkpoint']}")
     lines.append(f"run directory: {run_dir}")
-    for wandb_dir in wandb_dirs:
-        lines.append(f"wandb (offline): sync with `wandb sync {wandb_dir}`")
+    lines += [f"wandb (offline): sync with `wandb sync {folder}`" for folder in wandb_dirs]
     return "\n".join(lines)
