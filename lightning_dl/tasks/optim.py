@@ -1,19 +1,10 @@
-"""From the config's optimizer and schedule factories to what ``configure_optimizers`` returns.
-
-The config names any optimizer and schedule by ``class_path`` (LightningCLI's dependency
-injection: ``OptimizerCallable`` / ``LRSchedulerCallable``). This module adds what the classes
-alone cannot know:
-
-- per-group learning-rate scales that a backbone asks for (``lr_scale`` in its groups);
-- PyTorch's fused single-kernel implementation when the class has one and the config left
-  ``fused`` unset (the same update rule in one kernel per parameter);
-- the run's length for schedules that need it (``total_steps`` of OneCycleLR, ``T_max`` of
-  CosineAnnealingLR), taken from the trainer when the config leaves it unset;
-- ``ReduceLROnPlateau`` stepped once after each validation, on ``val/loss`` (Lightning offers
-  it the metric after every step);
-- after a resume, the resuming command's optimizer settings (said in one line).
-
-:class:`ConfiguredOptimizer` gives a LightningModule (Classifier, CTCRecognizer) all of it.
+"""From the config's optimizer and schedule factories (``class_path``) to what
+``configure_optimizers`` returns, with what the classes alone cannot know: a backbone's per-group
+``lr_scale``; PyTorch's fused kernel when the class has one and ``fused`` is unset; the run's
+length for ``total_steps`` / ``T_max`` left unset; ``ReduceLROnPlateau`` stepped once per
+validation on ``val/loss`` (Lightning offers it the metric every step); after a resume, the
+resuming command's settings, said in one line. :class:`ConfiguredOptimizer` gives a
+LightningModule (Classifier, CTCRecognizer) all of it.
 """
 
 from __future__ import annotations
@@ -123,13 +114,9 @@ def apply_new_settings(
     saved: dict[str, Any],
     configured: dict[str, Any],
 ) -> list[str]:
-    """After a resume, make ``optimizer`` follow the resuming command's settings.
-
-    Loading a checkpoint restores the optimizer's hyper-parameters with its state. The
-    resuming command's choices win: other hyper-parameters (momentum, weight decay, betas, ...)
-    are set as configured; a changed learning rate rescales the lr where the schedule stands
-    (and the schedule's base and peak values) by new / old, so a schedule keeps its shape.
-    The state (momentum buffers, Adam moments, step counts) is kept. Returns what changed.
+    """After a resume (which restores the checkpoint's hyper-parameters), the resuming
+    command's settings win; a new lr rescales the schedule's current, base and peak values by
+    new / old, so it keeps its shape. The state (moments, step counts) stays. Returns the changes.
     """
     changes: list[str] = []
     for i, (group, old, new) in enumerate(

@@ -206,14 +206,12 @@ def _failed_before_any_checkpoint(run_dir: Path, entries: list[str]) -> bool:
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     """Delete temp files of our atomic writes that a killed process left in ``run_dir``."""
-    removed = []
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "errors"):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and _OUR_TEMP_FILE.match(path.name):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    folders = [d for d in (run_dir, run_dir / "checkpoints", run_dir / "errors") if d.is_dir()]
+    removed = [
+        p for d in folders for p in d.iterdir() if _OUR_TEMP_FILE.match(p.name) and p.is_file()
+    ]
+    for path in removed:
+        path.unlink(missing_ok=True)
     return removed
 
 
@@ -223,11 +221,8 @@ def point_latest(run_dir: Path) -> None:
 
 
 def decides_run_directory() -> bool:
-    """Whether this process will be global rank 0, from what the launcher set before start.
-
-    torchrun sets ``RANK``, srun ``SLURM_PROCID``; Lightning's own launcher (one command per
-    node, ``NODE_RANK``) starts children with ``LOCAL_RANK`` > 0.
-    """
+    """Whether this process will be global rank 0, from what the launcher set: torchrun's
+    ``RANK``, srun's ``SLURM_PROCID``, Lightning's ``NODE_RANK`` and ``LOCAL_RANK``."""
     env = os.environ
     if env.get("RANK"):
         return int(env["RANK"]) == 0
@@ -250,8 +245,7 @@ class SameRunOnEveryRank(Callback):
         everyone: list[Any] = [None] * trainer.world_size
         torch.distributed.all_gather_object(everyone, self.ckpt_path)  # one collective, once
         leader = everyone[0]
-        differing = [(rank, ckpt) for rank, ckpt in enumerate(everyone) if ckpt != leader]
-        if differing:
+        if differing := [(r, c) for r, c in enumerate(everyone) if c != leader]:
             rank, ckpt = differing[0]
             raise UserInputError(
                 f"--run.dir {self.run_dir}: rank 0 resumes from {leader or 'nothing'}, rank "
@@ -261,11 +255,8 @@ class SameRunOnEveryRank(Callback):
 
 
 def lost_connection(error: BaseException, rank: int, run_dir: str) -> ReportedError | None:
-    """One line for a rank other than 0 whose peers went away (rank 0 refused or failed first).
-
-    gloo and the rendezvous store notice a closed connection at once and raise a ``DistError``
-    (NCCL only after its timeout); the cause is in the output of the process that stopped first.
-    """
+    """One line for a rank other than 0 whose peers went away (a ``DistError``: gloo and the
+    store notice at once, NCCL after its timeout); the cause is where the first one stopped."""
     if rank == 0 or not isinstance(error, torch.distributed.DistError):
         return None
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
