@@ -69,7 +69,7 @@ def main(args: list[str] | None = None) -> dict:
         _report_failure(
             trainer, run_dir, error, time.perf_counter() - started, started_at, **requeued
         )
-        if (status := signals.exit_status(error)) is not None:
+        if (status := signals.exit_status(error, trainer)) is not None:
             raise SystemExit(status) from error
         lost = directory.lost_connection(error, trainer.global_rank, str(run_dir))
         if lost is not None:

@@ -2,8 +2,9 @@
 
 A stop ends the run at a batch boundary with ``last.ckpt`` written there
 (:class:`~lightning_dl.training.callbacks.checkpoints.LastCheckpoint`), summary.json saying
-``interrupted`` and exit status 143 (Lightning's ``SIGTERMException`` alone exits 0, a success
-to a job chain); ``--run.auto_resume true`` continues exactly. A second Ctrl-C interrupts at once.
+``interrupted`` and exit status 143, 1 for Ctrl-C (Lightning's ``SIGTERMException`` alone exits
+0, a success to a job chain); ``--run.auto_resume true`` continues exactly. A second Ctrl-C
+interrupts at once.
 
 Under DDP a signal reaches the ranks at different moments. Lightning 2.6 broadcasts rank 0's flag
 in the handler and before every batch (Lightning-AI/pytorch-lightning#21487): an unmatched
@@ -35,7 +36,7 @@ from pytorch_lightning.trainer.connectors.signal_connector import (
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
-from data_modules.errors import EXIT_TERMINATED
+from data_modules.errors import EXIT_FAILED, EXIT_TERMINATED
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,12 @@ def is_termination(error: BaseException) -> bool:
     return isinstance(error, SIGTERMException)
 
 
-def exit_status(error: BaseException) -> int | None:
-    """143 for a terminated run, None for anything else."""
-    return EXIT_TERMINATED if is_termination(error) else None
+def exit_status(error: BaseException, trainer: pl.Trainer | None = None) -> int | None:
+    """143 for a run a signal stopped (1 for Ctrl-C, as a shell's KeyboardInterrupt), else None."""
+    if not is_termination(error):
+        return None
+    connector = getattr(trainer, "_signal_connector", None)
+    return EXIT_FAILED if getattr(connector, "interrupted", False) else EXIT_TERMINATED
 
 
 class AgreedSignals(_SignalConnector):
@@ -67,6 +71,7 @@ class AgreedSignals(_SignalConnector):
     def register_signal_handlers(self) -> None:
         super().register_signal_handlers()  # SIGTERM -> _sigterm_notifier_fn; originals saved
         self.pending = self.agreed = 0
+        self.interrupted = False  # by Ctrl-C (SIGINT)
         if self.requeue_signal is not None:
             self._register_signal(self.requeue_signal, _HandlersCompose(self._requeue_notifier))
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -88,6 +93,7 @@ class AgreedSignals(_SignalConnector):
 
     def _interrupt_notifier(self, signum: Any, _: FrameType | None) -> None:
         self._register_signal(signal.SIGINT, signal.default_int_handler)  # a second one: now
+        self.interrupted = True
         self._raise_flag(TERMINATE, "SIGINT")
 
     def _requeue_notifier(self, signum: Any, _: FrameType | None) -> None:
