@@ -16,9 +16,9 @@ from lightning_dl.fit import main
 from lightning_dl.training.callbacks.exact_resume import truncate_metrics_csv
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.run.directory import newest_unfinished_run, wandb_run_id
-from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.helpers.faults import SimulatedKill
 from tests.helpers.tiny_runs import BF16, ROOT, run_fit, tiny_args
+from tests.helpers.wandb_offline import read_offline_run
 from tests.helpers.wsj_corpus import write_run_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
