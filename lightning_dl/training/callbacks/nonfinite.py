@@ -79,10 +79,9 @@ class NonFiniteLossGuard(Callback):
         loss = self._loss
         # one scalar read (~1 us; two tensor ops and a read: ~11 us a step on CPU)
         local = math.isfinite(loss.item()) if loss.numel() == 1 else bool(loss.isfinite().all())
-        finite = local
-        if trainer.world_size > 1:
-            finite = trainer.strategy.reduce_boolean_decision(local, all=True)
-        if finite:
+        if trainer.world_size == 1 and local:
+            return
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(local, all=True):
             return
         what = (
             f"non-finite training loss {loss.float().mean().item()} on rank {trainer.global_rank}"
@@ -102,8 +101,8 @@ class NonFiniteLossGuard(Callback):
         if not self._on_device or self._loss is None:
             return
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        found = torch.isfinite(self._loss.float().sum() + _gradient_sum(grads)).logical_not()
-        found = found.float()
+        total = self._loss.float().sum() + _gradient_sum(grads)
+        found = (~total.isfinite()).float()
         optimizer.found_inf = found  # read by the fused kernel: no update when it is 1
         slot = len(self._steps)
         if self._flags is None or slot >= len(self._flags):
@@ -150,10 +149,9 @@ class NonFiniteLossGuard(Callback):
     # -- stopping ----------------------------------------------------------------------------
     def _stop(self, trainer: pl.Trainer, message: str) -> None:
         self._steps = []
-        recovery = ""
         if getattr(trainer, "checkpoint_callback", None) is not None:
-            recovery = (
+            message += (
                 "; to continue, resume from the last checkpoint with a lower learning rate "
                 "(--ckpt_path last --model.optimizer.lr ...)"
             )
-        raise NonFiniteLossError(message + recovery)
+        raise NonFiniteLossError(message)

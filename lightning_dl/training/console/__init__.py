@@ -28,19 +28,11 @@ from lightning_dl.training.console.bars import LineSchedule, LiveProgressBar, Lo
 __all__ = ["LineSchedule", "LiveProgressBar", "LogProgressBar"]
 # Warnings that are noise on every run: (exact start of the message, category, emitting module).
 HARMLESS_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
-    # pytorch_lightning 2.6 builds torch's deprecated LeafSpec itself (torch >= 2.10 warns).
-    (
-        "`isinstance(treespec, LeafSpec)` is deprecated",
-        FutureWarning,
-        r"pytorch_lightning\.utilities\._pytree",
-    ),
-    # fit.main(args) called from Python (tests, sweeps) while sys.argv holds the caller's own.
-    (
-        "LightningCLI's args parameter is intended to run from within Python",
-        UserWarning,
-        r"",
-    ),
-    # A resumed run's own checkpoints (the run directory refuses anyone else's).
+    # pytorch_lightning 2.6 builds torch's deprecated LeafSpec itself (torch >= 2.10 warns)
+    ("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, r"pytorch_lightning\."),
+    # fit.main(args) called from Python (tests, sweeps) while sys.argv holds the caller's own
+    ("LightningCLI's args parameter is intended to run from within Python", UserWarning, ""),
+    # a resumed run's own checkpoints (the run directory refuses anyone else's)
     ("Checkpoint directory ", UserWarning, r"pytorch_lightning\.callbacks\.model_checkpoint"),
 )
 # Lightning log records dropped by their exact text.
