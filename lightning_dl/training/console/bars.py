@@ -69,9 +69,9 @@ class ValidationLine:
 
 @dataclass
 class LineSchedule:
-    """When a plain log line is due: every ``every_fraction`` of the run (every
-    ``min_interval_s`` when its length is unknown), but no more often than every
-    ``min_interval_s``; at least every ``max_interval_s`` (a heartbeat), and at the last step."""
+    """When a plain log line is due: every ``every_fraction`` of the run but ``min_interval_s``
+    apart at least (its length unknown: every ``min_interval_s``), a heartbeat every
+    ``max_interval_s``, and the last step."""
 
     total: float  # optimizer steps of the run; inf when unknown
     every_fraction: float = 0.1

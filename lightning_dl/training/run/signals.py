@@ -6,14 +6,12 @@ A stop ends the run at a batch boundary with ``last.ckpt`` written there
 0, a success to a job chain); ``--run.auto_resume true`` continues exactly. A second Ctrl-C
 interrupts at once.
 
-Under DDP a signal reaches the ranks at different moments. Lightning 2.6 broadcasts rank 0's flag
-in the handler and before every batch (Lightning-AI/pytorch-lightning#21487): an unmatched
-collective when another rank hears it first, and a host read per step. Here a signal only sets
-this process's flag; every ``check_every_n_steps`` steps the ranks all-reduce it (max) and all
-stop at that step: keep ``check_every_n_steps x step time`` below the grace time (SLURM's
-KillWait, torchrun's 30 s). Under ``srun`` Lightning's requeue handler (a checkpoint inside the
-signal handler) is off: the requeue signal is agreed on like SIGTERM, and after the checkpoint
-global rank 0 runs ``scontrol requeue`` (:func:`requeue_slurm_job`).
+Under DDP, Lightning 2.6 broadcasts rank 0's flag in the handler and before every batch
+(Lightning-AI/pytorch-lightning#21487): an unmatched collective when another rank hears the
+signal first, and a host read per step. Here a signal sets this process's flag; the ranks
+all-reduce it every ``check_every_n_steps`` steps (keep that below the scheduler's grace time) and
+stop together. Under ``srun`` the requeue signal is agreed on likewise (not Lightning's handler,
+which checkpoints inside the signal handler), then rank 0 runs ``scontrol requeue``.
 """
 
 from __future__ import annotations
