@@ -114,3 +114,15 @@ def test_last_ckpt_holds_the_last_step_when_completed_interrupted_and_resumed(tm
 def test_last_ckpt_holds_the_last_step_when_max_time_ends_the_run(tmp_path):
     main(_last_not_best(tmp_path, "timed", "--trainer.max_time", "00:00:00:02", steps=100_000))
     assert 0 < _assert_last_is_final(tmp_path, "timed")["global_step"] < 100_000
+
+
+def test_the_last_ckpt_of_a_run_with_an_ema_keeps_the_raw_weights_apart(tmp_path):
+    """last.ckpt is written at the last step, before the EMA puts its average into the model at
+    train end: ``current_model_state`` holds the raw weights to continue from."""
+    ema = ("--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA",
+           "--trainer.callbacks.decay", "0.9")  # fmt: skip
+    main(_last_not_best(tmp_path, "ema", *ema, steps=20))
+    last = read_checkpoint(tmp_path / "ema" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 20
+    name = "backbone.net.1.weight"
+    assert not torch.equal(last["state_dict"][name], last["current_model_state"][name])

@@ -2,7 +2,7 @@
 
 Lightning's ModelCheckpoint rewrites last.ckpt only after a new best (at train end only if it
 saved nothing). :class:`LastCheckpoint` also writes it every K steps if asked, at the step a
-signal stops the run, and when training ends (max_steps, max_epochs, max_time).
+signal stops the run, and at the last step (max_steps, max_epochs, max_time, early stopping).
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ class LastCheckpoint(Callback):
         step, every = trainer.global_step, self.every_n_steps
         if self._after_validation is not None and self._after_validation != step:
             self._save(trainer)  # the validation did not come after all
-        stopping = trainer.received_sigterm and trainer.checkpoint_callback is not None
-        if step != self._saved_at and (stopping or (every and step % every == 0)):
-            if validation_due(trainer) and not stopping:
+        ending = trainer.received_sigterm or trainer.should_stop or _is_last_step(trainer, args[-1])
+        ending = ending and trainer.checkpoint_callback is not None
+        if step != self._saved_at and (ending or (every and step % every == 0)):
+            if validation_due(trainer) and not trainer.received_sigterm:
                 self._after_validation = step
             else:
                 self._save(trainer)
@@ -108,13 +109,16 @@ class LastCheckpoint(Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         self._validate_at_end = False
+        stopped = trainer.should_stop and trainer.checkpoint_callback is not None  # early stopping
+        stopped = stopped and self._saved_at != trainer.global_step
         if self._held:  # Lightning stops at the end of this training step
             trainer._signal_connector.received_sigterm = True
             self._held = False
             self._save(trainer)
-        elif self._after_validation == trainer.global_step:
+        elif self._after_validation == trainer.global_step or stopped:
             self._save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A last resort (weight averaging has put its average into the model by now)."""
         if trainer.checkpoint_callback is not None and self._saved_at != trainer.global_step:
             self._save(trainer)
