@@ -110,8 +110,8 @@ def test_ctc_plateau_steps_per_validation_and_a_resume_says_what_changed(tmp_pat
         "--model.lr_scheduler.threshold", "0.99",  # every validation after the first is worse
         "--data.batch_size", "6", "--data.augment", "null",
     ]  # fmt: skip
-    main([*args, "--trainer.max_steps", "12", "--model.optimizer.lr", "0.01"])
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    main([*args, "--trainer.max_steps", "13", "--model.optimizer.lr", "0.01"])
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # step 13
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 / 4)
     with caplog.at_level("INFO"):
         main([*args, "--trainer.max_steps", "16", "--model.optimizer.lr", "0.02",
