@@ -19,8 +19,8 @@ import yaml
 
 from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
 from data_modules.io.atomic import atomic_path, write_text_atomic
-from lightning_dl.training.run.curves import read_metrics
-from lightning_dl.training.run.resume import read_summary
+from lightning_dl.training.run.directory import read_summary
+from lightning_dl.training.run.summary import read_metrics
 
 PANELS = (("train/loss", "val/loss"), ("train/acc", "val/acc"))
 # Config keys that differ between any two runs without being a setting of the experiment.

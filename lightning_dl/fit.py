@@ -27,7 +27,7 @@ from data_modules.io.atomic import write_json_atomic
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.config_errors import check_config_files
 from lightning_dl.training.console import silence_harmless_notices
-from lightning_dl.training.run import directory, ranks, signals
+from lightning_dl.training.run import directory, signals
 from lightning_dl.training.run.summary import (
     collect_summary,
     failure_report,
@@ -55,7 +55,7 @@ def main(args: list[str] | None = None) -> dict:
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(cli.config.run.dir)
     ckpt_path = cli.config.get("ckpt_path")
-    if ranks.decides_run_directory():
+    if directory.decides_run_directory():
         for stale in directory.remove_stale_temp_files(run_dir):
             rank_zero_info(f"removed {stale}, a temp file left by a killed run")
         write_status(run_dir, "running", resumed_from=ckpt_path)
@@ -69,9 +69,10 @@ def main(args: list[str] | None = None) -> dict:
         _report_failure(
             trainer, run_dir, error, time.perf_counter() - started, started_at, **requeued
         )
-        if (status := signals.exit_status(error)) is not None:
+        if (status := signals.exit_status(error, trainer)) is not None:
             raise SystemExit(status) from error
-        if (lost := ranks.lost_connection(error, trainer.global_rank, str(run_dir))) is not None:
+        lost = directory.lost_connection(error, trainer.global_rank, str(run_dir))
+        if lost is not None:
             raise lost from error
         raise
     if trainer.is_global_zero:

@@ -21,7 +21,8 @@ from lightning_dl.training.cli import LightningDLCLI
 from tests.helpers.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.helpers.tiny_runs import BF16, run_fit, tiny_args
 
-SILENCED = ("litlogger", "LeafSpec", "TPU available: False", "anonymous setting", "wandb: ")
+SILENCED = ("litlogger", "LeafSpec", "TPU available: False", "anonymous setting", "wandb: ",
+            "weights_only", "Automatic Mixed Precision")  # fmt: skip
 
 
 @pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=BF16)])

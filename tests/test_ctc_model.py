@@ -88,3 +88,32 @@ def test_output_lengths_match_the_convolution(kernel, stride):
         x = torch.randn(1, n, 4)
         scores, out = model(x, torch.tensor([n]), np.array([n]))
         assert scores.shape[1] == out[0] == model.output_lengths(np.array([n]))[0]
+
+
+def test_ctc_plateau_steps_per_validation_and_a_resume_says_what_changed(tmp_path, caplog):
+    """The Classifier's optimizer plumbing (tasks.optim.ConfiguredOptimizer), for CTC too."""
+    from lightning_dl.fit import main
+    from tests.helpers.ctc_corpus import write_wsj
+    from tests.helpers.tiny_runs import ROOT
+
+    run = tmp_path / "run"
+    args = [
+        "--config", str(ROOT / "configs" / "wsj_ctc.yaml"),
+        "--data.data_dir", str(write_wsj(tmp_path / "d")), "--data.source", "auto",
+        "--run.dir", str(run), "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
+        "--trainer.val_check_interval", "4", "--trainer.log_every_n_steps", "4",
+        "--trainer.logger", "null", "--trainer.enable_progress_bar", "false",
+        "--model.backbone.init_args.channels", "[8]", "--model.backbone.init_args.hidden", "8",
+        "--model.backbone.init_args.layers", "1", "--model.backbone.init_args.stride", "1",
+        "--model.lr_scheduler", "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        "--model.lr_scheduler.factor", "0.5", "--model.lr_scheduler.patience", "0",
+        "--model.lr_scheduler.threshold", "0.99",  # every validation after the first is worse
+        "--data.batch_size", "6", "--data.augment", "null",
+    ]  # fmt: skip
+    main([*args, "--trainer.max_steps", "13", "--model.optimizer.lr", "0.01"])
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # step 13
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.01 / 4)
+    with caplog.at_level("INFO"):
+        main([*args, "--trainer.max_steps", "16", "--model.optimizer.lr", "0.02",
+              "--ckpt_path", "last"])  # fmt: skip
+    assert "lr 0.01 -> 0.02 (group 0)" in caplog.text

@@ -15,8 +15,8 @@ import pytest
 
 from data_modules.synthetic import make_clusters
 from lightning_dl.fit import main
-from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.helpers.tiny_runs import BF16, ROOT, run_fit, tiny_args
+from tests.helpers.wandb_offline import read_offline_run
 
 DDP = ("--trainer.devices", "2", "--trainer.strategy", "ddp")
 # No BatchNorm: per-rank batch statistics differ from the global batch's (SyncBatchNorm is

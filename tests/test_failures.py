@@ -216,7 +216,7 @@ def test_fit_writes_checkpoints_through_the_atomic_io(tmp_path):
 
 def test_leftover_temp_file_is_not_taken_for_a_checkpoint(tmp_path):
     """A killed writer's ``.last.ckpt.*.tmp`` is never resumed from."""
-    from lightning_dl.training.run.resume import last_checkpoint
+    from lightning_dl.training.run.directory import last_checkpoint
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.ckpt.abc123.tmp").write_bytes(b"partial")

@@ -13,8 +13,8 @@ import yaml
 from lightning_dl.fit import main
 from lightning_dl.tasks.classifier import Classifier
 from lightning_dl.training.precision import resolve_precision
-from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
 from tests.helpers.tiny_runs import BF16, QUICK, tiny_args
+from tests.helpers.wandb_offline import read_offline_run
 
 
 def _run(tmp_path: Path, *extra: str) -> tuple[dict, Path]:

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from data_modules.errors import UserInputError
 from lightning_dl.training.cli import LightningDLCLI
-from lightning_dl.training.run.ranks import SameRunOnEveryRank
+from lightning_dl.training.run.directory import SameRunOnEveryRank
 from tests.helpers.tiny_runs import tiny_args
 from tests.helpers.two_nodes import TWO_NODES
 

@@ -15,10 +15,10 @@ import torch
 from lightning_dl.fit import main
 from lightning_dl.training.callbacks.exact_resume import truncate_metrics_csv
 from lightning_dl.training.cli import LightningDLCLI
-from lightning_dl.training.run.resume import newest_unfinished_run, wandb_run_id
-from lightning_dl.training.run.tracking.wandb_offline import read_offline_run
+from lightning_dl.training.run.directory import newest_unfinished_run, wandb_run_id
 from tests.helpers.faults import SimulatedKill
 from tests.helpers.tiny_runs import BF16, ROOT, run_fit, tiny_args
+from tests.helpers.wandb_offline import read_offline_run
 from tests.helpers.wsj_corpus import write_run_corpus
 
 # Dropout makes every step consume random numbers; with 8 steps an epoch the checkpoint at step
@@ -225,3 +225,28 @@ def test_truncate_metrics_keeps_rows_before_the_checkpoint_and_drops_cut_rows(tm
     path.write_text("epoch,step,train/loss\r\n0,4,1.5\r\n1,1")  # killed mid-row
     truncate_metrics_csv(str(path), 100)
     assert path.read_bytes() == b"epoch,step,train/loss\r\n0,4,1.5\r\n"
+
+
+def test_killed_right_after_a_checkpoint_resumes_with_the_same_metrics_csv(tmp_path):
+    """Killed right after the periodic last.ckpt of a logging step (15), before Lightning logs
+    that step's training row: the checkpoint carries the row, and the resumed run writes it. The
+    resumed run's console has none of the notices a resume used to print; its wall time is the
+    whole run's."""
+    args = tiny_args("--trainer.logger", "[]", "--run.checkpoint_every_n_steps", "5", steps=20)
+    main([*args, "--run.dir", str(tmp_path / "whole")])
+    kill = {"class_path": "tests.helpers.faults.KillAfterWrite",
+            "init_args": {"name": "last.ckpt", "step": 15}}  # fmt: skip
+    run = ["--run.dir", str(tmp_path / "cut")]
+    with pytest.raises(SimulatedKill):
+        main([*args, *run, f"--trainer.callbacks+={json.dumps(kill)}"])
+    carried = _state(tmp_path / "cut" / "checkpoints" / "last.ckpt")["callbacks"]["RunClock"]
+    resumed = run_fit([*args, *run, "--run.auto_resume", "true"])
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output
+    assert "Restored all states" in output
+    assert "weights_only" not in output and "exists and is not empty" not in output, output
+    whole = (tmp_path / "whole" / "metrics.csv").read_text()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == whole
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    segment = summary["segment_wall_time_s"]
+    assert summary["wall_time_s"] == pytest.approx(carried["wall_time_s"] + segment, abs=0.02)

@@ -10,6 +10,7 @@ import os
 import stat
 
 import pytest
+import torch
 
 from lightning_dl.fit import main
 from lightning_dl.training.run import signals
@@ -71,3 +72,57 @@ def test_what_scontrol_is_asked_and_how_a_refusal_reads(tmp_path, monkeypatch):
     assert signals.slurm_job_id() == "40_7"  # array jobs are requeued task by task
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert signals.requeue_slurm_job().startswith("not requeued: scontrol requeue 40_7: ")
+
+
+def _last_not_best(tmp_path, name: str, *extra: str, steps: int = 30) -> list[str]:
+    """A run whose last validation is not its best (mode min on a rising val/acc: the first
+    validation stays the best), recording the weights it ends with in ``<name>.pt``."""
+    return tiny_args(
+        "--run.dir", str(tmp_path / name), "--trainer.logger", "[]", "--checkpoint.mode", "min",
+        "--trainer.callbacks+=tests.helpers.faults.RecordFinalWeights",
+        "--trainer.callbacks.path", str(tmp_path / f"{name}.pt"), *extra, steps=steps,
+    )  # fmt: skip
+
+
+def _assert_last_is_final(tmp_path, name: str) -> dict:
+    last = read_checkpoint(tmp_path / name / "checkpoints" / "last.ckpt")
+    summary = json.loads((tmp_path / name / "summary.json").read_text())
+    assert last["global_step"] == summary["global_step"], name
+    final = torch.load(tmp_path / f"{name}.pt", weights_only=True)
+    assert all(torch.equal(w, last["state_dict"][k]) for k, w in final.items()), name
+    return last
+
+
+def test_last_ckpt_holds_the_last_step_when_completed_interrupted_and_resumed(tmp_path):
+    main(_last_not_best(tmp_path, "whole"))
+    whole = _assert_last_is_final(tmp_path, "whole")
+    assert whole["global_step"] == 30
+    stop = ("--trainer.callbacks+=tests.helpers.faults.SignalOnRank",
+            "--trainer.callbacks.rank", "0", "--trainer.callbacks.step", "13",
+            "--trainer.callbacks.signal", "SIGINT")  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:  # Ctrl-C: stops at the step, as SIGTERM does
+        main(_last_not_best(tmp_path, "cut", *stop))
+    assert stopped.value.code == 1  # as a Ctrl-C always exited
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["status"] == "interrupted"
+    assert _assert_last_is_final(tmp_path, "cut")["global_step"] == 14
+    main(_last_not_best(tmp_path, "cut", "--run.auto_resume", "true"))
+    resumed = _assert_last_is_final(tmp_path, "cut")
+    assert resumed["global_step"] == 30
+    assert all(torch.equal(w, resumed["state_dict"][k]) for k, w in whole["state_dict"].items())
+
+
+def test_last_ckpt_holds_the_last_step_when_max_time_ends_the_run(tmp_path):
+    main(_last_not_best(tmp_path, "timed", "--trainer.max_time", "00:00:00:02", steps=100_000))
+    assert 0 < _assert_last_is_final(tmp_path, "timed")["global_step"] < 100_000
+
+
+def test_the_last_ckpt_of_a_run_with_an_ema_keeps_the_raw_weights_apart(tmp_path):
+    """last.ckpt is written at the last step, before the EMA puts its average into the model at
+    train end: ``current_model_state`` holds the raw weights to continue from."""
+    ema = ("--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA",
+           "--trainer.callbacks.decay", "0.9")  # fmt: skip
+    main(_last_not_best(tmp_path, "ema", *ema, steps=20))
+    last = read_checkpoint(tmp_path / "ema" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 20
+    name = "backbone.net.1.weight"
+    assert not torch.equal(last["state_dict"][name], last["current_model_state"][name])

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from lightning_dl.fit import main
-from lightning_dl.training.run.tracking.wandb_offline import _payloads, read_offline_run
 from tests.helpers.tiny_runs import tiny_args
+from tests.helpers.wandb_offline import _payloads, read_offline_run
 
 
 def _records(run: Path) -> dict[str, list]:

@@ -34,7 +34,7 @@ from lightning_dl.sweep.study import (
     run_dir_of,
     take_over,
 )
-from lightning_dl.training.run.resume import read_summary
+from lightning_dl.training.run.directory import read_summary
 
 # The summary.json figures tabulated for each trial: lightning_dl.training.run.summary.
 # REPORTED_METRICS, repeated so that the sweep does not import Lightning (a test checks).

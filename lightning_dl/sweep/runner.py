@@ -42,7 +42,7 @@ from lightning_dl.sweep.study import (
     run_dir_of,
     take_over,
 )
-from lightning_dl.training.run.resume import COMPLETED, read_summary
+from lightning_dl.training.run.directory import COMPLETED, read_summary
 
 PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
 

@@ -15,7 +15,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -25,10 +24,9 @@ from lightning_dl.tasks import optim
 BackboneFactory = Callable[[tuple[int, ...], int], nn.Module]
 TRAIN_WINDOW = "lightning_dl_train_acc_window"  # checkpoint key of the unlogged train predictions
 FOLD_EVERY = 64  # steps of predictions kept before they are folded into the metric state
-OPTIMIZER_SETTINGS = "lightning_dl_optimizer_settings"  # checkpoint key: the configured optimizer
 
 
-class Classifier(pl.LightningModule):
+class Classifier(optim.ConfiguredOptimizer, pl.LightningModule):
     """Image or frame classifier; logs ``{train,val,test}/{loss,acc}``."""
 
     def __init__(
@@ -50,9 +48,6 @@ class Classifier(pl.LightningModule):
         # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
         self.save_hyperparameters(logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self._configured: dict[str, Any] | None = None  # the optimizer as this run built it
-        self._resumed_from: dict[str, Any] | None = None  # ... and as the checkpoint's run did
-        self._validations = self._plateau_steps = 0  # validations seen, and plateau steps taken
         self.backbone = backbone(tuple(input_shape), num_classes)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
@@ -116,16 +111,14 @@ class Classifier(pl.LightningModule):
             self._train_window.clear()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the training predictions not yet logged (a resumed run logs the same train/acc)
-        and the optimizer settings as configured (a resumed run can tell what changed)."""
+        """Keep the training predictions not yet logged: a resumed run logs the same train/acc."""
+        super().on_save_checkpoint(checkpoint)
         if self._train_window:
             checkpoint[TRAIN_WINDOW] = [(p.cpu(), t.cpu()) for p, t in self._train_window]
-        if self._configured is not None:
-            checkpoint[OPTIMIZER_SETTINGS] = self._configured
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._train_window = list(checkpoint.get(TRAIN_WINDOW, []))  # moved when folded
-        self._resumed_from = checkpoint.get(OPTIMIZER_SETTINGS)
 
     def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
@@ -144,51 +137,3 @@ class Classifier(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
         return self.evaluate(x).argmax(dim=-1)
-
-    def _param_groups(self) -> list[dict[str, Any]]:
-        """Trainable parameters, in the backbone's groups (with their ``lr_scale``) if any."""
-        groups = getattr(self.backbone, "parameter_groups", None)
-        if callable(groups):
-            return groups()
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-
-    def configure_optimizers(self) -> Any:
-        opt = optim.build_optimizer(
-            self.optimizer_factory, self._param_groups(), fused=self.hparams.fused_optimizer
-        )
-        self._configured = optim.settings(opt)
-        if self._resumed_from and self._resumed_from["class"] != self._configured["class"]:
-            raise UserInputError(
-                f"the checkpoint was trained with {self._resumed_from['class']}, this command "
-                f"configures {self._configured['class']}: its optimizer state cannot carry over; "
-                "resume with the same optimizer class, or start a new run"
-            )
-        return optim.with_schedule(
-            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
-        )
-
-    def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:
-            self._validations += 1
-
-    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
-        """Plateau schedules step once per validation; Lightning offers the metric every step."""
-        if metric is None:
-            scheduler.step()
-        elif self._validations > self._plateau_steps:
-            self._plateau_steps = self._validations
-            scheduler.step(metric)
-
-    def on_train_start(self) -> None:
-        """A resumed run trains with this command's optimizer settings, not the checkpoint's."""
-        if not (self._resumed_from and self._configured):
-            return
-        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
-        changes = optim.apply_new_settings(
-            self.trainer.optimizers[0], schedulers, self._resumed_from, self._configured
-        )
-        if changes:
-            rank_zero_info(
-                "resumed with this command's optimizer settings instead of the checkpoint's "
-                f"(optimizer state kept): {'; '.join(changes)}"
-            )

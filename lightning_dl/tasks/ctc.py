@@ -1,21 +1,13 @@
 """The LightningModule for utterance-level phoneme recognition with CTC (HW3P2-style tasks).
 
-Beside :class:`lightning_dl.tasks.classifier.Classifier`: the backbone (any ``class_path``, called
-with the feature dimension and the number of outputs, phonemes + blank) maps a padded batch to
-per-frame scores; the loss is ``torch.nn.functional.ctc_loss`` on fp32 log-probabilities (the
-backbone may run under bf16 autocast). An impossible alignment (more labels than output
-frames) makes the loss infinite: it is never zeroed (``zero_infinity`` stays off), so the NaN
-guard (:mod:`lightning_dl.training.callbacks.nonfinite`) stops the run at that step; the DataModule
-refuses such utterances before training starts. Validation decodes greedily and logs the mean
-Levenshtein distance between predicted and true phoneme strings (``val/dist``, torchmetrics'
-``EditDistance`` on one character per phoneme), lower is better, so checkpoints, the console's
-best value and sweeps minimise it (``monitor``). A few decoded dev utterances are written to
-``val_examples.txt`` in the run directory (and to wandb as a table). Prediction returns each
-utterance's phoneme indices, greedy or by prefix beam search (``beam_width`` > 1).
-
-``clip_grad_norm`` clips the gradients' global norm before each step, on the device (LSTMs
-trained with CTC like it). It is the module's, not ``trainer.gradient_clip_val``, because
-Lightning refuses the trainer's clipping for fused optimizers (our default) under bf16-mixed.
+The backbone (any ``class_path``, called with the feature dimension and phonemes + blank) maps a
+padded batch to per-frame scores; the loss is ``ctc_loss`` on fp32 log-probabilities. An
+impossible alignment makes it infinite, never zeroed, so the NaN guard stops the run there (the
+DataModule refuses such utterances first). Validation decodes greedily and logs the mean
+Levenshtein distance (``val/dist``, lower is better: ``monitor``); a few decoded utterances go to
+``val_examples.txt`` (and wandb). Prediction decodes greedily or by beam search (``beam_width``).
+``clip_grad_norm`` is the module's: Lightning refuses the trainer's with fused optimizers under
+bf16-mixed.
 """
 
 from __future__ import annotations
@@ -63,7 +55,7 @@ def ctc_loss(
         )
 
 
-class CTCRecognizer(pl.LightningModule):
+class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
     """Utterances -> phoneme sequences; logs ``{train,val,test}/loss`` and ``{val,test}/dist``."""
 
     monitor = ("val/dist", "min")  # what the CLI's ModelCheckpoint (and sweeps) optimise
@@ -140,6 +132,7 @@ class CTCRecognizer(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         examples, self._examples = self._examples, []
         if self.trainer.sanity_checking or not examples or not self.trainer.is_global_zero:
             return
@@ -175,12 +168,3 @@ class CTCRecognizer(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.hparams.clip_grad_norm:  # no host read: the scale is applied on the device
             nn.utils.clip_grad_norm_(self.parameters(), self.hparams.clip_grad_norm, foreach=True)
-
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = optim.build_optimizer(
-            self.optimizer_factory, [{"params": params}], fused=self.hparams.fused_optimizer
-        )
-        return optim.with_schedule(
-            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
-        )

@@ -1,17 +1,10 @@
-"""From the config's optimizer and schedule factories to what ``configure_optimizers`` returns.
-
-The config names any optimizer and schedule by ``class_path`` (LightningCLI's dependency
-injection: ``OptimizerCallable`` / ``LRSchedulerCallable``). This module adds what the classes
-alone cannot know:
-
-- per-group learning-rate scales that a backbone asks for (``lr_scale`` in its groups);
-- PyTorch's fused single-kernel implementation when the class has one and the config left
-  ``fused`` unset (the same update rule in one kernel per parameter);
-- the run's length for schedules that need it (``total_steps`` of OneCycleLR, ``T_max`` of
-  CosineAnnealingLR), taken from the trainer when the config leaves it unset;
-- ``ReduceLROnPlateau`` stepped once after each validation, on ``val/loss`` (Lightning offers
-  it the metric after every step; :meth:`Classifier.lr_scheduler_step` keeps only the steps
-  that follow a validation).
+"""From the config's optimizer and schedule factories (``class_path``) to what
+``configure_optimizers`` returns, with what the classes alone cannot know: a backbone's per-group
+``lr_scale``; PyTorch's fused kernel when the class has one and ``fused`` is unset; the run's
+length for ``total_steps`` / ``T_max`` left unset; ``ReduceLROnPlateau`` stepped once per
+validation on ``val/loss`` (Lightning offers it the metric every step); after a resume, the
+resuming command's settings, said in one line. :class:`ConfiguredOptimizer` gives a
+LightningModule (Classifier, CTCRecognizer) all of it.
 """
 
 from __future__ import annotations
@@ -22,13 +15,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+from data_modules.errors import UserInputError
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 RUN_LENGTH_KEYS = ("total_steps", "T_max")  # schedule arguments that mean "steps in the run"
 PLATEAU_MONITOR = "val/loss"
+OPTIMIZER_SETTINGS = "lightning_dl_optimizer_settings"  # checkpoint key: the configured optimizer
 
 
 class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
@@ -117,13 +114,9 @@ def apply_new_settings(
     saved: dict[str, Any],
     configured: dict[str, Any],
 ) -> list[str]:
-    """After a resume, make ``optimizer`` follow the resuming command's settings.
-
-    Loading a checkpoint restores the optimizer's hyper-parameters with its state. The
-    resuming command's choices win: other hyper-parameters (momentum, weight decay, betas, ...)
-    are set as configured; a changed learning rate rescales the lr where the schedule stands
-    (and the schedule's base and peak values) by new / old, so a schedule keeps its shape.
-    The state (momentum buffers, Adam moments, step counts) is kept. Returns what changed.
+    """After a resume (which restores the checkpoint's hyper-parameters), the resuming
+    command's settings win; a new lr rescales the schedule's current, base and peak values by
+    new / old, so it keeps its shape. The state (moments, step counts) stays. Returns the changes.
     """
     changes: list[str] = []
     for i, (group, old, new) in enumerate(
@@ -158,3 +151,70 @@ def with_schedule(
         return opt
     total = int(total_steps())
     return {"optimizer": opt, "lr_scheduler": build_scheduler(scheduler_factory, opt, total)}
+
+
+class ConfiguredOptimizer:
+    """LightningModule hooks for ``optimizer_factory`` / ``scheduler_factory`` (module docstring).
+
+    The checkpoint keeps the optimizer as configured, so a resumed run can tell what its command
+    changed. A module that overrides one of these hooks calls ``super()``.
+    """
+
+    _configured: dict[str, Any] | None = None  # the optimizer as this run built it
+    _resumed_from: dict[str, Any] | None = None  # ... and as the checkpoint's run did
+    _validations = _plateau_steps = 0  # validations seen, and plateau steps taken
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters, in the backbone's groups (with their ``lr_scale``) if any."""
+        groups = getattr(self.backbone, "parameter_groups", None)
+        if callable(groups):
+            return groups()
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self) -> Any:
+        opt = build_optimizer(
+            self.optimizer_factory, self._param_groups(), fused=self.hparams.fused_optimizer
+        )
+        self._configured = settings(opt)
+        if self._resumed_from and self._resumed_from["class"] != self._configured["class"]:
+            raise UserInputError(
+                f"the checkpoint was trained with {self._resumed_from['class']}, this command "
+                f"configures {self._configured['class']}: its optimizer state cannot carry over; "
+                "resume with the same optimizer class, or start a new run"
+            )
+        return with_schedule(
+            opt, self.scheduler_factory, lambda: self.trainer.estimated_stepping_batches
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._configured is not None:
+            checkpoint[OPTIMIZER_SETTINGS] = self._configured
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_from = checkpoint.get(OPTIMIZER_SETTINGS)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._validations += 1
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Plateau schedules step once per validation; Lightning offers the metric every step."""
+        if metric is None:
+            scheduler.step()
+        elif self._validations > self._plateau_steps:
+            self._plateau_steps = self._validations
+            scheduler.step(metric)
+
+    def on_train_start(self) -> None:
+        """A resumed run trains with this command's optimizer settings, not the checkpoint's."""
+        if not (self._resumed_from and self._configured):
+            return
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        changes = apply_new_settings(
+            self.trainer.optimizers[0], schedulers, self._resumed_from, self._configured
+        )
+        if changes:
+            rank_zero_info(
+                "resumed with this command's optimizer settings instead of the checkpoint's "
+                f"(optimizer state kept): {'; '.join(changes)}"
+            )

@@ -32,16 +32,16 @@ from data_modules.errors import (
     require_at_least,
 )
 from lightning_dl.training import console
+from lightning_dl.training.callbacks.checkpoints import LastCheckpoint
 from lightning_dl.training.callbacks.exact_resume import ExactResume
-from lightning_dl.training.callbacks.final_validation import ValidateAtEnd
 from lightning_dl.training.callbacks.nonfinite import NonFiniteLossGuard
-from lightning_dl.training.callbacks.periodic_checkpoint import PeriodicCheckpoint
 from lightning_dl.training.config_errors import OneLineErrorParser
 from lightning_dl.training.precision import RecordPrecision, Trainer
-from lightning_dl.training.run import directory, resume
+from lightning_dl.training.run import directory
 from lightning_dl.training.run.checkpoint_io import AtomicCheckpointIO, accept_old_class_paths
-from lightning_dl.training.run.ranks import SameRunOnEveryRank, decides_run_directory
-from lightning_dl.training.run.signals import CheckpointOnTerminate, install_agreed_signals
+from lightning_dl.training.run.directory import SameRunOnEveryRank, decides_run_directory
+from lightning_dl.training.run.signals import install_agreed_signals
+from lightning_dl.training.run.summary import RunClock
 
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
@@ -226,7 +226,7 @@ class LightningDLCLI(LightningCLI):
             args = entry.init_args
             if not args.get("name"):
                 args.name = f"{run_dir.parent.name}/{run_dir.name}"
-            previous = resume.wandb_run_id(run_dir) if config.ckpt_path else None
+            previous = directory.wandb_run_id(run_dir) if config.ckpt_path else None
             if previous and not args.get("id"):
                 args.id = previous
                 args.resume = "allow"
@@ -250,22 +250,21 @@ class LightningDLCLI(LightningCLI):
             parser.callback_keys = keys
         console.configure_console(trainer, self.config_init.trainer.get("callbacks"))
         run = self.config.run
-        ours: list[pl.Callback] = [RecordPrecision()]
+        ours: list[pl.Callback] = [RecordPrecision(), RunClock()]
         if run.exact_resume:
             ours.append(ExactResume())
         if run.stop_on_nonfinite:
             ours.append(NonFiniteLossGuard())
-        checkpoints = Path(run.dir) / "checkpoints"
-        if trainer.checkpoint_callback is not None:
-            ours.append(ValidateAtEnd())
         install_agreed_signals(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
-        ours += [
-            CheckpointOnTerminate(checkpoints, run.signal_check_every_n_steps),
-            SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")),
-        ]
+        ours.append(SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")))
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
-        if run.checkpoint_every_n_steps is not None:
-            trainer.callbacks.append(PeriodicCheckpoint(checkpoints, run.checkpoint_every_n_steps))
+        trainer.callbacks.append(  # after it: its write after a validation holds the new best
+            LastCheckpoint(
+                Path(run.dir) / "checkpoints",
+                run.checkpoint_every_n_steps,
+                run.signal_check_every_n_steps,
+            )
+        )
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.model)
         return trainer

@@ -129,3 +129,16 @@ class SignalOnRank(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_rank == self.rank and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class RecordFinalWeights(Callback):
+    """Save the module's weights as training leaves them (ended, or stopped by an exception)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.save(pl_module.state_dict(), self.path)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.on_train_end(trainer, pl_module)

@@ -1,1 +1,1 @@
-"""Callbacks the CLI adds to runs: exact resume, non-finite loss guard, periodic checkpoints."""
+"""Callbacks the CLI adds to runs: exact resume, the non-finite loss guard, last.ckpt; and EMA."""

@@ -1,15 +1,10 @@
 """Exponential moving average of the weights, with a warm-up, for validation, checkpoints and test.
 
 Lightning's ``EMAWeightAveraging`` applies its full decay from the first step, so the average
-starts at the random initial weights and forgets them slowly: with decay 0.998 the
-initialisation still makes up 0.998^500 = 37% of the average after 500 steps, and the seed
-ConvNet validates at chance (0.10) there. Like timm's ``ModelEmaV3`` and ``ema-pytorch``, this
-callback warms the decay up with the number of updates t, ``min(decay, 1 - (1 + t)^-power)``,
-so early averages follow the recent weights and later ones reach the configured decay (0.998
-after about 4,000 updates with power 3/4). Integer buffers such as BatchNorm's
-``num_batches_tracked`` are counters: they are copied, not averaged. The decay is computed on
-the device, and the update never reads a device tensor back (torch's ``AveragedModel`` tests
-its device-side counter with ``if`` twice a step, which on a GPU waits for the device).
+keeps the random initial weights for long (0.998^500 = 37% after 500 steps). Like timm's
+``ModelEmaV3``, the decay here warms up with the update count t, ``min(decay, 1 - (1 + t)^-power)``.
+Integer buffers (BatchNorm's ``num_batches_tracked``) are copied, not averaged. The update never
+reads a device tensor back (torch's ``AveragedModel`` tests its device-side counter twice a step).
 """
 
 from __future__ import annotations
@@ -28,31 +23,23 @@ MultiAvgFn = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], No
 
 
 def warmup_ema(decay: float, power: float) -> MultiAvgFn:
-    """``AveragedModel``'s ``multi_avg_fn``: ``avg += w * (current - avg)``.
-
-    ``w = max((1 + t)^-power, 1 - decay)``, the weight of the newest weights; ``t`` is the number
-    of updates already averaged (``AveragedModel`` copies the weights on the first update and calls
-    this from the second on, with t >= 1).
-    """
+    """``AveragedModel``'s ``multi_avg_fn``: ``avg += w * (current - avg)``, with the newest
+    weights' weight ``w = max((1 + t)^-power, 1 - decay)`` after t >= 1 updates."""
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], t: torch.Tensor) -> None:
         if not averaged[0].is_floating_point():  # one call per dtype: these are counters
             torch._foreach_copy_(averaged, current)
             return
         weight = (1 + t.to(averaged[0].dtype)).pow(-power).clamp(min=1 - decay)
-        # one in-place pass, as fast as a float weight (1.7 ms for the 9.2 M-parameter ConvNet
-        # on CPU; subtract-multiply-add took 11 ms), and the weight stays on the device
+        # one in-place pass (1.7 ms for the 9.2 M-parameter ConvNet on CPU, not 11 ms)
         torch._foreach_lerp_(averaged, current, [weight] * len(averaged))
 
     return update
 
 
 class HostCountedAveragedModel(AveragedModel):
-    """``AveragedModel`` whose update keeps a host copy of the update count, so it never waits.
-
-    Same arithmetic as torch's (copy on the first update, ``multi_avg_fn`` per device and dtype
-    afterwards, with the count passed as the device tensor ``n_averaged``).
-    """
+    """``AveragedModel`` with a host copy of the update count, so its update never waits (the
+    same arithmetic: a copy first, then ``multi_avg_fn`` per device and dtype)."""
 
     host_updates: int | None = None  # set at setup (0) and when a checkpoint is loaded
 

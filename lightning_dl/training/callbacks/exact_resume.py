@@ -1,22 +1,15 @@
 """Make a resumed run continue exactly where the checkpoint left it.
 
-Three things differ between an uninterrupted run and a killed-and-resumed one unless handled:
-
-1. *Data order.* The train loader is rebuilt (see :mod:`data_modules.batches.resumable_loader`)
-with a
-   sampler seeded by (seed, epoch) that skips the batches already trained on.
-2. *Random streams* (augmentation, dropout). Rather than snapshotting RNG states, whose position
-   depends on incidental draws (every DataLoader iterator draws a seed; validation may or may
-   not run again after a restart), every training batch gets fresh RNG states derived from
-   (seed, epoch, batch index, rank), set just after the previous batch and after validation. The
-   randomness of a batch is then a pure function of its position, whatever happened before.
-3. *Logged metrics.* torchmetrics states (e.g. a training accuracy accumulated between logging
-   steps) are not part of a module's state_dict; they are saved with the checkpoint and put
-   back. Rows of metrics.csv logged after the checkpoint by the killed run are dropped on
-   resume, so the resumed run's file has no duplicated steps.
-
-Under DDP the same rebuild gives every rank its interleaved share of one global permutation, and
-evaluation loaders get contiguous, unpadded shards, so every sample is seen once per epoch.
+1. *Data order*: the train loader is rebuilt (:mod:`data_modules.batches.resumable_loader`) with
+   a sampler seeded by (seed, epoch) that skips the batches already trained on; under DDP each
+   rank gets its share of one permutation, and evaluation loaders contiguous, unpadded shards.
+2. *Random streams*: every training batch gets RNG states derived from (seed, epoch, batch
+   index, rank), so its randomness does not depend on incidental draws before it (a DataLoader
+   iterator's seed, a validation that may or may not run again after a restart).
+3. *Logged metrics*: torchmetrics states are not in a module's state_dict; they travel in the
+   checkpoint. metrics.csv is flushed (fsync'd) before each checkpoint, which also carries the
+   training row Lightning logs after it at the same step; on resume the rows logged after the
+   checkpoint are dropped and that row is put back, so the file equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -30,6 +23,8 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.apply_func import convert_tensors_to_scalars
+from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.trainer.states import TrainerFn
@@ -41,36 +36,20 @@ from data_modules.io.atomic import write_text_atomic
 
 _EVAL_HOOKS = ("val_dataloader", "test_dataloader")
 METRIC_STATES = "lightning_dl_metric_states"
+PENDING_ROW = "lightning_dl_pending_log_row"  # (metrics, step) logged just after the checkpoint
 
 
-def _detached(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    return [_detached(v) for v in value] if isinstance(value, list) else value
+def _copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().clone()
 
 
-def _moved(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    return [_moved(v, device) for v in value] if isinstance(value, list) else value
-
-
-def _with_own_generator(loaders: Any) -> Any:
-    """Evaluation loaders that draw their iterator seed from a generator of their own.
-
-    A DataLoader without one draws from the global RNG whenever it is iterated; Lightning
-    iterates the validation loader when it resumes from a checkpoint written at a validation
-    step (to skip that validation), which would shift the next training batch's randomness.
-    """
-    if isinstance(loaders, DataLoader):
-        if loaders.generator is None:
-            loaders.generator = torch.Generator().manual_seed(0)
-        return loaders
-    if isinstance(loaders, list | tuple):
-        return type(loaders)(_with_own_generator(loader) for loader in loaders)
-    if isinstance(loaders, dict):
-        return {key: _with_own_generator(loader) for key, loader in loaders.items()}
-    return loaders
+def _own_generator(loader: DataLoader) -> DataLoader:
+    """An evaluation loader that draws its iterator seed from a generator of its own: Lightning
+    iterates the validation loader when it resumes at a validation step (to skip it), which would
+    otherwise shift the next training batch's randomness."""
+    if loader.generator is None:
+        loader.generator = torch.Generator().manual_seed(0)
+    return loader
 
 
 def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
@@ -97,6 +76,25 @@ def truncate_metrics_csv(path: str, before_step: int) -> list[str]:
     return header
 
 
+def _csv_loggers(trainer: pl.Trainer) -> list[CSVLogger]:
+    loggers = trainer.loggers if trainer.is_global_zero else []
+    return [lg for lg in loggers if isinstance(lg, CSVLogger)]
+
+
+def _unlogged_train_row(trainer: pl.Trainer) -> tuple[dict, int] | None:
+    """The training row Lightning logs right after ``on_train_batch_end``, where the checkpoints
+    of a signal or of every K steps are written, as Lightning will log it; None elsewhere."""
+    loop = trainer.fit_loop.epoch_loop
+    progress = loop.batch_progress.current
+    connector = trainer._logger_connector
+    if not trainer.training or progress.processed == progress.completed:
+        return None  # not inside on_train_batch_end: this step's row is logged already
+    if trainer.fit_loop._should_accumulate() or not connector.should_update_logs:
+        return None
+    metrics = convert_tensors_to_scalars(connector.metrics["log"])
+    return {**metrics, "epoch": trainer.current_epoch}, loop._batches_that_stepped
+
+
 class ExactResume(Callback):
     """Seeded, resumable data order and per-batch RNG states; see the module docstring."""
 
@@ -104,7 +102,6 @@ class ExactResume(Callback):
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.position = (0, 0)  # (epoch, index of the next training batch in that epoch)
         self._originals: dict[str, Any] = {}
-        self._flush_pending = False
         self._counts_before_evaluation: dict[str, int] = {}
 
     # -- data --------------------------------------------------------------------------------
@@ -120,14 +117,10 @@ class ExactResume(Callback):
         train = self._originals["train_dataloader"]
         replicas, own_rank = (world, rank) if distributed else (1, 0)
 
+        options = {"num_replicas": replicas, "rank": own_rank, "seed": self.seed}
+
         def train_dataloader() -> Any:
-            return make_resumable(
-                train(),
-                num_replicas=replicas,
-                rank=own_rank,
-                seed=self.seed,
-                position=lambda: self.position,
-            )
+            return make_resumable(train(), **options, position=lambda: self.position)
 
         datamodule.train_dataloader = train_dataloader
         for name in _EVAL_HOOKS:
@@ -137,7 +130,7 @@ class ExactResume(Callback):
                 loaders = original()
                 if distributed:
                     loaders = make_sharded(loaders, num_replicas=world, rank=rank)
-                return _with_own_generator(loaders)
+                return apply_to_collection(loaders, DataLoader, _own_generator)
 
             setattr(datamodule, name, evaluation_dataloader)
 
@@ -152,19 +145,14 @@ class ExactResume(Callback):
         random.seed(seed)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._resume_loader_position(trainer)
-        self._reseed(trainer)
-
-    def _resume_loader_position(self, trainer: pl.Trainer) -> None:
-        """Lightning gives a loader its checkpointed position only when it builds the loader after
-        the restore. With a finite ``max_epochs``, ``trainer.estimated_stepping_batches`` (asked
-        by OneCycleLR) builds it before, and a mid-epoch resume would restart the epoch from its
-        first batch; the position this callback restored says where to continue instead."""
+        """Lightning gives a loader its checkpointed position only when it builds it after the
+        restore; ``estimated_stepping_batches`` (OneCycleLR, finite ``max_epochs``) builds it
+        before, and a mid-epoch resume would restart the epoch: our position says where to go."""
         loader = trainer.train_dataloader
-        if isinstance(loader, ResumableDataLoader) and not loader.restored:
-            epoch, done = self.position
-            if done:
-                loader.sampler.resume_at(epoch, done * (loader.batch_size or 1))
+        epoch, done = self.position
+        if isinstance(loader, ResumableDataLoader) and not loader.restored and done:
+            loader.sampler.resume_at(epoch, done * (loader.batch_size or 1))
+        self._reseed(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.position[0] != trainer.current_epoch:
@@ -174,9 +162,7 @@ class ExactResume(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
-        batch_idx = args[-1]
-        nxt = batch_idx + 1
-        epoch = trainer.current_epoch
+        nxt, epoch = args[-1] + 1, trainer.current_epoch
         self.position = (epoch + 1, 0) if nxt >= trainer.num_training_batches else (epoch, nxt)
         self._reseed(trainer)
 
@@ -193,7 +179,6 @@ class ExactResume(Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        self._flush_pending = True  # rows of this step are logged after the checkpoint
         # A checkpoint written at the end of a validation (ModelCheckpoint) would otherwise carry
         # that validation's accumulators, which Lightning resets right after; a resumed run
         # would add its next validation onto them. Training accumulators are what must carry.
@@ -201,20 +186,19 @@ class ExactResume(Callback):
         checkpoint[METRIC_STATES] = {
             name: {
                 "update_count": metric._update_count,
-                "states": {k: _detached(v) for k, v in metric.metric_state.items()},
+                "states": apply_to_collection(metric.metric_state, torch.Tensor, _copy),
             }
             for name, metric in pl_module.named_modules()
             if isinstance(metric, Metric)
             and (before is None or before.get(name) == metric._update_count)
         }
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
-    ) -> None:
-        if self._flush_pending:
-            self._flush_pending = False
-            for logger in trainer.loggers:
-                logger.save()
+        if (row := _unlogged_train_row(trainer)) is not None:
+            checkpoint[PENDING_ROW] = row
+        for logger in _csv_loggers(trainer):
+            logger.save()
+            if os.path.isfile(path := logger.experiment.metrics_file_path):
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
@@ -226,14 +210,19 @@ class ExactResume(Callback):
             metric = metrics.get(name)
             if isinstance(metric, Metric):
                 for key, value in saved["states"].items():
-                    setattr(metric, key, _moved(value, metric.device))
+                    setattr(
+                        metric,
+                        key,
+                        apply_to_collection(value, torch.Tensor, torch.Tensor.to, metric.device),
+                    )
                 metric._update_count = saved["update_count"]
                 metric._computed = None
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, CSVLogger):
-                truncate_metrics_csv(logger.experiment.metrics_file_path, checkpoint["global_step"])
+        metrics, step = checkpoint.get(PENDING_ROW, (None, checkpoint["global_step"]))
+        for logger in _csv_loggers(trainer):
+            truncate_metrics_csv(logger.experiment.metrics_file_path, step)
+            if metrics:
+                logger.log_metrics(metrics, step)
+                logger.save()
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "position": list(self.position)}

@@ -1,65 +1,121 @@
 """What a person sees while a run trains: one live bar on a terminal, a few plain lines in a log.
 
-On a terminal, :class:`LiveProgressBar` (Lightning's ``RichProgressBar``) draws ONE bar for the
-whole run (optimizer steps, loss, accuracy, it/s, ETA); validation, sanity-check and test bars
-disappear when they finish, and each validation leaves one printed line. When the output is not
-a terminal (CI, ``> log``), :class:`LogProgressBar` never redraws: it prints a line every 10% of
-training, at most one per 30 s and at least one per 5 min, plus the same line per validation.
-
-Both bars show the training metrics of the last logging step from the module's
-``progress_values`` (host floats; see ``Classifier.training_step``), so they never read a device
-tensor, and redraw by time, not per batch. :func:`silence_harmless_notices` drops, by their exact
-text, the notices that Lightning, torch and wandb print on every run and that say nothing about it.
-
-Modules: :mod:`.log_bar`, :mod:`.live_bar`, :mod:`.model_summary`, :mod:`.notices`.
+The bars (:mod:`.bars`) show the module's ``progress_values`` (host floats), so they never read a
+device tensor. The model summary is one line, sized from each parameter's own dtype (Lightning's
+sizes from the trainer's precision and warns on every mixed-precision run).
+:func:`silence_harmless_notices` drops, by their exact text, the notices that Lightning, torch
+and wandb print on every run and that say nothing about it (or, like Lightning's AMP line, say
+what the summary says in our words: ``precision: bf16-mixed``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import sys
+import warnings
 from typing import Any, TextIO
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelSummary, RichModelSummary
 from pytorch_lightning.callbacks.progress import ProgressBar
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.model_summary import get_human_readable_count
 
-from lightning_dl.training.console.live_bar import LiveProgressBar
-from lightning_dl.training.console.log_bar import LineSchedule, LogProgressBar
-from lightning_dl.training.console.model_summary import CompactModelSummary
-from lightning_dl.training.console.notices import (
-    _LOG_FILTER,
-    HARMLESS_LOG_MESSAGES,
-    HARMLESS_WARNINGS,
-    LIGHTNING_LOGGERS,
-    silence_harmless_notices,
+from lightning_dl.training.console.bars import LineSchedule, LiveProgressBar, LogProgressBar
+
+__all__ = ["LineSchedule", "LiveProgressBar", "LogProgressBar"]
+# Warnings that are noise on every run: (exact start of the message, category, emitting module).
+HARMLESS_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    # pytorch_lightning 2.6 builds torch's deprecated LeafSpec itself (torch >= 2.10 warns)
+    ("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, r"pytorch_lightning\."),
+    # fit.main(args) called from Python (tests, sweeps) while sys.argv holds the caller's own
+    ("LightningCLI's args parameter is intended to run from within Python", UserWarning, ""),
+    # a resumed run's own checkpoints (the run directory refuses anyone else's)
+    ("Checkpoint directory ", UserWarning, r"pytorch_lightning\.callbacks\.model_checkpoint"),
+)
+# Lightning log records dropped by their exact text.
+HARMLESS_LOG_MESSAGES: frozenset[str] = frozenset(
+    {
+        "💡 Tip: For seamless cloud logging and experiment tracking, try installing "
+        "[litlogger](https://pypi.org/project/litlogger/) to enable LitLogger, which logs metrics "
+        "and artifacts automatically to the Lightning Experiments platform.",
+        "TPU available: False, using: 0 TPU cores",  # kept when there is a TPU
+        "Using bfloat16 Automatic Mixed Precision (AMP)",  # the summary says "precision: ..."
+        "Using 16bit Automatic Mixed Precision (AMP)",
+    }
+)
+LIGHTNING_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
 )
 
-__all__ = [
-    "HARMLESS_LOG_MESSAGES",
-    "HARMLESS_WARNINGS",
-    "LIGHTNING_LOGGERS",
-    "_LOG_FILTER",
-    "CompactModelSummary",
-    "LineSchedule",
-    "LiveProgressBar",
-    "LogProgressBar",
-    "configure_console",
-    "progress_bar_for",
-    "silence_harmless_notices",
-]
+
+def _not_harmless(record: logging.LogRecord) -> bool:  # a logging filter
+    return record.getMessage() not in HARMLESS_LOG_MESSAGES
+
+
+_LOG_FILTER = _not_harmless
+
+
+def silence_harmless_notices() -> None:
+    """Drop the notices listed above (each by its exact text) and keep wandb's output short:
+    nothing offline (the final table prints ``wandb sync``), the essentials online; the user's
+    ``WANDB_SILENT`` / ``WANDB_QUIET`` win. Safe to call more than once."""
+    for message, category, module in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", re.escape(message), category, module)
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).addFilter(_LOG_FILTER)  # no-op when already added
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
+        os.environ.setdefault("WANDB_SILENT", "true")
+    else:
+        os.environ.setdefault("WANDB_QUIET", "true")
+
+
+class CompactModelSummary(ModelSummary):
+    """The model summary in one line: parameters (trainable), size and the layers that hold them."""
+
+    def _summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Precision .* not supported by the model summary")
+            summary = super()._summary(trainer, pl_module)
+        self._megabytes = sum(p.numel() * p.element_size() for p in pl_module.parameters()) / 1e6
+        return summary
+
+    def summarize(  # type: ignore[override]  # Lightning's is a staticmethod; we need self
+        self,
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        columns = dict(summary_data)
+        layers = [
+            f"{name} {kind} {params.strip()}"
+            for name, kind, params in zip(
+                columns["Name"], columns["Type"], columns["Params"], strict=True
+            )
+            if params.strip() != "0"
+        ]
+        frozen = total_parameters - trainable_parameters
+        line = (
+            f"model: {get_human_readable_count(total_parameters).strip()} parameters"
+            + (f" ({get_human_readable_count(frozen).strip()} frozen)" if frozen else "")
+            + f", {getattr(self, '_megabytes', model_size):.1f} MB"
+            + (f": {', '.join(layers)}" if layers else "")
+        )
+        logging.getLogger("pytorch_lightning.callbacks.model_summary").info(line)
 
 
 def configure_console(
     trainer: pl.Trainer, configured_callbacks: Any = None, stream: TextIO | None = None
 ) -> None:
-    """Swap Lightning's default progress bar and model summary for ours.
-
-    ``configured_callbacks`` are the callbacks the user configured: a progress bar or model
-    summary among them is kept as it is, and so is ``enable_progress_bar=False`` (no bar at all).
-    The bar is :class:`LiveProgressBar` when ``stream`` (default stdout) is a terminal, else
-    :class:`LogProgressBar`.
-    """
+    """Swap Lightning's default progress bar and model summary for ours; a bar or summary among
+    the user's ``configured_callbacks`` is kept, and so is ``enable_progress_bar=False``."""
     given = configured_callbacks or []
     given = list(given) if isinstance(given, list | tuple) else [given]
     keep_bar = any(isinstance(cb, ProgressBar) for cb in given)
@@ -72,8 +128,7 @@ def configure_console(
     for logger in trainer.loggers:
         init = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
         if isinstance(init, dict) and init.get("anonymous") is None:
-            # WandbLogger passes anonymous=None ("not set"), and recent wandb warns on every run
-            # that the setting has no effect; leaving it out is the same run, minus the notice.
+            # anonymous=None ("not set") makes recent wandb warn on every run; None is the default
             init.pop("anonymous", None)
 
 

@@ -8,10 +8,7 @@ A run directory (``<run.root>/<run.name>/<timestamp>/``, or ``--run.dir``)::
     summary.json         status (running / completed / failed / interrupted), error, figures
     wandb/               the wandb run (offline unless the config turns it on)
 
-Modules: :mod:`.directory` (which directory, refusing to overwrite, the ``latest`` link, stale
-temp files), :mod:`.resume` (what a directory can be resumed from), :mod:`.checkpoint_io`
-(atomic checkpoint writes, clear errors for truncated files and full disks), :mod:`.ranks`
-(several processes: global rank 0 decides the directory, the others follow), :mod:`.signals`
-(SIGTERM and SLURM's requeue signal, agreed by all ranks: a checkpoint and exit status 143),
-:mod:`.summary` (summary.json and the final table), :mod:`.curves` (curves.png).
+Modules: :mod:`.directory` (which directory, what it resumes from, several processes),
+:mod:`.checkpoint_io` (atomic checkpoint writes), :mod:`.signals` (SIGTERM, Ctrl-C, SLURM's
+requeue), :mod:`.summary` (summary.json, curves.png, the final table).
 """

@@ -1,24 +1,26 @@
 """Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
 
-``summary.json`` always says where a run stands (STATUSES): ``"running"`` while it trains,
-``"completed"`` with the final metrics, ``"failed"`` with the error, the step it happened at
-and the last checkpoint left on disk, or ``"interrupted"`` (SIGTERM, Ctrl-C) with the same
-details. A run killed outright (SIGKILL, power loss) stays ``"running"``;
-``--run.auto_resume`` treats every run that is not ``"completed"`` as resumable.
+``summary.json`` says where a run stands (STATUSES): ``running``, ``completed`` with the final
+metrics, ``failed`` or ``interrupted`` (a signal) with the error, its step and the last checkpoint
+left. A run killed outright stays ``running``; auto_resume takes every run not ``completed``.
+``wall_time_s`` is the whole run's (carried in checkpoints), ``segment_wall_time_s`` this process's.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
-from data_modules.io.atomic import write_json_atomic
-from lightning_dl.training.run.curves import plot_curves
+from data_modules.io.atomic import atomic_path, write_json_atomic
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
@@ -44,6 +46,29 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+class RunClock(Callback):
+    """Carries the run's wall time in its checkpoints, so a resumed run reports the whole run's."""
+
+    def __init__(self) -> None:
+        self.started, self.carried = time.perf_counter(), 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"wall_time_s": self.carried + time.perf_counter() - self.started}
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # not the best checkpoint that is tested
+            self.carried = float(
+                checkpoint["callbacks"].get(self.state_key, {}).get("wall_time_s", 0)
+            )
+
+
+def _wall_times(trainer: pl.Trainer, segment_s: float) -> dict[str, float]:
+    whole = segment_s + sum(cb.carried for cb in trainer.callbacks if isinstance(cb, RunClock))
+    return {"wall_time_s": round(whole, 2), "segment_wall_time_s": round(segment_s, 2)}
+
+
 def collect_summary(
     trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
 ) -> dict[str, Any]:
@@ -53,7 +78,7 @@ def collect_summary(
     summary: dict[str, Any] = {
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
-        "wall_time_s": round(wall_time_s, 2),
+        **_wall_times(trainer, wall_time_s),
         "precision": str(trainer.precision),  # what ran, "auto" resolved
     }
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
@@ -79,8 +104,7 @@ def held_out_voices(datamodule: Any) -> dict[str, Any]:
 
 
 def _voice_lines(report: dict, tested_split: str) -> list[str]:
-    """Lines of the final table: each split's voices, how many training had, and which voices
-    test/acc is on."""
+    """The final table's lines on each split's voices, and on those test/acc is on."""
     line = f"voices: train {report['train']['voices']}"
     for split in ("dev", "test"):
         if split in report:
@@ -113,17 +137,13 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "last_checkpoint": str(last) if last is not None and last.is_file() else None,
-        "wall_time_s": round(wall_time_s, 2),
+        **_wall_times(trainer, wall_time_s),
     }
 
 
 def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
-    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``).
-
-    When one rank fails, the others usually fail only as a consequence ("connection closed by
-    peer"); rank 0's summary names the original error with this. Older files (from an earlier
-    attempt of a resumed run) are left out.
-    """
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``):
+    the original error, where the others fail only as a consequence ("connection closed")."""
     errors = {}
     for path in sorted((run_dir / "errors").glob("rank*.json")):
         try:
@@ -134,10 +154,47 @@ def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
     return errors
 
 
+def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Column name -> [(step, value)] for every non-empty cell of a CSVLogger file."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
 def plot_run_curves(run_dir: Path) -> None:
-    """curves.png from the run's metrics.csv, when there is one yet."""
-    if (run_dir / "metrics.csv").is_file():
-        plot_curves(run_dir / "metrics.csv", run_dir / "curves.png", title=str(run_dir))
+    """curves.png from the run's metrics.csv, when there is one yet: loss and accuracy (CTC: the
+    edit distance ``dist``) panels, train and val series."""
+    if not (run_dir / "metrics.csv").is_file():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = read_metrics(run_dir / "metrics.csv")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    second = "dist" if "val/dist" in series and "val/acc" not in series else "acc"
+    for ax, metric in zip(axes, ("loss", second), strict=True):
+        for stage, style in (("train", "-"), ("val", "o-")):
+            points = [p for p in series.get(f"{stage}/{metric}", []) if math.isfinite(p[1])]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, style, label=stage, markersize=3, linewidth=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    with atomic_path(run_dir / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
@@ -145,18 +202,14 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -
     write_json_atomic(run_dir / "summary.json", summary)
     plot_run_curves(run_dir)
     lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
-    for key in REPORTED_METRICS:
-        if summary.get(key) is not None:
-            value = summary[key]
-            lines.append(
-                f"{key:<16}{value:>12.4f}" if isinstance(value, float) else f"{key:<16}{value:>12}"
-            )
+    for key in (k for k in REPORTED_METRICS if summary.get(k) is not None):
+        value = f"{summary[key]:.4f}" if isinstance(summary[key], float) else summary[key]
+        lines.append(f"{key:<16}{value:>12}")
     if summary.get("voices"):
         lines += _voice_lines(summary["voices"], summary.get("tested_split", "test"))
     lines.append(f"precision: {summary.get('precision')}")
     if summary.get("tested_checkpoint"):
         lines.append(f"tested: {summary['tested_checkpoint']}")
     lines.append(f"run directory: {run_dir}")
-    for wandb_dir in wandb_dirs:
-        lines.append(f"wandb (offline): sync with `wandb sync {wandb_dir}`")
+    lines += [f"wandb (offline): sync with `wandb sync {folder}`" for folder in wandb_dirs]
     return "\n".join(lines)

@@ -1,1 +1,1 @@
-"""Experiment-tracking helpers (wandb offline runs, read back without a server)."""
+"""Experiment tracking: the CSV logger that a resumed run continues."""

@@ -1,10 +1,8 @@
-"""A CSVLogger that can continue a run's metrics.csv instead of deleting it.
+"""A CSVLogger that continues a run's metrics.csv: Lightning's deletes an existing one.
 
-Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, so a resumed run
-would lose every row logged before the interruption. With ``keep_existing=True`` (the CLI sets
-it when resuming) the file is kept, its columns are remembered, and new rows are appended; the
-rows the killed run logged after its checkpoint are dropped by
-:class:`~lightning_dl.training.callbacks.exact_resume.ExactResume` when the checkpoint is loaded.
+With ``keep_existing=True`` (the CLI sets it when resuming) the file and its columns are kept
+and rows appended; :class:`~lightning_dl.training.callbacks.exact_resume.ExactResume` drops the
+rows a killed run logged after its checkpoint.
 """
 
 from __future__ import annotations
@@ -19,7 +17,9 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 
 class _Writer(ExperimentWriter):
-    keep_existing = False
+    def __init__(self, log_dir: str, keep_existing: bool) -> None:
+        self.keep_existing = keep_existing
+        super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
         """Keep metrics.csv and its columns, or start it afresh (without Lightning's warning)."""
@@ -30,10 +30,6 @@ class _Writer(ExperimentWriter):
             return
         with open(self.metrics_file_path, newline="") as f:
             self.metrics_keys = list(next(csv.reader(f), []))
-
-
-class _KeepingWriter(_Writer):
-    keep_existing = True
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -48,6 +44,5 @@ class ResumableCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            writer = _KeepingWriter if self.keep_existing else _Writer
-            self._experiment = writer(log_dir=self.log_dir)
+            self._experiment = _Writer(self.log_dir, self.keep_existing)
         return super().experiment

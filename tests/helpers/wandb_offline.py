@@ -2,8 +2,8 @@
 
 The file is a 7-byte header (``:W&B``, magic 0xBEE1, version 0) followed by LevelDB-style log
 records in 32 KiB blocks: 4-byte checksum, 2-byte little-endian length, 1-byte type (1 full,
-2 first, 3 middle, 4 last), then that many bytes of a protobuf ``Record``. Tests and tools use
-this to check what a run stored without syncing it anywhere.
+2 first, 3 middle, 4 last), then that many bytes of a protobuf ``Record``. Tests use this to check
+what a run stored without syncing it anywhere.
 """
 
 from __future__ import annotations
