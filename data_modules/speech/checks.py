@@ -50,10 +50,15 @@ class Inventory:
             tuple(str(c) for c in codes) if codes is not None else None,
         )
 
+    @property
+    def unit(self) -> str:
+        """What a class is: a character spells itself; a phoneme has a one-character code."""
+        return "characters" if self.codes == self.symbols else "phonemes"
+
     def describe(self) -> str:
         sequences = self.codes is not None
         what = "utterances" if sequences else "frames"
-        classes = f"{self.num_classes} {'phonemes' if sequences else 'classes'}"
+        classes = f"{self.num_classes} {self.unit if sequences else 'classes'}"
         if self.symbols is not None:
             shown = ", ".join(self.symbols[:4]) + (", ..." if len(self.symbols) > 4 else "")
             classes += f" ({shown})"
@@ -74,12 +79,21 @@ def folder_contents(folder: Path) -> str:
 
 
 def detect_format(
-    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str, expected: str
-) -> tuple[str, list[str]]:
+    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str,
+    expected: str, foreign: dict[str, str],
+) -> tuple[str, list[str]]:  # fmt: skip
     """The layout ``source: auto`` reads in ``data_dir`` (``markers``: each layout's files found
-    there), and the files that told it."""
+    there), and the files that told it; a layout of another task (``foreign``: which) is refused."""
     data_dir = Path(data_dir)
     found = markers(data_dir) if data_dir.is_dir() else {}
+    own = {name: files for name, files in found.items() if name not in foreign}
+    if found and not own:
+        name, files = next(iter(found.items()))
+        raise UserInputError(
+            f"{data_dir}: holds {', '.join(files)}, the {name} layout: {foreign[name]}, not "
+            f"{kind} data"
+        )
+    found = own
     if len(found) == 1:
         return next(iter(found.items()))
     if found:

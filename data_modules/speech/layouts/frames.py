@@ -27,6 +27,11 @@ COURSES = {
     "libriphone": "NTU ML2022 Spring HW2 (libriphone)",
 }
 SUBMISSION_HEADER = {"kaggle": "id,label", "librispeech": "id,label", "libriphone": "Id,Class"}
+READER = "data_modules.speech.sequences.datamodule.UtteranceSequencesDataModule"
+FOREIGN = {  # layouts of another task that share files with these
+    name: f"{READER} reads these transcripts (source: {name})"
+    for name in ("wsj_chars", "librispeech_chars")
+}
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,8 @@ def _markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
     split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
     found = {
-        "kaggle": checks.present(data_dir, ("train.npy", "dev.npy", "test.npy")),
-        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
+        **wsj_files.markers(data_dir),
+        **librispeech_files.markers(data_dir),
         "libriphone": checks.present(data_dir, split_lists),
     }
     if len(found["libriphone"]) < 2:  # a lone split list is no layout
@@ -56,8 +61,9 @@ def _markers(data_dir: Path) -> dict[str, list[str]]:
 
 
 def layout_of(data_dir: str | Path) -> tuple[str, list[str]] | None:
-    """(layout, what identified it) for a folder holding exactly one layout; else None."""
+    """(layout, what identified it) for a folder holding exactly one frame layout; else None."""
     markers = _markers(Path(data_dir)) if Path(data_dir).is_dir() else {}
+    markers = {name: found for name, found in markers.items() if name in FORMATS}
     return next(iter(markers.items())) if len(markers) == 1 else None
 
 
@@ -67,7 +73,7 @@ def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
         f"kaggle ({wsj_files.KAGGLE_FILES}); librispeech ({librispeech_files.LAYOUT}); "
         f"libriphone ({libriphone_files.LAYOUT})"
     )
-    return checks.detect_format(data_dir, _markers, "frame-classification", expected)
+    return checks.detect_format(data_dir, _markers, "frame-classification", expected, FOREIGN)
 
 
 def split_source(
