@@ -120,23 +120,38 @@ def test_phoneme_and_character_transcripts_are_told_apart_or_refused(tmp_path):
         formats.detect_format(root)
 
 
+WSJ_MESSAGES = {
+    "unknown": r"dev_transcripts.npy: utterance 2 has symbol 'Z' at position 4, which is not in",
+    "empty_transcript": r"dev_transcripts.npy: utterance 2: empty transcript",
+    "not_words": r"utterance 2: transcript is ndarray \(2,\), expected a 1-D array of words",
+    "empty_utterance": r"dev.npy: utterance 2 is empty \(0 frames\)",
+    "counts": r"5 transcripts but .*dev.npy has 6 utterances",
+}
+LIBRISPEECH_MESSAGES = {
+    "unknown": r"{name} has symbol 'Z' at position 1, which is not in",
+    "empty_transcript": r"{name}: empty transcript",
+    "not_words": r"{name}: holds float64 \(2,\), expected a 1-D array of",
+    "empty_utterance": r"{name} is empty \(0 frames\)",
+    "counts": r"{name}: no transcript",
+}
+
+
 def _damage_wsj(root: Path, damage: str) -> str:
     words = list(np.load(root / "dev_transcripts.npy", allow_pickle=True))
     frames = list(np.load(root / "dev.npy", allow_pickle=True))
     if damage == "unknown":
         words[2] = np.array([b"THE", b"ZOO"])
     elif damage == "empty_transcript":
-        words[2] = np.array([], dtype="S1")
+        words[2] = np.array([])
+    elif damage == "not_words":
+        words[2] = np.array([1.0, 2.0])
     elif damage == "empty_utterance":
         frames[2] = np.zeros((0, 40), np.float32)
     else:
         words = words[:-1]
     np.save(root / "dev_transcripts.npy", _object_array(words))
     np.save(root / "dev.npy", _object_array(frames))
-    return {"unknown": r"utterance 2 has symbol 'Z' at position 4, which is not in",
-            "empty_transcript": r"utterance 2: empty transcript",
-            "empty_utterance": r"dev.npy: utterance 2 is empty \(0 frames\)",
-            "counts": r"5 transcripts but .*dev.npy has 6 utterances"}[damage]  # fmt: skip
+    return WSJ_MESSAGES[damage]
 
 
 def _damage_librispeech(root: Path, damage: str) -> str:
@@ -146,17 +161,18 @@ def _damage_librispeech(root: Path, damage: str) -> str:
         np.save(transcripts / name, np.array(["<sos>", "T", "Z", "<eos>"]))
     elif damage == "empty_transcript":
         np.save(transcripts / name, np.array(["<sos>", "<eos>"]))
+    elif damage == "not_words":
+        np.save(transcripts / name, np.array([1.0, 2.0]))
     elif damage == "empty_utterance":
         np.save(root / "dev-clean" / "mfcc" / name, np.zeros((0, 28), np.float32))
     else:
         (transcripts / name).unlink()
-    return {"unknown": rf"{name} has symbol 'Z' at position 1, which is not in",
-            "empty_transcript": rf"{name}: empty transcript",
-            "empty_utterance": rf"{name} is empty \(0 frames\)",
-            "counts": rf"{name}: no transcript"}[damage]  # fmt: skip
+    return LIBRISPEECH_MESSAGES[damage].format(name=name)
 
 
-@pytest.mark.parametrize("damage", ["unknown", "empty_transcript", "empty_utterance", "counts"])
+@pytest.mark.parametrize(
+    "damage", ["unknown", "empty_transcript", "not_words", "empty_utterance", "counts"]
+)
 @pytest.mark.parametrize("fmt", ["wsj_chars", "librispeech_chars"])
 def test_bad_dev_files_are_one_line(tmp_path, fmt, damage):
     if fmt == "wsj_chars":

@@ -47,7 +47,8 @@ SOS, EOS = librispeech_files.SOS, librispeech_files.EOS
 
 @dataclass
 class SequenceSplit:
-    """A validated split: frames, phoneme-index sequences (None: unlabelled), and names."""
+    """A validated split: frames, class-index sequences (phonemes or characters; None:
+    unlabelled), and names."""
 
     frames: list[np.ndarray]
     targets: list[np.ndarray] | None
@@ -105,10 +106,11 @@ def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
 
 def _sentence(where: str, words: object) -> str:
     """An HW4P2 WSJ transcript: its words (bytes or str) joined by single spaces."""
-    if not isinstance(words, np.ndarray) or words.ndim != 1 or words.dtype.kind not in "SU":
-        shape = getattr(words, "shape", None)
-        raise UserInputError(f"{where}: transcript {shape}, expected a 1-D array of words")
-    return " ".join(w.decode() if isinstance(w, bytes) else w for w in words.tolist())
+    items = words.tolist() if isinstance(words, np.ndarray) and words.ndim == 1 else None
+    if items is None or not all(isinstance(w, bytes | str) for w in items):
+        what = f"{type(words).__name__} {getattr(words, 'shape', '')}".strip()
+        raise UserInputError(f"{where}: transcript is {what}, expected a 1-D array of words")
+    return " ".join(w.decode() if isinstance(w, bytes) else w for w in items)
 
 
 def _spelled(symbols: np.ndarray, words: bool) -> str:
