@@ -86,9 +86,14 @@ def test_a_frame_config_at_a_transcript_folder_and_the_reverse_are_one_line(tmp_
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("config", ["wsj_mlp", "wsj_ctc"])
-def test_the_command_line_refuses_the_other_task_s_folder_in_one_line(tmp_path, capsys, config):
-    """Exit status 2 and one ``error:`` line, before any training."""
+@pytest.mark.parametrize(
+    "config, source",
+    [("wsj_mlp", "auto"), ("wsj_mlp", "kaggle"), ("wsj_ctc", "auto"), ("wsj_ctc", "wsj")],
+)
+def test_the_command_line_refuses_the_other_task_s_folder_in_one_line(
+    tmp_path, capsys, config, source
+):
+    """Exit status 2 and one ``error:`` line naming the DataModule to use, before training."""
     from data_modules.errors import run_main
     from lightning_dl.fit import main
     from tests.helpers.tiny_runs import ROOT
@@ -98,7 +103,7 @@ def test_the_command_line_refuses_the_other_task_s_folder_in_one_line(tmp_path, 
     else:
         write_corpus(data := tmp_path / "frames")
         reader = "WSJFramesDataModule"
-    args = ["--config", str(ROOT / "configs" / f"{config}.yaml"), "--data.source", "auto",
+    args = ["--config", str(ROOT / "configs" / f"{config}.yaml"), "--data.source", source,
             "--data.data_dir", str(data), "--trainer.logger", "false",
             "--run.dir", str(tmp_path / "run")]  # fmt: skip
     capsys.readouterr()

@@ -78,6 +78,14 @@ def folder_contents(folder: Path) -> str:
     return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
 
 
+def layout_of(
+    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]]
+) -> tuple[str, list[str]] | None:
+    """(layout, what identified it) for a folder holding exactly one layout; else None."""
+    found = markers(Path(data_dir)) if Path(data_dir).is_dir() else {}
+    return next(iter(found.items())) if len(found) == 1 else None
+
+
 def detect_format(
     data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str,
     expected: str, foreign: dict[str, str],

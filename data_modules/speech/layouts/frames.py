@@ -47,7 +47,7 @@ class SplitSource:
     where: str = ""  # the file or folder named in messages
 
 
-def _markers(data_dir: Path) -> dict[str, list[str]]:
+def markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
     split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
     found = {
@@ -60,20 +60,13 @@ def _markers(data_dir: Path) -> dict[str, list[str]]:
     return {name: markers for name, markers in found.items() if markers}
 
 
-def layout_of(data_dir: str | Path) -> tuple[str, list[str]] | None:
-    """(layout, what identified it) for a folder holding exactly one frame layout; else None."""
-    markers = _markers(Path(data_dir)) if Path(data_dir).is_dir() else {}
-    markers = {name: found for name, found in markers.items() if name in FORMATS}
-    return next(iter(markers.items())) if len(markers) == 1 else None
-
-
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
     """The layout ``source: auto`` reads in ``data_dir``, and the files that told it."""
     expected = (
         f"kaggle ({wsj_files.KAGGLE_FILES}); librispeech ({librispeech_files.LAYOUT}); "
         f"libriphone ({libriphone_files.LAYOUT})"
     )
-    return checks.detect_format(data_dir, _markers, "frame-classification", expected, FOREIGN)
+    return checks.detect_format(data_dir, markers, "frame-classification", expected, FOREIGN)
 
 
 def split_source(

@@ -70,7 +70,7 @@ def char_inventory(fmt: str, feature_dim: int, characters: tuple[str, ...]) -> I
     return Inventory(fmt, feature_dim, len(characters), characters, characters)
 
 
-def _markers(data_dir: Path) -> dict[str, list[str]]:
+def markers(data_dir: Path) -> dict[str, list[str]]:
     found = {
         "wsj": checks.present(data_dir, ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")),
         **wsj_files.markers(data_dir),
@@ -85,7 +85,7 @@ def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
         f"wsj ({WSJ_LAYOUT}); librispeech ({librispeech_files.LAYOUT}); wsj_chars "
         f"({CHAR_LAYOUT}); librispeech_chars ({librispeech_files.CHAR_LAYOUT})"
     )
-    return checks.detect_format(data_dir, _markers, "utterance-level", expected, FOREIGN)
+    return checks.detect_format(data_dir, markers, "utterance-level", expected, FOREIGN)
 
 
 def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:

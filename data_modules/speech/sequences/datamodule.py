@@ -19,7 +19,7 @@ from data_modules.batches.augment import mask_frames
 from data_modules.batches.batched import index_batch, passthrough_collate
 from data_modules.batches.bucketing import BucketSampler
 from data_modules.batches.samplers import ResumableSampler
-from data_modules.errors import UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.speech.checks import Inventory
 from data_modules.speech.datamodule import SpeechDataModule
 from data_modules.speech.frames.augment import FrameAugment, check_augment
@@ -171,8 +171,16 @@ class UtteranceSequencesDataModule(SpeechDataModule):
     def input_shape(self) -> tuple[int]:
         return (self.inventory.feature_dim,)
 
+    def _read_split(
+        self, split: str, need_labels: bool, inventory: Inventory | None
+    ) -> tuple[SequenceSplit, Inventory]:
+        try:
+            return formats.read_split(self.format, self.data_dir, split, need_labels, inventory)
+        except InputFileNotFoundError as error:
+            self._refuse(error)
+
     def _read_inventory(self) -> Inventory:
-        data, inventory = formats.read_split(self.format, self.data_dir, "train", True, None)
+        data, inventory = self._read_split("train", True, None)
         self._splits[("train", True)] = data
         return inventory
 
@@ -180,9 +188,7 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         inventory = self.inventory  # the training split's, read first
         key = (split, need_labels)
         if key not in self._splits:
-            self._splits[key], _ = formats.read_split(
-                self.format, self.data_dir, split, need_labels, inventory
-            )
+            self._splits[key], _ = self._read_split(split, need_labels, inventory)
         return self._splits[key]
 
     def _test_split(self) -> str:
