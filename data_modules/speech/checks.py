@@ -53,7 +53,7 @@ class Inventory:
     @property
     def unit(self) -> str:
         """What a class is: a character spells itself; a phoneme has a one-character code."""
-        return "characters" if self.codes == self.symbols else "phonemes"
+        return "characters" if self.codes is not None and self.codes == self.symbols else "phonemes"
 
     def describe(self) -> str:
         sequences = self.codes is not None
@@ -82,8 +82,14 @@ def layout_of(
     data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]]
 ) -> tuple[str, list[str]] | None:
     """(layout, what identified it) for a folder holding exactly one layout; else None."""
-    found = markers(Path(data_dir)) if Path(data_dir).is_dir() else {}
+    found = _found(Path(data_dir), markers)
     return next(iter(found.items())) if len(found) == 1 else None
+
+
+def _found(data_dir: Path, markers: Callable[[Path], dict[str, list[str]]]) -> dict:
+    """The layouts of which ``data_dir`` holds marker files, and those files."""
+    found = markers(data_dir) if data_dir.is_dir() else {}
+    return {name: files for name, files in found.items() if files}
 
 
 def detect_format(
@@ -93,7 +99,7 @@ def detect_format(
     """The layout ``source: auto`` reads in ``data_dir`` (``markers``: each layout's files found
     there), and the files that told it; a layout of another task (``foreign``: which) is refused."""
     data_dir = Path(data_dir)
-    found = markers(data_dir) if data_dir.is_dir() else {}
+    found = _found(data_dir, markers)
     own = {name: files for name, files in found.items() if name not in foreign}
     if found and not own:
         name, files = next(iter(found.items()))

@@ -50,14 +50,12 @@ class SplitSource:
 def markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
     split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
-    found = {
+    libriphone = checks.present(data_dir, split_lists)
+    return {
         **wsj_files.markers(data_dir),
         **librispeech_files.markers(data_dir),
-        "libriphone": checks.present(data_dir, split_lists),
+        "libriphone": libriphone if len(libriphone) > 1 else [],  # a lone split list is none
     }
-    if len(found["libriphone"]) < 2:  # a lone split list is no layout
-        found["libriphone"] = []
-    return {name: markers for name, markers in found.items() if markers}
 
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:

@@ -73,7 +73,7 @@ def markers(data_dir: Path) -> dict[str, list[str]]:
             "letter symbols only); choose with --data.source librispeech or librispeech_chars"
         )
     found = present(data_dir, MARKERS) + (plain if kind == "librispeech_chars" else [])
-    return {kind: found} if found else {}
+    return {kind: found}
 
 
 def partition_files(

@@ -71,12 +71,9 @@ def char_inventory(fmt: str, feature_dim: int, characters: tuple[str, ...]) -> I
 
 
 def markers(data_dir: Path) -> dict[str, list[str]]:
-    found = {
-        "wsj": checks.present(data_dir, ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy")),
-        **wsj_files.markers(data_dir),
-        **librispeech_files.markers(data_dir),
-    }
-    return {name: markers for name, markers in found.items() if markers}
+    """For each layout, the marker files or folders of it that ``data_dir`` holds."""
+    wsj = checks.present(data_dir, ("wsj0_train.npy", "wsj0_dev.npy", "wsj0_test.npy"))
+    return {"wsj": wsj, **wsj_files.markers(data_dir), **librispeech_files.markers(data_dir)}
 
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:

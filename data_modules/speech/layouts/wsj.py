@@ -104,7 +104,7 @@ def markers(data_dir: Path) -> dict[str, list[str]]:
     features = present(data_dir, ("train.npy", "dev.npy", "test.npy"))
     labels = {k: present(data_dir, (f"train{e}", f"dev{e}")) for k, e in LABEL_FILES.items()}
     found = {name: features + files for name, files in labels.items() if files and features}
-    return found or ({"kaggle": features} if features else {})
+    return found or {"kaggle": features}
 
 
 def split_files(
