@@ -60,7 +60,7 @@ def write_librispeech(root: Path, counts=(24, 6, 6), dim: int = 28) -> Path:
 WORDS = ("THE", "CAT", "SAT", "ON", "A", "MAT", "DOG'S")
 CHARACTERS = tuple(sorted(set(" ".join(WORDS))))
 CHAR_FOLDERS = {"raw": ("mfcc", "transcript/raw"), "plain": ("mfcc", "transcript")}
-CHAR_FOLDERS["text"] = ("fbank", "text")  # features, transcripts
+CHAR_FOLDERS |= {"transcripts": ("mfcc", "transcripts"), "text": ("fbank", "text")}
 
 
 def sentences(n: int, dim: int, seed: int) -> list[tuple[np.ndarray, str]]:
@@ -91,8 +91,9 @@ def write_wsj_chars(root: Path, counts=(24, 6, 6), dim: int = 40) -> Path:
 def write_librispeech_chars(
     root: Path, counts=(24, 6, 6), dim: int = 28, variant: str = "raw"
 ) -> Path:
-    """HW4P2 from 2022: ``mfcc`` + ``transcript/raw`` (``raw``) or ``transcript`` (``plain``),
-    characters within ``<sos>``/``<eos>``; ``text``: ``fbank`` (F, T) + ``text`` of words."""
+    """HW4P2 from 2022: ``mfcc`` + ``transcript/raw`` (``raw``), ``transcripts`` or
+    ``transcript`` (``plain``), characters within ``<sos>``/``<eos>``; ``text``: ``fbank``
+    (F, T) + ``text`` of words."""
     features, texts = CHAR_FOLDERS[variant]
     parts = ("train-clean-100", "dev-clean", "test-clean")
     for seed, (part, n) in enumerate(zip(parts, counts, strict=True)):
