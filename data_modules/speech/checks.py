@@ -50,10 +50,15 @@ class Inventory:
             tuple(str(c) for c in codes) if codes is not None else None,
         )
 
+    @property
+    def unit(self) -> str:
+        """What a class is: a character spells itself; a phoneme has a one-character code."""
+        return "characters" if self.codes is not None and self.codes == self.symbols else "phonemes"
+
     def describe(self) -> str:
         sequences = self.codes is not None
         what = "utterances" if sequences else "frames"
-        classes = f"{self.num_classes} {'phonemes' if sequences else 'classes'}"
+        classes = f"{self.num_classes} {self.unit if sequences else 'classes'}"
         if self.symbols is not None:
             shown = ", ".join(self.symbols[:4]) + (", ..." if len(self.symbols) > 4 else "")
             classes += f" ({shown})"
@@ -73,13 +78,36 @@ def folder_contents(folder: Path) -> str:
     return ", ".join(n for n in names if not n.startswith(".")) or "nothing"
 
 
-def detect_format(
-    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str, expected: str
-) -> tuple[str, list[str]]:
-    """The layout ``source: auto`` reads in ``data_dir`` (``markers``: each layout's files found
-    there), and the files that told it."""
-    data_dir = Path(data_dir)
+def layout_of(
+    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]]
+) -> tuple[str, list[str]] | None:
+    """(layout, what identified it) for a folder holding exactly one layout; else None."""
+    found = _found(Path(data_dir), markers)
+    return next(iter(found.items())) if len(found) == 1 else None
+
+
+def _found(data_dir: Path, markers: Callable[[Path], dict[str, list[str]]]) -> dict:
+    """The layouts of which ``data_dir`` holds marker files, and those files."""
     found = markers(data_dir) if data_dir.is_dir() else {}
+    return {name: files for name, files in found.items() if files}
+
+
+def detect_format(
+    data_dir: str | Path, markers: Callable[[Path], dict[str, list[str]]], kind: str,
+    expected: str, foreign: dict[str, str],
+) -> tuple[str, list[str]]:  # fmt: skip
+    """The layout ``source: auto`` reads in ``data_dir`` (``markers``: each layout's files found
+    there), and the files that told it; a layout of another task (``foreign``: which) is refused."""
+    data_dir = Path(data_dir)
+    found = _found(data_dir, markers)
+    own = {name: files for name, files in found.items() if name not in foreign}
+    if found and not own:
+        name, files = next(iter(found.items()))
+        raise UserInputError(
+            f"{data_dir}: holds {', '.join(files)}, the {name} layout: {foreign[name]}, not "
+            f"{kind} data"
+        )
+    found = own
     if len(found) == 1:
         return next(iter(found.items()))
     if found:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,8 +13,8 @@ import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.utils.data import DataLoader
 
-from data_modules.errors import UserInputError, require_at_least
-from data_modules.speech.checks import Inventory
+from data_modules.errors import InputFileNotFoundError, UserInputError, require_at_least
+from data_modules.speech.checks import Inventory, layout_of
 from data_modules.speech.frames.resident import resident_budget
 
 
@@ -27,8 +27,9 @@ def _allowed(hint: Any) -> tuple:
 
 
 class SpeechDataModule(pl.LightningDataModule):
-    """A subclass names its ``layouts`` module (``FORMATS``, ``COURSES``, ``detect_format``) and
-    writes ``_read_inventory``, ``_test_split``, ``_dataset`` and ``_loader``."""
+    """A subclass names its ``layouts`` module (``FORMATS``, ``COURSES``, ``FOREIGN``,
+    ``markers``, ``detect_format``) and writes ``_read_inventory``, ``_test_split``,
+    ``_dataset`` and ``_loader``."""
 
     layouts: ModuleType
     demo_names: dict[str, str] = {}  # layout -> the demo corpus layout written for it
@@ -68,6 +69,17 @@ class SpeechDataModule(pl.LightningDataModule):
             else:
                 self._format = self.hparams.demo_layout if source == "demo" else source
         return self._format
+
+    def _refuse(self, error: InputFileNotFoundError) -> NoReturn:
+        """Raise ``error``, naming the layout ``data_dir`` holds if it is not the one asked for."""
+        found = layout_of(self.data_dir, self.layouts.markers)
+        if found is None or found[0] == self.format:
+            raise error
+        name, files = found
+        hint = self.layouts.FOREIGN.get(name, f"--data.source {name} (or auto) reads it")
+        raise InputFileNotFoundError(
+            f"{error}; {self.data_dir} holds the {name} layout ({', '.join(files)}): {hint}"
+        ) from error
 
     @property
     def _demo_name(self) -> str:

@@ -121,12 +121,13 @@ class DemoFolderTakenError(UserInputError, FileExistsError):
 
 def _foreign_folder_message(out_dir: Path) -> str:
     """Why a non-empty folder that is no demo corpus is refused, and what to do instead."""
-    from data_modules.speech.layouts.frames import COURSES, layout_of  # the readers import torch
+    from data_modules.speech.checks import layout_of
+    from data_modules.speech.layouts import frames  # the readers import torch
 
-    found = layout_of(out_dir)
+    found = layout_of(out_dir, frames.markers)
     if found is not None:
         layout, markers = found
-        name = "Kaggle WSJ" if layout == "kaggle" else f"{COURSES[layout]}"
+        name = "Kaggle WSJ" if layout == "kaggle" else frames.COURSES.get(layout, layout)
         return (
             f"{out_dir} holds {name} files ({', '.join(markers)}), not a demo corpus: "
             f"--data.source {layout} (source: {layout} in a config) trains on them; to build "

@@ -3,7 +3,8 @@
 ``kaggle`` ((T, 40) log-mels, classes 0..137), ``librispeech`` (28 cepstra, a symbol a frame),
 ``libriphone`` (13 cepstra with deltas, classes 0..45, no dev split), ``wsj_ctc`` and
 ``librispeech_ctc`` (phoneme sequences: each run of equal frame phonemes once, as eSpeak marks
-no boundary between them). Test labels are demo-only, so test accuracy can be measured."""
+no boundary between them), ``wsj_chars`` and ``librispeech_chars`` (HW4P2: the sentences spelt
+in capitals). Test labels are demo-only, so test accuracy can be measured."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import numpy as np
 
 from . import corpus, features, phonemes
 
-LAYOUTS = ("kaggle", "librispeech", "libriphone", "wsj_ctc", "librispeech_ctc")
+LAYOUTS = ("kaggle", "librispeech", "libriphone", "wsj_ctc", "librispeech_ctc", "wsj_chars")
+LAYOUTS += ("librispeech_chars",)
+CHARACTERS = tuple(sorted(" .0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))  # all the grammar spells
 PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 LIBRISPEECH_CEPSTRA = 28
 LIBRIPHONE_CEPSTRA = 13
 SOS, EOS = "[SOS]", "[EOS]"
+
+
+def spelt(text: str) -> str:
+    """A demo sentence as HW4P2 transcribes: capitals, no commas, no closing period."""
+    return text.upper().replace(",", "").removesuffix(".")
 
 
 def phoneme_symbols() -> list[str]:
@@ -39,6 +47,9 @@ def inventory(layout: str) -> dict:
         found = Inventory(layout, 3 * LIBRIPHONE_CEPSTRA, n)
     elif layout == "wsj_ctc":
         found = Inventory("wsj", features.N_MELS, n, phonemes.PHONEMES, WSJ_CODES)
+    elif layout in ("wsj_chars", "librispeech_chars"):
+        dim = features.N_MELS if layout == "wsj_chars" else LIBRISPEECH_CEPSTRA
+        found = Inventory(layout, dim, len(CHARACTERS), CHARACTERS, CHARACTERS)
     elif layout == "librispeech_ctc":
         symbols = tuple(sorted(phoneme_symbols()))
         codes = codes_for(symbols, LIBRISPEECH_CODES, "the demo corpus")
@@ -79,6 +90,10 @@ def files(layout: str) -> list[str]:
         return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript")]
     if layout == "wsj_ctc":
         return [f"wsj0_{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_merged_labels")]
+    if layout == "wsj_chars":
+        return [f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_transcripts")]
+    if layout == "librispeech_chars":
+        return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript/raw")]
     return ["feat/train", "feat/test", "train_split.txt", "test_split.txt", "train_labels.txt",
             "test_labels.txt"]  # fmt: skip
 
@@ -95,6 +110,21 @@ def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None
             np.save(out / f"wsj0_{split}.npy", _object_array([results[i][0] for i in chosen]))
             sequences = [phoneme_sequence(results[i][1]) for i in chosen]
             np.save(out / f"wsj0_{split}_merged_labels.npy", _object_array(sequences))
+    elif layout == "wsj_chars":
+        for split, chosen in by_split.items():
+            np.save(out / f"{split}.npy", _object_array([results[i][0] for i in chosen]))
+            words = [np.array(spelt(specs[i].text).split(), dtype="S") for i in chosen]
+            np.save(out / f"{split}_transcripts.npy", _object_array(words))
+    elif layout == "librispeech_chars":
+        for split, chosen in by_split.items():
+            part = out / PARTITIONS[split]
+            (part / "mfcc").mkdir(parents=True)
+            (part / "transcript" / "raw").mkdir(parents=True)
+            for i in chosen:
+                name = f"{utterance_id(specs[i].index)}.npy"
+                np.save(part / "mfcc" / name, features.mfcc(results[i][0], LIBRISPEECH_CEPSTRA))
+                spelling = ["<sos>", *spelt(specs[i].text), "<eos>"]
+                np.save(part / "transcript" / "raw" / name, np.array(spelling))
     elif layout in ("librispeech", "librispeech_ctc"):
         symbols = np.array(phoneme_symbols())
         for split, chosen in by_split.items():

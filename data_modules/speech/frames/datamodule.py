@@ -23,7 +23,7 @@ from data_modules.speech.frames.memmap import ChunkedRandomSampler, ContextWindo
 from data_modules.speech.frames.resident import ResidentWindowDataset, entry_bytes
 from data_modules.speech.frames.voices import split_voices, voices_report
 from data_modules.speech.layouts import frames as layouts
-from data_modules.speech.layouts.frames import SplitSource, layout_of, split_source
+from data_modules.speech.layouts.frames import SplitSource, split_source
 
 
 class SpeechFramesDataModule(SpeechDataModule):
@@ -94,13 +94,7 @@ class SpeechFramesDataModule(SpeechDataModule):
                 self.format, self.data_dir, split, need_labels, hp.val_fraction, hp.split_seed
             )
         except InputFileNotFoundError as error:
-            found = layout_of(self.data_dir)
-            if found is None or found[0] == self.format:
-                raise
-            raise InputFileNotFoundError(
-                f"{error}; {self.data_dir} holds the {found[0]} layout ({', '.join(found[1])}): "
-                f"--data.source {found[0]} (or auto) reads it"
-            ) from error
+            self._refuse(error)
 
     def _entry(self, split: str, need_labels: bool) -> CacheEntry:
         inventory = self._known_inventory()

@@ -27,6 +27,11 @@ COURSES = {
     "libriphone": "NTU ML2022 Spring HW2 (libriphone)",
 }
 SUBMISSION_HEADER = {"kaggle": "id,label", "librispeech": "id,label", "libriphone": "Id,Class"}
+READER = "data_modules.speech.sequences.datamodule.UtteranceSequencesDataModule"
+FOREIGN = {  # layouts of another task that share files with these
+    name: f"{READER} reads these transcripts (source: {name})"
+    for name in ("wsj_chars", "librispeech_chars")
+}
 
 
 @dataclass(frozen=True)
@@ -42,23 +47,15 @@ class SplitSource:
     where: str = ""  # the file or folder named in messages
 
 
-def _markers(data_dir: Path) -> dict[str, list[str]]:
+def markers(data_dir: Path) -> dict[str, list[str]]:
     """For each layout, the marker files or folders of it that ``data_dir`` holds."""
     split_lists = ("feat/train", "feat/test", "train_split.txt", "test_split.txt")
-    found = {
-        "kaggle": checks.present(data_dir, ("train.npy", "dev.npy", "test.npy")),
-        "librispeech": checks.present(data_dir, librispeech_files.MARKERS),
-        "libriphone": checks.present(data_dir, split_lists),
+    libriphone = checks.present(data_dir, split_lists)
+    return {
+        **wsj_files.markers(data_dir),
+        **librispeech_files.markers(data_dir),
+        "libriphone": libriphone if len(libriphone) > 1 else [],  # a lone split list is none
     }
-    if len(found["libriphone"]) < 2:  # a lone split list is no layout
-        found["libriphone"] = []
-    return {name: markers for name, markers in found.items() if markers}
-
-
-def layout_of(data_dir: str | Path) -> tuple[str, list[str]] | None:
-    """(layout, what identified it) for a folder holding exactly one layout; else None."""
-    markers = _markers(Path(data_dir)) if Path(data_dir).is_dir() else {}
-    return next(iter(markers.items())) if len(markers) == 1 else None
 
 
 def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
@@ -67,7 +64,7 @@ def detect_format(data_dir: str | Path) -> tuple[str, list[str]]:
         f"kaggle ({wsj_files.KAGGLE_FILES}); librispeech ({librispeech_files.LAYOUT}); "
         f"libriphone ({libriphone_files.LAYOUT})"
     )
-    return checks.detect_format(data_dir, _markers, "frame-classification", expected)
+    return checks.detect_format(data_dir, markers, "frame-classification", expected, FOREIGN)
 
 
 def split_source(

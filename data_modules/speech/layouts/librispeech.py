@@ -2,10 +2,14 @@
 
 ``<root>/{train-clean-100,dev-clean,test-clean}/mfcc/<utt>.npy`` (T, D) and, but for test,
 ``transcript/<utt>.npy`` (``[SOS]``, a symbol per frame, ``[EOS]``), paired by sorted name. The
-classes are the training transcripts' sorted symbols (or a demo manifest's)."""
+classes are the training transcripts' sorted symbols (or a demo manifest's). HW4P2 (Fall 2022
+on) has the same partitions with character transcripts (``<sos>`` ... ``<eos>``) in
+``transcript/raw`` (``transcripts`` in 2023; ``text``, of words, beside ``fbank`` (F, T)
+features from 2024)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ from data_modules.speech.checks import (
     Inventory,
     SplitData,
     folder_contents,
+    present,
     read_frame_files,
     symbols_to_classes,
 )
@@ -23,22 +28,64 @@ from data_modules.speech.layouts.wsj import read_array
 PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
 MARKERS = tuple(f"{part}/mfcc" for part in PARTITIONS.values())  # what tells the layout
 SOS, EOS = "[SOS]", "[EOS]"
+CHAR_MARKS = ("<sos>", "<eos>")  # HW4P2's, around characters
+CHAR_TEXTS = ("transcript/raw", "transcripts", "text")  # HW4P2's, Fall 2022, 2023, 2024 on
+FEATURES = ("mfcc", "fbank")  # fbank files hold (F, T)
 LAYOUT = (
     "train-clean-100/, dev-clean/ and test-clean/, each with mfcc/*.npy and (except "
     "test-clean) transcript/*.npy"
 )
+CHAR_LAYOUT = LAYOUT.replace("mfcc/*.npy", "mfcc/*.npy (or fbank/)").replace("t/", "t/raw/")
+
+
+def folders(data_dir: Path, split: str, chars: bool) -> tuple[str, str]:
+    """A partition's features and transcript folder names: HW4P2's first present, if ``chars``."""
+    if not chars:
+        return "mfcc", "transcript"
+    part = data_dir / PARTITIONS[split]
+    features = (present(part, FEATURES) or ["mfcc"])[0]
+    return features, (present(part, (*CHAR_TEXTS, "transcript")) or [CHAR_TEXTS[0]])[0]
+
+
+def _content_kind(folder: Path) -> str | None:
+    """``librispeech_chars`` or ``librispeech`` from a first transcript; None: cannot tell."""
+    first = min(folder.glob("*.npy"), default=None)
+    symbols = [] if first is None else read_symbols(first).tolist()
+    if any(s in CHAR_MARKS or s == " " for s in symbols):
+        return "librispeech_chars"
+    if first is None or any(len(s) > 1 for s in symbols):
+        return "librispeech"
+    return None
+
+
+def markers(data_dir: Path) -> dict[str, list[str]]:
+    """The LibriSpeech layout in ``data_dir``, told by its folders (HW4P2's ``transcript/raw``,
+    ``text``, ``fbank``) or else by what a ``transcript/`` file spells: phonemes or characters."""
+    parts = PARTITIONS.values()
+    chars = present(data_dir, [f"{p}/{t}" for p in parts for t in (*CHAR_TEXTS, "fbank")])
+    if chars:
+        return {"librispeech_chars": chars}
+    plain = present(data_dir, [f"{p}/transcript" for p in parts])
+    kind = _content_kind(data_dir / plain[0]) if plain else "librispeech"
+    if kind is None:
+        raise UserInputError(
+            f"{data_dir / plain[0]}: cannot tell phoneme transcripts from character ones (one-"
+            "letter symbols only); choose with --data.source librispeech or librispeech_chars"
+        )
+    found = present(data_dir, MARKERS) + (plain if kind == "librispeech_chars" else [])
+    return {kind: found}
 
 
 def partition_files(
-    data_dir: Path, split: str, need_labels: bool
+    data_dir: Path, split: str, need_labels: bool, chars: bool = False
 ) -> tuple[list[Path], list[Path] | None]:
-    """The sorted MFCC files of ``split``'s partition and their transcripts (None if absent)."""
+    """The sorted feature files of ``split``'s partition and their transcripts (None if absent)."""
     part = data_dir / PARTITIONS[split]
-    mfcc_dir, transcript_dir = part / "mfcc", part / "transcript"
+    mfcc_dir, transcript_dir = (part / name for name in folders(data_dir, split, chars))
     if not mfcc_dir.is_dir():
         raise InputFileNotFoundError(
-            f"{mfcc_dir}: missing partition. Expected in {data_dir}: {LAYOUT} "
-            f"(found: {folder_contents(data_dir)})"
+            f"{mfcc_dir}: missing partition. Expected in {data_dir}: "
+            f"{CHAR_LAYOUT if chars else LAYOUT} (found: {folder_contents(data_dir)})"
         )
     mfcc = sorted(mfcc_dir.glob("*.npy"))
     if not mfcc:
@@ -109,7 +156,7 @@ def read_split(
 
 
 def to_classes(
-    paths: list[Path], symbols: list[np.ndarray], inventory: Inventory | None
+    paths: Sequence[Path | str], symbols: list[np.ndarray], inventory: Inventory | None
 ) -> tuple[list[np.ndarray], tuple[str, ...]]:
     """Each transcript's class indices, in the order of the inventory's symbols (or, reading
     the training partition, of the sorted symbols found), and that order."""

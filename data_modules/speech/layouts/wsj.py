@@ -18,6 +18,7 @@ from data_modules.speech.checks import (
     check_utterances,
     folder_contents,
     largest_class,
+    present,
 )
 
 CLASSES = 138  # the Kaggle WSJ task's: 46 phonemes x 3 states
@@ -94,6 +95,16 @@ def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
 
 
 KAGGLE_FILES = "train.npy, train_labels.npy, dev.npy, dev_labels.npy, test.npy"
+LABEL_FILES = {"kaggle": "_labels.npy", "wsj_chars": "_transcripts.npy"}  # beside {split}.npy
+
+
+def markers(data_dir: Path) -> dict[str, list[str]]:
+    """The 2019 layouts of ``train.npy``, ``dev.npy``, ``test.npy``, told by their label files:
+    HW1P2's frame labels (``kaggle``) or HW4P2's transcripts (``wsj_chars``)."""
+    features = present(data_dir, ("train.npy", "dev.npy", "test.npy"))
+    labels = {k: present(data_dir, (f"train{e}", f"dev{e}")) for k, e in LABEL_FILES.items()}
+    found = {name: features + files for name, files in labels.items() if files and features}
+    return found or {"kaggle": features}
 
 
 def split_files(

@@ -1,4 +1,4 @@
-"""Whole utterances and their phoneme sequences for CTC (every HW3P2-style Kaggle since 2019).
+"""Whole utterances and their phoneme (HW3P2, CTC) or character (HW4P2) sequences.
 
 A split is one ``(N, D)`` tensor of its frames plus offsets (on the training device when it
 fits); a batch is one gather of ``(B, T_max)`` indices there, padding zeroed. Training batches
@@ -19,7 +19,7 @@ from data_modules.batches.augment import mask_frames
 from data_modules.batches.batched import index_batch, passthrough_collate
 from data_modules.batches.bucketing import BucketSampler
 from data_modules.batches.samplers import ResumableSampler
-from data_modules.errors import UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError
 from data_modules.speech.checks import Inventory
 from data_modules.speech.datamodule import SpeechDataModule
 from data_modules.speech.frames.augment import FrameAugment, check_augment
@@ -27,6 +27,7 @@ from data_modules.speech.layouts import sequences as formats
 from data_modules.speech.layouts.sequences import SequenceSplit
 
 MASKING_KEYS = ("freq_mask", "time_mask", "p")
+Layout = Literal["wsj", "librispeech", "wsj_chars", "librispeech_chars"]  # formats.FORMATS
 
 
 def _masking_only(spec: dict | None) -> dict | None:
@@ -73,9 +74,10 @@ class UtteranceDataset(Dataset):
     utterance ``order[i]``."""
 
     def __init__(
-        self, split: SequenceSplit, device: torch.device, order: np.ndarray | None = None
-    ) -> None:
-        self.names = split.names
+        self, split: SequenceSplit, device: torch.device, order: np.ndarray | None = None,
+        unit: str = "phonemes",
+    ) -> None:  # fmt: skip
+        self.names, self.unit = split.names, unit  # unit: what a target class is, for messages
         self.lengths = np.array([len(f) for f in split.frames], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.frames = torch.from_numpy(np.concatenate(split.frames).astype(np.float32)).to(device)
@@ -121,7 +123,7 @@ class UtteranceDataset(Dataset):
         if len(bad):
             i = int(bad[0])
             raise UserInputError(
-                f"{self.names[i]}: {self.target_lengths[i]} phonemes "
+                f"{self.names[i]}: {self.target_lengths[i]} {self.unit} "
                 f"({self.min_frames[i] - self.target_lengths[i]} repeated) need at least "
                 f"{self.min_frames[i]} output frames under CTC, but its {self.lengths[i]} frames "
                 f"give {frames[i]} after the model's time downsampling ({len(bad)} utterance(s) "
@@ -130,7 +132,8 @@ class UtteranceDataset(Dataset):
 
 
 class UtteranceSequencesDataModule(SpeechDataModule):
-    """Utterances with phoneme sequences for CTC, in an HW3P2 layout or the demo corpus.
+    """Utterances with phoneme (CTC) or character (attention) sequences, in an HW3P2 or HW4P2
+    layout or the demo corpus.
 
     ``batch_size`` counts utterances; ``bucket_pool`` global batches are sorted by length together
     (0: a plain seeded shuffle). ``augment``: masking only. Otherwise as the frame DataModule."""
@@ -141,7 +144,7 @@ class UtteranceSequencesDataModule(SpeechDataModule):
     def __init__(
         self,
         data_dir: str = "data/librispeech_ctc_demo",
-        source: Literal["auto", "wsj", "librispeech", "demo"] = "auto",
+        source: Literal["auto", "demo"] | Layout = "auto",
         batch_size: int = 32,
         bucket_pool: int = 32,
         normalize: Literal["none", "utterance", "global"] = "utterance",
@@ -149,7 +152,7 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         augment: FrameAugment | None = None,
         sort_eval: bool = True,
         predict_split: Literal["test", "dev"] = "test",
-        demo_layout: Literal["wsj", "librispeech"] = "librispeech",
+        demo_layout: Layout = "librispeech",
         demo_utterances: int = 500,
         demo_seed: int = 0,
         demo_workers: int = 2,
@@ -168,8 +171,16 @@ class UtteranceSequencesDataModule(SpeechDataModule):
     def input_shape(self) -> tuple[int]:
         return (self.inventory.feature_dim,)
 
+    def _read_split(
+        self, split: str, need_labels: bool, inventory: Inventory | None
+    ) -> tuple[SequenceSplit, Inventory]:
+        try:
+            return formats.read_split(self.format, self.data_dir, split, need_labels, inventory)
+        except InputFileNotFoundError as error:
+            self._refuse(error)
+
     def _read_inventory(self) -> Inventory:
-        data, inventory = formats.read_split(self.format, self.data_dir, "train", True, None)
+        data, inventory = self._read_split("train", True, None)
         self._splits[("train", True)] = data
         return inventory
 
@@ -177,9 +188,7 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         inventory = self.inventory  # the training split's, read first
         key = (split, need_labels)
         if key not in self._splits:
-            self._splits[key], _ = formats.read_split(
-                self.format, self.data_dir, split, need_labels, inventory
-            )
+            self._splits[key], _ = self._read_split(split, need_labels, inventory)
         return self._splits[key]
 
     def _test_split(self) -> str:
@@ -209,7 +218,8 @@ class UtteranceSequencesDataModule(SpeechDataModule):
         frame_bytes = sum(len(f) for f in data.frames) * data.feature_dim * 4
         on_cpu = self._training_device().type == "cpu"
         device = None if on_cpu else self._resident_device(frame_bytes)
-        dataset = UtteranceDataset(self._normalized(data), device or torch.device("cpu"), order)
+        device = device or torch.device("cpu")
+        dataset = UtteranceDataset(self._normalized(data), device, order, self.inventory.unit)
         self._splits.pop((split, labelled), None)  # the dataset holds the frames now
         return dataset
 
