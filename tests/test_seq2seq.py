@@ -78,7 +78,7 @@ def test_transformer_cached_steps_equal_the_parallel_forward():
     for t in range(inputs.shape[1]):
         scores, state, weights = model.step(state, inputs[:, t])
         steps, step_weights = steps + [scores], step_weights + [weights]
-    assert state[1].shape[-2] == inputs.shape[1]  # the cache holds every step's keys
+    assert state[0].shape[-2] == inputs.shape[1]  # the cache holds every step's keys
     torch.testing.assert_close(torch.stack(steps, 1), parallel, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(step_weights, 1), parallel_weights, atol=1e-5, rtol=1e-5)
 
@@ -141,19 +141,19 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
     """Killed at step 14 (last.ckpt from step 12, mid-epoch: 5 bucketed batches an epoch)."""
     from tests.helpers.tiny_runs import run_fit
 
-    data = write_wsj(tmp_path / "d")
+    kill = [
+        "--trainer.callbacks+=tests.helpers.faults.KillAtStep",
+        "--trainer.callbacks.step",
+        "14",
+    ]
     args = [
-        *TINY, "--data.data_dir", str(data), "--data.batch_size", "5",
+        *TINY, "--data.data_dir", str(write_wsj(tmp_path / "d")), "--data.batch_size", "5",
         "--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
         "--run.checkpoint_every_n_steps", "6", "--model.teacher_forcing", "[1.0, 0.6]",
         "--data.augment", "{freq_mask: 4, time_mask: 3, p: 0.5}",
     ]  # fmt: skip
     reference = fit_main([*args, "--run.dir", str(tmp_path / "a")])
-    killed = run_fit(
-        [*args, "--run.dir", str(tmp_path / "b"),
-         "--trainer.callbacks+=tests.helpers.faults.KillAtStep", "--trainer.callbacks.step", "14"]
-    )  # fmt: skip
-    assert killed.returncode != 0
+    assert run_fit([*args, *kill, "--run.dir", str(tmp_path / "b")]).returncode != 0
     resumed = fit_main([*args, "--run.dir", str(tmp_path / "b"), "--ckpt_path", "last"])
     a, b = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True) for r in "ab")
     assert a["global_step"] == b["global_step"] == 20

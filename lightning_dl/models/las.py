@@ -64,6 +64,8 @@ class Attention(nn.Module):
 class LAS(nn.Module):
     """``(B, T, input_dim)`` utterances -> ``vocab_size`` scores per output token."""
 
+    moving_state = 4  # the decoder state's entries that change per step (h, c, context, weights)
+
     def __init__(
         self,
         input_dim: int,

@@ -84,6 +84,8 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """``(B, T, input_dim)`` utterances -> ``vocab_size`` scores per output token."""
 
+    moving_state = 1  # the decoder state's entries that change per step (the cache)
+
     def __init__(
         self,
         input_dim: int,
@@ -145,21 +147,21 @@ class Transformer(nn.Module):
             [block.memory(memory) for block in self.decoder], 2
         )  # (2, B, n, ...)
         past = memory_kv[..., :0, :]  # an empty self-attention cache
-        return memory_kv.transpose(0, 1), past.transpose(0, 1), mask
+        return past.transpose(0, 1), memory_kv.transpose(0, 1), mask
 
     def step(self, state: State, tokens: torch.Tensor) -> tuple[torch.Tensor, State, torch.Tensor]:
         """Scores ``(B, V)`` after ``tokens`` ``(B,)``, the next state, the cross weights."""
-        memory_kv, past, mask = state
+        past, memory_kv, mask = state
         scores, cache, weights = self._run(
             tokens[:, None], past.shape[-2], mask.new_ones(()), memory_kv, mask[:, None, None], past
         )
-        return scores[:, 0], (memory_kv, cache.transpose(0, 1), mask), weights[:, 0]
+        return scores[:, 0], (cache.transpose(0, 1), memory_kv, mask), weights[:, 0]
 
     def decode(
         self, memory: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced scores ``(B, L, V)`` and last-layer cross weights ``(B, L, S)``."""
-        memory_kv = self.start(memory, mask)[0]
+        memory_kv = self.start(memory, mask)[1]
         n = inputs.shape[1]
         causal = torch.ones(n, n, dtype=torch.bool, device=inputs.device).tril()
         scores, _, weights = self._run(inputs, 0, causal, memory_kv, mask[:, None, None])

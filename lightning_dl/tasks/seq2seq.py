@@ -38,8 +38,10 @@ CHECK_EVERY = 8
 ATTENTION_DIR = "attention"
 
 
-def reorder(state: State, index: torch.Tensor) -> State:
-    return tuple(s.index_select(0, index) for s in state)
+def reorder(state: State, index: torch.Tensor, moving: int) -> State:
+    """The state of the beams ``index`` picked; the entries from ``moving`` on (the encoder's,
+    the same for every beam of an utterance) stay as they are."""
+    return tuple(s.index_select(0, index) if i < moving else s for i, s in enumerate(state))
 
 
 def greedy_decode(model: nn.Module, memory: torch.Tensor, mask: torch.Tensor, steps: int):
@@ -59,9 +61,7 @@ def greedy_decode(model: nn.Module, memory: torch.Tensor, mask: torch.Tensor, st
 def beam_decode(model, memory, mask, steps: int, width: int, length_penalty: float):
     """``(B, steps)`` tokens of the best of ``width`` beams by log-probability / length**a."""
     b, device = len(mask), mask.device
-    state = reorder(
-        model.start(memory, mask), torch.arange(b, device=device).repeat_interleave(width)
-    )
+    state = model.start(memory.repeat_interleave(width, 0), mask.repeat_interleave(width, 0))
     scores = torch.full((b, width), -math.inf, device=device)
     scores[:, 0] = 0  # one live beam at first: the others would repeat it
     lengths, ended = torch.zeros_like(scores), torch.zeros_like(scores, dtype=torch.bool)
@@ -83,7 +83,10 @@ def beam_decode(model, memory, mask, steps: int, width: int, length_penalty: flo
         history = torch.cat(
             [history.gather(1, beam[..., None].expand(-1, -1, t)), tokens[..., None]], -1
         )
-        state, tokens = reorder(state, (beam + offsets).flatten()), tokens.flatten()
+        state, tokens = (
+            reorder(state, (beam + offsets).flatten(), model.moving_state),
+            tokens.flatten(),
+        )
         if (t + 1) % CHECK_EVERY == 0 and bool(ended.all()):
             break
     best = (scores / lengths.clamp(min=1) ** length_penalty).argmax(-1)
