@@ -127,12 +127,8 @@ class LAS(nn.Module):
             hi, ci = cell(x, (h[:, i], c[:, i]))
             hs, cs, x = hs + [hi], cs + [ci], self.dropout(hi)
         context, weights = self.attention(x, keys, values, mask, weights)
-        scores = self.head(torch.cat([x, context], -1))
-        return (
-            scores,
-            (torch.stack(hs, 1), torch.stack(cs, 1), context, weights, keys, values, mask),
-            weights,
-        )
+        state = (torch.stack(hs, 1), torch.stack(cs, 1), context, weights, keys, values, mask)
+        return self.head(torch.cat([x, context], -1)), state, weights
 
     def decode(
         self, memory: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor

@@ -44,7 +44,9 @@ def reorder(state: State, index: torch.Tensor, moving: int) -> State:
     return tuple(s.index_select(0, index) if i < moving else s for i, s in enumerate(state))
 
 
-def greedy_decode(model: nn.Module, memory: torch.Tensor, mask: torch.Tensor, steps: int):
+def greedy_decode(
+    model: nn.Module, memory: torch.Tensor, mask: torch.Tensor, steps: int
+) -> torch.Tensor:
     """``(B, steps)`` tokens, the most likely one at each step, EOS once a sentence ended."""
     state = model.start(memory, mask)
     tokens = torch.full((len(mask),), EOS, device=mask.device)
@@ -58,18 +60,23 @@ def greedy_decode(model: nn.Module, memory: torch.Tensor, mask: torch.Tensor, st
     return torch.stack(out, 1)
 
 
-def beam_decode(model, memory, mask, steps: int, width: int, length_penalty: float):
-    """``(B, steps)`` tokens of the best of ``width`` beams by log-probability / length**a."""
+def beam_decode(
+    model: nn.Module,
+    memory: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int,
+    width: int,
+    length_penalty: float,
+) -> torch.Tensor:
+    """``(B, steps)`` tokens of the best of ``width`` beams by log-probability / length ** a."""
     b, device = len(mask), mask.device
     state = model.start(memory.repeat_interleave(width, 0), mask.repeat_interleave(width, 0))
     scores = torch.full((b, width), -math.inf, device=device)
     scores[:, 0] = 0  # one live beam at first: the others would repeat it
     lengths, ended = torch.zeros_like(scores), torch.zeros_like(scores, dtype=torch.bool)
     tokens = torch.full((b * width,), EOS, device=device)
-    history, offsets = (
-        tokens.new_zeros(b, width, 0),
-        torch.arange(b, device=device)[:, None] * width,
-    )
+    history = tokens.new_zeros(b, width, 0)
+    offsets = torch.arange(b, device=device)[:, None] * width  # beam k of utterance i: row i*w+k
     for t in range(steps):
         logits, state, _ = model.step(state, tokens)
         log_probs = logits.float().log_softmax(-1).view(b, width, -1)
@@ -83,10 +90,8 @@ def beam_decode(model, memory, mask, steps: int, width: int, length_penalty: flo
         history = torch.cat(
             [history.gather(1, beam[..., None].expand(-1, -1, t)), tokens[..., None]], -1
         )
-        state, tokens = (
-            reorder(state, (beam + offsets).flatten(), model.moving_state),
-            tokens.flatten(),
-        )
+        state = reorder(state, (beam + offsets).flatten(), model.moving_state)
+        tokens = tokens.flatten()
         if (t + 1) % CHECK_EVERY == 0 and bool(ended.all()):
             break
     best = (scores / lengths.clamp(min=1) ** length_penalty).argmax(-1)
