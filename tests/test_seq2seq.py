@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ from lightning_dl.tasks.seq2seq import Seq2SeqRecognizer, beam_decode, greedy_de
 from tests.helpers.ctc_corpus import write_wsj
 
 ROOT = Path(__file__).parent.parent
+_spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
+predict = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(predict)
 MODELS = {
     "las-dot": lambda: LAS(8, 7, hidden=16, pyramid=2, speller_hidden=24, attention_dim=16),
     "las-location": lambda: LAS(
@@ -135,6 +139,14 @@ def test_a_tiny_fit_learns_and_its_checkpoint_keeps_the_vocabulary(tmp_path):
     for row in out:  # -1 only after a sentence's end
         n = int((row >= 0).sum())
         assert torch.all(row[:n] >= 0) and torch.all(row[n:] == -1)
+    submission = tmp_path / "submission.csv"
+    predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(submission),
+                  "--beam-width", "3"])  # fmt: skip
+    rows = list(csv.reader(submission.open()))
+    assert rows[0] == ["Id", "Predicted"] and [int(r[0]) for r in rows[1:]] == list(range(6))
+    assert all(set(r[1]) <= set(saved) for r in rows[1:])
+    dev = predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--split", "dev"])
+    assert dev == pytest.approx(summary["best_val/dist"], rel=1e-5)
 
 
 def test_a_killed_run_resumes_bit_identical(tmp_path):

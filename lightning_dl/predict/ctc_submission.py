@@ -28,6 +28,7 @@ from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModul
 from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
 from lightning_dl.tasks.ctc import CTCRecognizer
 from lightning_dl.tasks.ctc_decode import to_text
+from lightning_dl.tasks.seq2seq import Seq2SeqRecognizer
 
 DM_CLASS = UtteranceSequencesDataModule.__qualname__
 DM_KEYS = ("normalize",)
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace, ckpt: dict[str, Any]) -> float | Path:
     state = ckpt[DM_CLASS]
     hp = ckpt.get("datamodule_hyper_parameters") or {}
     try:
-        model = CTCRecognizer.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
+        seq2seq = "Seq2Seq" in ckpt.get("hyper_parameters", {}).get("_class_path", "")
+        model_class = Seq2SeqRecognizer if seq2seq else CTCRecognizer
+        model = model_class.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True)
     except (TypeError, KeyError, RuntimeError) as error:
         raise UserInputError(
             f"{args.ckpt}: not a lightning_dl.tasks.ctc.CTCRecognizer checkpoint this version "
