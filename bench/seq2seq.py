@@ -183,9 +183,10 @@ def time_decoding(dm: UtteranceSequencesDataModule, ckpt: str | None, utterances
 def host() -> str:
     """The CPU, threads and bf16 support (what decides whether bf16 autocast pays)."""
     with open("/proc/cpuinfo") as f:
-        flags = set(f.read().split())
-    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags] or ["none"]
-    name = platform.processor() or platform.machine()
+        info = f.read()
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in info.split()] or ["none"]
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line]
+    name = names[0] if names else platform.machine()
     return f"{name}, {torch.get_num_threads()} threads, bf16: {'+'.join(bf16)}"
 
 
