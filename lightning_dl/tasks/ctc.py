@@ -59,6 +59,7 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
     """Utterances -> phoneme sequences; logs ``{train,val,test}/loss`` and ``{val,test}/dist``."""
 
     monitor = ("val/dist", "min")  # what the CLI's ModelCheckpoint (and sweeps) optimise
+    aligns_with_ctc = True  # setup refuses utterances too short for CTC
 
     def __init__(
         self,
@@ -92,16 +93,21 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
             self.codes = np.array(inventory.codes)
         checks = getattr(datamodule, "check_ctc_lengths", None)
         output_lengths = getattr(self.backbone, "output_lengths", None)
-        if callable(checks) and callable(output_lengths):
+        if callable(checks) and callable(output_lengths) and self.aligns_with_ctc:
             checks(output_lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, host_lengths: np.ndarray):
         return self.backbone(x, lengths, host_lengths)
 
     # -- training ------------------------------------------------------------------------------
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def _loss(self, batch: Any, decode: bool = False) -> tuple[torch.Tensor, list | None]:
+        """The batch's loss, and its greedy decoding when ``decode``."""
         scores, out_lengths = self(batch.x, batch.lengths, batch.host_lengths)
         loss = ctc_loss(scores, out_lengths, batch.targets, batch.host_target_lengths)
+        return loss, greedy_decode(scores, out_lengths) if decode else None
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)[0]
         connector = getattr(self.trainer, "_logger_connector", None)
         if getattr(connector, "should_update_logs", True):  # only the steps that are written
             self.log("train/loss", loss.detach(), batch_size=len(batch.host_lengths))
@@ -110,11 +116,10 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
 
     # -- evaluation ----------------------------------------------------------------------------
     def _evaluate(self, batch: Any, stage: str) -> None:
-        scores, out_lengths = self(batch.x, batch.lengths, batch.host_lengths)
-        loss = ctc_loss(scores, out_lengths, batch.targets, batch.host_target_lengths)
+        loss, guesses = self._loss(batch, decode=True)
         size = len(batch.host_lengths)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
-        predicted = to_text(greedy_decode(scores, out_lengths), self.codes)
+        predicted = to_text(guesses, self.codes)
         targets = batch.targets.cpu().numpy()
         truth = [t[:n] for t, n in zip(targets, batch.host_target_lengths, strict=True)]
         expected = to_text(truth, self.codes)
@@ -150,15 +155,18 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
                 logger.log_text("val/examples", columns=["step", "true", "predicted"], data=rows)
 
     # -- prediction ----------------------------------------------------------------------------
+    def _decode(self, batch: Any) -> tuple[list[np.ndarray], int]:
+        """Each utterance's phoneme indices, and the batch's longest possible output."""
+        scores, out_lengths = self(batch.x, batch.lengths, batch.host_lengths)
+        if self.hparams.beam_width > 1:
+            return beam_decode(scores, out_lengths, self.hparams.beam_width), scores.shape[1]
+        return greedy_decode(scores, out_lengths), scores.shape[1]
+
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Phoneme indices of each utterance, padded with -1 to ``decode_width`` (or the
         batch's longest output), so that batches concatenate."""
-        scores, out_lengths = self(batch.x, batch.lengths, batch.host_lengths)
-        if self.hparams.beam_width > 1:
-            sequences = beam_decode(scores, out_lengths, self.hparams.beam_width)
-        else:
-            sequences = greedy_decode(scores, out_lengths)
-        width = self.decode_width or scores.shape[1]
+        sequences, longest = self._decode(batch)
+        width = self.decode_width or longest
         out = torch.full((len(sequences), width), -1, dtype=torch.int16)
         for row, seq in zip(out, sequences, strict=True):
             row[: len(seq)] = torch.from_numpy(seq)

@@ -1,0 +1,196 @@
+"""Attention-based recognition: masks, cached decoding, beam search, checkpoints, runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from data_modules.errors import run_main
+from lightning_dl.fit import main as fit_main
+from lightning_dl.models.las import LAS
+from lightning_dl.models.transformer import Transformer
+from lightning_dl.tasks.seq2seq import Seq2SeqRecognizer, beam_decode, greedy_decode, padding_mask
+from tests.helpers.ctc_corpus import write_wsj
+
+ROOT = Path(__file__).parent.parent
+_spec = importlib.util.spec_from_file_location("kaggle_predict", ROOT / "kaggle" / "predict.py")
+predict = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(predict)
+MODELS = {
+    "las-dot": lambda: LAS(8, 7, hidden=16, pyramid=2, speller_hidden=24, attention_dim=16),
+    "las-location": lambda: LAS(
+        8, 7, hidden=16, pyramid=1, speller_hidden=24, speller_layers=2, attention="location"
+    ),
+    "transformer": lambda: Transformer(8, 7, dim=32, heads=4, encoder_layers=2, decoder_layers=2),
+}
+TINY = [
+    "--config", str(ROOT / "configs" / "wsj_las.yaml"), "--data.source", "auto",
+    "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
+    "--trainer.max_steps", "24", "--trainer.val_check_interval", "12",
+    "--trainer.log_every_n_steps", "4", "--trainer.logger", "null",
+    "--trainer.enable_progress_bar", "false",
+    "--model.backbone.init_args.hidden", "32", "--model.backbone.init_args.pyramid", "1",
+    "--model.backbone.init_args.speller_hidden", "48",
+    "--model.backbone.init_args.attention_dim", "32",
+    "--model.optimizer.lr", "0.01", "--model.lr_scheduler", "null",
+    "--data.batch_size", "6", "--data.augment", "null",
+]  # fmt: skip
+
+
+def _encoded(model, x, lengths):
+    memory, out_lengths = model(x, lengths, lengths.numpy())
+    return memory, out_lengths, padding_mask(torch.from_numpy(out_lengths), memory.shape[1])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_padding_is_never_attended_and_changes_nothing(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().eval()
+    x, lengths = torch.randn(3, 24, 8), torch.tensor([24, 17, 10])
+    x = x * padding_mask(lengths, 24)[..., None]
+    padded = torch.cat([x, torch.randn(3, 9, 8)], 1)  # more padding, and not zeros
+    padded[1, 17:24] = torch.randn(7, 8)
+    inputs = torch.randint(0, 7, (3, 5))
+    memory, out_lengths, mask = _encoded(model, x, lengths)
+    scores, weights = model.decode(memory, mask, inputs)
+    memory2, out_lengths2, mask2 = _encoded(model, padded, lengths)
+    scores2, weights2 = model.decode(memory2, mask2, inputs)
+    assert np.array_equal(out_lengths, out_lengths2)
+    width = memory.shape[1]
+    torch.testing.assert_close(memory2[:, :width], memory)
+    torch.testing.assert_close(scores2, scores)
+    torch.testing.assert_close(weights2[..., :width], weights)
+    for b, n in enumerate(out_lengths):
+        assert torch.all(weights2[b, :, n:] == 0) and torch.all(weights[b, :, n:] == 0)
+        assert torch.all(memory2[b, n:] == 0)
+
+
+def test_transformer_cached_steps_equal_the_parallel_forward():
+    torch.manual_seed(0)
+    model = MODELS["transformer"]().eval()
+    lengths = torch.tensor([24, 13])
+    memory, _, mask = _encoded(model, torch.randn(2, 24, 8), lengths)
+    inputs = torch.randint(0, 7, (2, 6))
+    parallel, parallel_weights = model.decode(memory, mask, inputs)
+    state, steps, step_weights = model.start(memory, mask), [], []
+    for t in range(inputs.shape[1]):
+        scores, state, weights = model.step(state, inputs[:, t])
+        steps, step_weights = steps + [scores], step_weights + [weights]
+    assert state[0].shape[-2] == inputs.shape[1]  # the cache holds every step's keys
+    torch.testing.assert_close(torch.stack(steps, 1), parallel, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(step_weights, 1), parallel_weights, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_beam_width_one_is_greedy_and_a_wider_beam_is_no_less_likely(name):
+    torch.manual_seed(1)
+    model = MODELS[name]().eval()
+    memory, _, mask = _encoded(model, torch.randn(4, 24, 8), torch.tensor([24, 20, 16, 9]))
+    with torch.no_grad():
+        greedy = greedy_decode(model, memory, mask, 12)
+        assert torch.equal(beam_decode(model, memory, mask, 12, 1, 1.0), greedy)
+        wide = beam_decode(model, memory, mask, 12, 5, 0.0)  # no length normalisation
+
+        def log_likelihood(tokens):
+            inputs = torch.nn.functional.pad(tokens[:, :-1], (1, 0))
+            log_probs = model.decode(memory, mask, inputs)[0].log_softmax(-1)
+            picked = log_probs.gather(-1, tokens[..., None])[..., 0]
+            ended = (tokens == 0).cumsum(1) - (tokens == 0).long() > 0  # after the first EOS
+            return picked.masked_fill(ended, 0).sum(1)
+
+        assert torch.all(log_likelihood(wide) >= log_likelihood(greedy) - 1e-4)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return list(csv.DictReader((run / "metrics.csv").open()))
+
+
+def test_a_tiny_fit_learns_and_its_checkpoint_keeps_the_vocabulary(tmp_path):
+    data = write_wsj(tmp_path / "d")
+    run = tmp_path / "run"
+    summary = fit_main([*TINY, "--data.data_dir", str(data), "--run.dir", str(run)])
+    assert summary["status"] == "completed" and summary["global_step"] == 24
+    losses = [float(r["train/loss"]) for r in _metrics(run) if r.get("train/loss")]
+    assert len(losses) >= 4 and losses[-1] < losses[0]
+    assert 0 <= summary["best_val/dist"] <= summary["val/dist"]
+    assert (run / "val_examples.txt").read_text().count("pred:") == 2 * 3
+    assert sorted(p.name for p in (run / "attention").iterdir()) == [
+        "step_0000012.png", "step_0000024.png"
+    ]  # fmt: skip
+    ckpt = run / "checkpoints" / "best.ckpt"
+    model = Seq2SeqRecognizer.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    saved = torch.load(ckpt, weights_only=True)["codes"]
+    assert model.saved_codes and list(model.codes) == saved and len(saved) == 46
+    assert len(set(saved)) == 46 and "".join(saved) != "".join(chr(0x100 + i) for i in range(46))
+    from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
+
+    dm = UtteranceSequencesDataModule(data_dir=str(data), source="auto", batch_size=4)
+    model.hparams.beam_width, model.decode_width = 3, 64  # as the submission sets them
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    out = torch.cat(trainer.predict(model, datamodule=dm))
+    assert out.dtype == torch.int16 and out.shape == (6, 64)
+    assert int(out.min()) >= -1 and int(out.max()) < 46
+    for row in out:  # -1 only after a sentence's end
+        n = int((row >= 0).sum())
+        assert torch.all(row[:n] >= 0) and torch.all(row[n:] == -1)
+    submission = tmp_path / "submission.csv"
+    predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(submission),
+                  "--beam-width", "3"])  # fmt: skip
+    rows = list(csv.reader(submission.open()))
+    assert rows[0] == ["Id", "Predicted"] and [int(r[0]) for r in rows[1:]] == list(range(6))
+    assert all(set(r[1]) <= set(saved) for r in rows[1:])
+    dev = predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--split", "dev"])
+    assert dev == pytest.approx(summary["best_val/dist"], rel=1e-5)
+
+
+def test_a_killed_run_resumes_bit_identical(tmp_path):
+    """Killed at step 14 (last.ckpt from step 12, mid-epoch: 5 bucketed batches an epoch)."""
+    from tests.helpers.tiny_runs import run_fit
+
+    kill = [
+        "--trainer.callbacks+=tests.helpers.faults.KillAtStep",
+        "--trainer.callbacks.step",
+        "14",
+    ]
+    args = [
+        *TINY, "--data.data_dir", str(write_wsj(tmp_path / "d")), "--data.batch_size", "5",
+        "--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
+        "--run.checkpoint_every_n_steps", "6", "--model.teacher_forcing", "[1.0, 0.6]",
+        "--data.augment", "{freq_mask: 4, time_mask: 3, p: 0.5}",
+    ]  # fmt: skip
+    reference = fit_main([*args, "--run.dir", str(tmp_path / "a")])
+    assert run_fit([*args, *kill, "--run.dir", str(tmp_path / "b")]).returncode != 0
+    resumed = fit_main([*args, "--run.dir", str(tmp_path / "b"), "--ckpt_path", "last"])
+    a, b = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True) for r in "ab")
+    assert a["global_step"] == b["global_step"] == 20
+    for name, weight in a["state_dict"].items():
+        assert torch.equal(weight, b["state_dict"][name]), name
+    for key in ("val/dist", "val/loss", "best_val/dist", "test/dist"):
+        assert resumed[key] == reference[key], key
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("beam_width", "0", "Seq2SeqRecognizer: beam_width=0, expected at least 1"),
+        ("ctc_weight", "1.5", "Seq2SeqRecognizer: ctc_weight=1.5, expected in [0, 1)"),
+        ("teacher_forcing", "[1.0, 2.0]", "teacher_forcing=(1.0, 2.0), expected 0..1"),
+    ],
+)
+def test_bad_settings_are_one_line(tmp_path, capsys, option, value, message):
+    args = [*TINY, "--data.data_dir", str(write_wsj(tmp_path / "d")), f"--model.{option}", value,
+            "--run.dir", str(tmp_path / "r")]  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: fit_main(args))
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert stopped.value.code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert message in errors[0]
+    assert not (tmp_path / "r").exists()
