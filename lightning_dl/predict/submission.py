@@ -1,19 +1,18 @@
-"""A Kaggle submission from a checkpoint: what ``kaggle/predict.py`` runs (its docstring has the
-commands). Preprocessing, layout and inventory come from the checkpoint, so prediction reads
-the data as training did; rows come in the competition's order, from every device alike.
+"""A Kaggle submission, or the dev score, of a checkpoint: what ``kaggle/predict.py`` runs.
 
-A frame classifier writes a row per test frame, as its layout expects: ``id,label`` with
-integer classes (HW1P2 Fall 2019, WSJ) or phoneme symbols (2021 on, LibriSpeech), ``Id,Class``
-(NTU ML2022 HW2). A sequence recogniser, any LightningModule whose ``predict_step`` returns
-output indices padded with -1 and that has ``codes`` (index -> its text), writes a row per
-utterance: ``Id,Predicted`` (WSJ) or ``index,label`` (LibriSpeech), the joined codes or, with
-``--label-format symbols``, the inventory's symbols separated by spaces.
+Preprocessing, layout and inventory come from the checkpoint, so prediction reads the data as
+training did; rows come in the competition's order, from any number of devices alike. A frame
+classifier writes a row per test frame (class indices or phoneme symbols, as its layout's header
+expects); a sequence recogniser (``predict_step`` gives indices padded with -1; ``codes`` maps
+them to text) a row per utterance: its codes joined, or (``--label-format symbols``) its
+inventory's symbols separated by spaces.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ from data_modules.io.atomic import atomic_path, check_writable
 from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.layouts import frames, sequences
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
-from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
+from lightning_dl.predict.ordered import predict_in_order
 from lightning_dl.tasks.classifier import Classifier
 from lightning_dl.tasks.ctc_decode import to_text
+from lightning_dl.training.precision import checkpoint_precision, resolve_precision
 from lightning_dl.training.run.checkpoint_io import load_module, read_checkpoint, run_config
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
@@ -55,16 +55,6 @@ class Settings:
     beam_width: int | None = None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's dict, read as ``lightning_dl.fit`` reads it (same messages)."""
-    ckpt = read_checkpoint(path)
-    if "state_dict" not in ckpt:
-        raise UserInputError(
-            f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
-        )
-    return ckpt
-
-
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
     """The training frame DataModule's preprocessing settings."""
     hp = ckpt.get("datamodule_hyper_parameters")
@@ -81,24 +71,28 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     return {key: hp[key] for key in DM_KEYS if key in hp}
 
 
-def predict(trainer: pl.Trainer, model: Classifier, dm: SpeechFramesDataModule) -> np.ndarray:
-    """Class index of every frame of ``dm``'s predict split, in file order, on every rank."""
-    return predict_in_order(trainer, model, datamodule=dm).numpy()
+def prediction_trainer(s: Settings, checkpoint: dict[str, Any]) -> pl.Trainer:
+    """``--devices`` processes, nothing logged or saved, at the precision the checkpoint trained
+    at unless ``--precision`` says otherwise, so the labels are those fit's test saw."""
+    return pl.Trainer(
+        accelerator=s.accelerator,
+        devices=s.devices,
+        strategy="ddp" if s.devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
+        precision=resolve_precision(s.precision or checkpoint_precision(checkpoint), s.accelerator),
+    )
 
 
 def write_submission(
     path: Path, classes: np.ndarray, header: str, symbols: tuple[str, ...] | None
 ) -> None:
     """``header`` then one ``id,label`` row per frame: the class index, or its symbol."""
-    ids = np.arange(len(classes))
-    if symbols is None:
-        rows = np.column_stack([ids, classes])
-        np.savetxt(path, rows, fmt="%d", delimiter=",", header=header, comments="")
-        return
-    names = np.asarray(symbols, dtype=object)[classes]
-    with open(path, "w") as f:
-        f.write(header + "\n")
-        f.writelines(f"{i},{name}\n" for i, name in zip(ids.tolist(), names, strict=True))
+    labels = classes if symbols is None else np.asarray(symbols, dtype=object)[classes]
+    rows = np.column_stack([np.arange(len(classes)), labels])
+    np.savetxt(path, rows, fmt="%s", delimiter=",", header=header, comments="")
 
 
 def check_output_path(out: Path, overwrite: bool) -> None:
@@ -137,8 +131,8 @@ def submit_frames(s: Settings, ckpt: dict[str, Any]) -> float | Path:
             f"{s.ckpt}: model expects input {tuple(hp.input_shape)} -> {hp.num_classes} "
             f"classes; the data gives {dm.input_shape} -> {dm.num_classes}"
         )
-    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
-    preds = predict(trainer, model, dm)
+    trainer = prediction_trainer(s, ckpt)
+    preds = predict_in_order(trainer, model, datamodule=dm).numpy()
     n_frames = dm.datasets[f"{s.split}-unlabelled"].entry.meta["n_frames"]
     if len(preds) != n_frames:
         raise RuntimeError(f"{len(preds)} predictions for {n_frames} {s.split} frames")
@@ -184,7 +178,7 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
             f"{s.ckpt}: the model predicts {model.hparams.num_classes} phonemes, its data "
             f"inventory has {inventory.num_classes}"
         )
-    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
+    trainer = prediction_trainer(s, ckpt)
     dm.setup("predict")
     rows = predict_in_order(trainer, model, datamodule=dm).numpy()
     in_file_order = np.empty_like(rows)
@@ -216,7 +210,11 @@ def submit(s: Settings) -> float | Path:
     """The submission (``--split test``) or the dev score (``--split dev``) of a checkpoint."""
     if s.split == "test":
         check_output_path(s.out, s.overwrite)
-    ckpt = load_checkpoint(s.ckpt)
+    ckpt = read_checkpoint(s.ckpt)  # as lightning_dl.fit reads it, with the same messages
+    if "state_dict" not in ckpt:
+        raise UserInputError(
+            f"{s.ckpt}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
+        )
     return (submit_sequences if SEQUENCES in ckpt else submit_frames)(s, ckpt)
 
 
