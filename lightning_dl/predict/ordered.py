@@ -15,23 +15,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenated along the batch; sequences of unequal widths padded with -1 to the widest."""
-    width = max(p.shape[1] for p in parts) if parts[0].dim() == 2 else 0
-    return torch.cat([F.pad(p, (0, width - p.shape[1]), value=-1) if width else p for p in parts])
-
-
-def gather_in_order(indices: list[torch.Tensor], outputs: list[torch.Tensor]) -> torch.Tensor:
-    """Every rank's outputs, sorted by their indices; each index must appear once."""
-    local = (torch.cat(indices), _cat(outputs)) if indices else None
-    parts = [local]
+def gather_in_order(indices: list[list[int]], outputs: list[torch.Tensor]) -> torch.Tensor:
+    """Every rank's batches in the order of their indices (each must appear once), sequences of
+    unequal widths padded with -1 to the widest."""
+    parts = [(indices, outputs)]
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, local)
-    present = [p for p in parts if p is not None]
-    if not present:
+        dist.all_gather_object(parts, (indices, outputs))
+    outputs = [batch for _, rank_outputs in parts for batch in rank_outputs]
+    if not outputs:
         raise RuntimeError("no predictions on any rank: is the predict dataloader empty?")
-    all_indices = torch.cat([p[0] for p in present])
+    all_indices = torch.cat([torch.as_tensor(b, dtype=torch.long) for r, _ in parts for b in r])
     order = torch.argsort(all_indices, stable=True)
     if not torch.equal(all_indices[order], torch.arange(len(order))):
         counts = torch.bincount(all_indices)
@@ -41,7 +35,9 @@ def gather_in_order(indices: list[torch.Tensor], outputs: list[torch.Tensor]) ->
             f"predictions do not cover samples 0..{len(order) - 1} once each: "
             f"duplicated {duplicated}, missing {missing} (first five)"
         )
-    return _cat([p[1] for p in present])[order]
+    width = max(o.shape[1] for o in outputs) if outputs[0].dim() == 2 else 0
+    padded = [F.pad(o, (0, width - o.shape[1]), value=-1) if width else o for o in outputs]
+    return torch.cat(padded)[order]
 
 
 def predict_in_order(trainer: pl.Trainer, model: pl.LightningModule, **kwargs: Any) -> torch.Tensor:
@@ -67,4 +63,4 @@ def predict_in_order(trainer: pl.Trainer, model: pl.LightningModule, **kwargs: A
                 f"{len(seen[batch_idx])} samples"
             )
     # the process group is still up here, even though predict has returned
-    return gather_in_order([torch.as_tensor(i, dtype=torch.long) for i in seen or []], outputs)
+    return gather_in_order(seen or [], outputs)

@@ -117,9 +117,8 @@ class _Alias(importlib.abc.Loader, importlib.abc.MetaPathFinder):
 
 
 def accept_old_class_paths() -> None:
-    """Let configs name classes by their old paths (the CLI calls this before parsing). First on
-    ``sys.meta_path``, or a moved package's submodule would be found in its new folder and run
-    twice."""
+    """Let configs name classes by their old paths: first on ``sys.meta_path``, or a moved
+    package's submodule would be found in its new folder and run twice."""
     if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Alias())
 
