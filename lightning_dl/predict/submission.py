@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,16 @@ SEQUENCES = UtteranceSequencesDataModule.__qualname__  # the checkpoint key of i
 
 
 def _option(default: Any = None, **argparse: Any) -> Any:
+    """A field of :class:`Settings`, with the ``argparse`` keywords of its option."""
     return field(default=default, metadata=argparse)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The command line, declared once: each field is an option (``data_dir``: ``--data-dir``),
-    its metadata what ``argparse`` is told about it."""
+    """The command line, declared once: each field is an option (``data_dir``: ``--data-dir``)."""
 
-    ckpt: Path = _option(type=Path, required=True)
-    data_dir: Path = _option(type=Path, required=True)
+    ckpt: Path = _option(MISSING, type=Path, required=True)  # MISSING: no default
+    data_dir: Path = _option(MISSING, type=Path, required=True)
     out: Path = _option(Path("submission.csv"), type=Path)
     split: str = _option("test", choices=["test", "dev"])
     batch_size: int | None = _option(type=int, help="frames (default 4096) or utterances (32)")
@@ -230,9 +230,8 @@ def submit(s: Settings) -> float | Path:
 def main(argv: list[str] | None = None) -> float | Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for option in fields(Settings):
-        p.add_argument(
-            f"--{option.name.replace('_', '-')}", default=option.default, **option.metadata
-        )
+        name = f"--{option.name.replace('_', '-')}"
+        p.add_argument(name, default=option.default, **option.metadata)
     args = vars(p.parse_args(argv))
     args["resident"] = {"auto": "auto", "true": True, "false": False}[args["resident"]]
     return submit(Settings(**args))
