@@ -165,8 +165,12 @@ def test_checkpoint_with_code_or_damage_is_refused_before_anything_runs(run, tmp
 
 def test_row_count_is_checked(run, tmp_path, monkeypatch):
     ckpt, data = run
-    real = submission.predict
-    monkeypatch.setattr(submission, "predict", lambda *a: real(*a)[:-1])  # a path dropping a frame
+    real = submission.predict_in_order
+
+    def dropping(*args, **kwargs):  # a path dropping a frame
+        return real(*args, **kwargs)[:-1]
+
+    monkeypatch.setattr(submission, "predict_in_order", dropping)
     with pytest.raises(
         RuntimeError,
         match=f"{sum(TEST_LENGTHS) - 1} predictions for {sum(TEST_LENGTHS)} test frames",
@@ -225,7 +229,7 @@ def test_out_that_is_a_directory_is_refused_before_any_work(run, tmp_path, monke
     def no_work(*args):
         raise AssertionError("loaded the checkpoint before checking --out")
 
-    monkeypatch.setattr(submission, "load_checkpoint", no_work)
+    monkeypatch.setattr(submission, "read_checkpoint", no_work)
     with pytest.raises(UserInputError, match="is a directory"):
         predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--out", str(tmp_path)])
     with pytest.raises(UserInputError, match="folder .*nowhere does not exist"):

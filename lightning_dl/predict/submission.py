@@ -1,20 +1,17 @@
-"""A Kaggle submission from a checkpoint: what ``kaggle/predict.py`` runs (its docstring has the
-commands). Preprocessing, layout and inventory come from the checkpoint, so prediction reads
-the data as training did; rows come in the competition's order, from every device alike.
+"""A Kaggle submission, or the dev score, of a checkpoint: what ``kaggle/predict.py`` runs.
 
-A frame classifier writes a row per test frame, as its layout expects: ``id,label`` with
-integer classes (HW1P2 Fall 2019, WSJ) or phoneme symbols (2021 on, LibriSpeech), ``Id,Class``
-(NTU ML2022 HW2). A sequence recogniser, any LightningModule whose ``predict_step`` returns
-output indices padded with -1 and that has ``codes`` (index -> its text), writes a row per
-utterance: ``Id,Predicted`` (WSJ) or ``index,label`` (LibriSpeech), the joined codes or, with
-``--label-format symbols``, the inventory's symbols separated by spaces.
+Preprocessing, layout and inventory come from the checkpoint, so the data is read as training
+read it. Frames: a row per test frame, its class index or phoneme symbol. Sequences (``codes``
+map the indices ``predict_step`` gives, padded with -1, to text): a row per utterance, its codes
+joined or (``--label-format symbols``) its symbols separated by spaces.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-from dataclasses import dataclass
+import sys
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,42 +24,46 @@ from data_modules.io.atomic import atomic_path, check_writable
 from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.layouts import frames, sequences
 from data_modules.speech.sequences.datamodule import UtteranceSequencesDataModule
-from lightning_dl.predict.ordered import predict_in_order, prediction_trainer
+from lightning_dl.predict.ordered import predict_in_order
 from lightning_dl.tasks.classifier import Classifier
 from lightning_dl.tasks.ctc_decode import to_text
+from lightning_dl.training.precision import checkpoint_precision, resolve_precision
 from lightning_dl.training.run.checkpoint_io import load_module, read_checkpoint, run_config
 
 DM_KEYS = ("context", "dtype", "normalize", "pad", "cache_dir", "val_fraction", "split_seed")
 SEQUENCES = UtteranceSequencesDataModule.__qualname__  # the checkpoint key of its data state
 
 
+def _option(default: Any = None, **argparse: Any) -> Any:
+    """A field of :class:`Settings`, with the ``argparse`` keywords of its option."""
+    return field(default=default, metadata=argparse)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The command line, parsed once (see :func:`main` for each option)."""
+    """The command line, declared once: each field is an option (``data_dir``: ``--data-dir``)."""
 
-    ckpt: Path
-    data_dir: Path
-    out: Path = Path("submission.csv")
-    split: str = "test"
-    batch_size: int | None = None
-    num_workers: int = 0
-    resident: bool | str = "auto"
-    accelerator: str = "auto"
-    devices: int = 1
-    overwrite: bool = False
-    precision: str | None = None
-    label_format: str = "codes"
-    beam_width: int | None = None
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint's dict, read as ``lightning_dl.fit`` reads it (same messages)."""
-    ckpt = read_checkpoint(path)
-    if "state_dict" not in ckpt:
-        raise UserInputError(
-            f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
-        )
-    return ckpt
+    ckpt: Path = _option(MISSING, type=Path, required=True)  # MISSING: no default
+    data_dir: Path = _option(MISSING, type=Path, required=True)
+    out: Path = _option(Path("submission.csv"), type=Path)
+    split: str = _option("test", choices=["test", "dev"])
+    batch_size: int | None = _option(type=int, help="frames (default 4096) or utterances (32)")
+    num_workers: int = _option(0, type=int)
+    resident: bool | str = _option(
+        "auto",
+        choices=["auto", "true", "false"],
+        help="hold the frames on the device and gather there (auto: when they fit)",
+    )
+    accelerator: str = _option("auto", help="auto, cpu, gpu, ...")
+    devices: int = _option(1, type=int, help="processes (DDP when more than 1)")
+    overwrite: bool = _option(False, action="store_true", help="replace an existing --out file")
+    precision: str | None = _option(help="32-true, bf16-mixed, ...; default: the checkpoint's")
+    label_format: str = _option(
+        "codes",
+        choices=["codes", "symbols"],
+        help="sequence checkpoints: the one-character codes, or space-separated symbols",
+    )
+    beam_width: int | None = _option(type=int, help="sequence checkpoints: beam width (1: greedy)")
 
 
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
@@ -81,35 +82,32 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
     return {key: hp[key] for key in DM_KEYS if key in hp}
 
 
-def predict(trainer: pl.Trainer, model: Classifier, dm: SpeechFramesDataModule) -> np.ndarray:
-    """Class index of every frame of ``dm``'s predict split, in file order, on every rank."""
-    return predict_in_order(trainer, model, datamodule=dm).numpy()
+def predict(
+    s: Settings, ckpt: dict[str, Any], model: pl.LightningModule, dm: pl.LightningDataModule
+) -> tuple[np.ndarray, bool]:
+    """The predictions in dataset order, and whether this process writes: ``--devices`` of them,
+    nothing logged or saved, at the checkpoint's precision (unless ``--precision``), so the
+    labels are those fit's test saw."""
+    trainer = pl.Trainer(
+        accelerator=s.accelerator,
+        devices=s.devices,
+        strategy="ddp" if s.devices > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
+        precision=resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator),
+    )
+    return predict_in_order(trainer, model, datamodule=dm).numpy(), trainer.is_global_zero
 
 
 def write_submission(
     path: Path, classes: np.ndarray, header: str, symbols: tuple[str, ...] | None
 ) -> None:
     """``header`` then one ``id,label`` row per frame: the class index, or its symbol."""
-    ids = np.arange(len(classes))
-    if symbols is None:
-        rows = np.column_stack([ids, classes])
-        np.savetxt(path, rows, fmt="%d", delimiter=",", header=header, comments="")
-        return
-    names = np.asarray(symbols, dtype=object)[classes]
-    with open(path, "w") as f:
-        f.write(header + "\n")
-        f.writelines(f"{i},{name}\n" for i, name in zip(ids.tolist(), names, strict=True))
-
-
-def check_output_path(out: Path, overwrite: bool) -> None:
-    """Refuse, before any work, an --out that cannot or may not be written."""
-    if out.is_dir():
-        raise UserInputError(f"--out {out}: is a directory; give the path of a .csv file to write")
-    if out.exists() and not overwrite:
-        raise UserInputError(f"--out {out}: exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise InputFileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
-    check_writable(out.parent, f"--out {out}")
+    labels = classes if symbols is None else np.asarray(symbols, dtype=object)[classes]
+    rows = np.column_stack([np.arange(len(classes)), labels])
+    np.savetxt(path, rows, fmt="%s", delimiter=",", header=header, comments="", encoding="utf-8")
 
 
 def submit_frames(s: Settings, ckpt: dict[str, Any]) -> float | Path:
@@ -137,12 +135,11 @@ def submit_frames(s: Settings, ckpt: dict[str, Any]) -> float | Path:
             f"{s.ckpt}: model expects input {tuple(hp.input_shape)} -> {hp.num_classes} "
             f"classes; the data gives {dm.input_shape} -> {dm.num_classes}"
         )
-    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
-    preds = predict(trainer, model, dm)
+    preds, writes = predict(s, ckpt, model, dm)
     n_frames = dm.datasets[f"{s.split}-unlabelled"].entry.meta["n_frames"]
     if len(preds) != n_frames:
         raise RuntimeError(f"{len(preds)} predictions for {n_frames} {s.split} frames")
-    if not trainer.is_global_zero:
+    if not writes:
         return s.out
     if s.split == "dev":
         labels = dm.datasets["dev-unlabelled"].entry.open_labels()
@@ -184,13 +181,11 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
             f"{s.ckpt}: the model predicts {model.hparams.num_classes} phonemes, its data "
             f"inventory has {inventory.num_classes}"
         )
-    trainer = prediction_trainer(ckpt, s.accelerator, s.devices, s.precision)
     dm.setup("predict")
-    rows = predict_in_order(trainer, model, datamodule=dm).numpy()
-    in_file_order = np.empty_like(rows)
-    in_file_order[dm.datasets[f"{s.split}-unlabelled"].order] = rows
-    outputs = [row[row >= 0].astype(np.int64) for row in in_file_order]
-    if not trainer.is_global_zero:
+    rows, writes = predict(s, ckpt, model, dm)
+    in_file_order = np.argsort(dm.datasets[f"{s.split}-unlabelled"].order)
+    outputs = [row[row >= 0].astype(np.int64) for row in rows[in_file_order]]
+    if not writes:
         return s.out
     beam = model.hparams.get("beam_width", 1)
     how = "greedy" if beam <= 1 else f"beam {beam}"
@@ -213,40 +208,30 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
 
 
 def submit(s: Settings) -> float | Path:
-    """The submission (``--split test``) or the dev score (``--split dev``) of a checkpoint."""
+    """The submission (``--split test``) or the dev score (``--split dev``) of a checkpoint; an
+    --out that cannot or may not be written is refused before any work."""
+    out = s.out
     if s.split == "test":
-        check_output_path(s.out, s.overwrite)
-    ckpt = load_checkpoint(s.ckpt)
+        if out.is_dir():
+            raise UserInputError(f"--out {out}: is a directory; give the path of a .csv file")
+        if out.exists() and not s.overwrite:
+            raise UserInputError(f"--out {out}: exists; pass --overwrite to replace it")
+        if not out.parent.is_dir():
+            raise InputFileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+        check_writable(out.parent, f"--out {out}")
+    ckpt = read_checkpoint(s.ckpt)  # as lightning_dl.fit reads it, with the same messages
+    if "state_dict" not in ckpt:
+        raise UserInputError(
+            f"{s.ckpt}: a PyTorch file but not a Lightning checkpoint (no state_dict)"
+        )
     return (submit_sequences if SEQUENCES in ckpt else submit_frames)(s, ckpt)
 
 
 def main(argv: list[str] | None = None) -> float | Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--data-dir", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=Path("submission.csv"))
-    p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--batch-size", type=int, help="frames (default 4096) or utterances (32)")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument(
-        "--resident",
-        choices=["auto", "true", "false"],
-        default="auto",
-        help="hold the frames on the device and gather there (auto: when they fit)",
-    )
-    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
-    p.add_argument("--devices", type=int, default=1, help="processes (DDP when more than 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--precision", help="32-true, bf16-mixed, ...; default: the checkpoint's")
-    p.add_argument(
-        "--label-format",
-        choices=["codes", "symbols"],
-        default="codes",
-        help="sequence checkpoints: the one-character codes, or space-separated symbols",
-    )
-    p.add_argument(
-        "--beam-width", type=int, help="sequence checkpoints: beam search width (1: greedy)"
-    )
+    for option in fields(Settings):
+        name = f"--{option.name.replace('_', '-')}"
+        p.add_argument(name, default=option.default, **option.metadata)
     args = vars(p.parse_args(argv))
     args["resident"] = {"auto": "auto", "true": True, "false": False}[args["resident"]]
     return submit(Settings(**args))

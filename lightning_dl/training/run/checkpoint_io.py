@@ -1,9 +1,8 @@
 """The one checkpoint reader and writer, for resume (``--ckpt_path``), test and predict.
 
-Lightning's ``TorchCheckpointIO`` stages a file in the system temp dir, then ``shutil.move``s
-it (a byte copy across filesystems, never fsynced): here the temp file sits beside the target,
-is fsynced and ``os.replace``d, and a full disk is named. Reads are ``torch.load(weights_only=
-True)``, so a foreign file cannot run code; a bad file is one line; an old one is upgraded.
+Lightning's ``TorchCheckpointIO`` stages a file in the system temp dir and ``shutil.move``s it,
+never fsynced: here it is written beside the target, fsynced and ``os.replace``d. Reads are
+``weights_only`` (a foreign file runs no code); a bad file is one line; an old one is upgraded.
 """
 
 from __future__ import annotations
@@ -56,10 +55,6 @@ MOVED = {  # before the re-layout -> since; the modules whose classes configs an
 RENAMED = {"WSJFramesDataModule": "SpeechFramesDataModule"}  # class names: state keys, paths
 
 
-def _new_name(name: str) -> str:
-    return RENAMED.get(name, name)
-
-
 def new_path(path: str) -> str:
     """The dotted path an old module or class path has since the re-layout."""
     for old, new in MOVED.items():
@@ -67,7 +62,7 @@ def new_path(path: str) -> str:
             path = new + path[len(old) :]
             break
     module, _, name = path.rpartition(".")
-    return f"{module}.{_new_name(name)}" if name in RENAMED else path
+    return f"{module}.{RENAMED[name]}" if name in RENAMED else path
 
 
 def _new_class_paths(node: Any) -> Any:
@@ -83,16 +78,14 @@ def run_config(path: str | Path) -> Path:
 
 
 def upgrade(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """An old checkpoint as today's code writes it, in memory: class paths and state keys that
-    moved or were renamed; the DataModule settings from the run's config.yaml where the file
-    has none; and, from before the class inventory was kept, Kaggle WSJ frames whose input
-    shape was flat."""
+    """An old checkpoint as today's code writes it, in memory: moved class paths and state keys,
+    DataModule settings from the run's config.yaml, and Kaggle WSJ frames' inventory and shape."""
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         if isinstance(checkpoint.get(key), dict):
             checkpoint[key] = _new_class_paths(checkpoint[key])
-    for old in RENAMED:
-        if old in checkpoint and _new_name(old) not in checkpoint:
-            checkpoint[_new_name(old)] = checkpoint.pop(old)
+    for old, new in RENAMED.items():
+        if old in checkpoint and new not in checkpoint:
+            checkpoint[new] = checkpoint.pop(old)
     if not checkpoint.get("datamodule_hyper_parameters") and run_config(path).is_file():
         data = (yaml.safe_load(run_config(path).read_text()) or {}).get("data") or {}
         checkpoint["datamodule_hyper_parameters"] = dict(data.get("init_args", data))
@@ -100,7 +93,7 @@ def upgrade(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     settings = checkpoint.get("datamodule_hyper_parameters") or {}
     if "context" in settings and "input_shape" in hp and "num_classes" in hp:
         window, shape = window_frames(settings["context"]), tuple(hp["input_shape"])
-        state = checkpoint.setdefault(_new_name("WSJFramesDataModule"), {})
+        state = checkpoint.setdefault(RENAMED["WSJFramesDataModule"], {})
         if "inventory" not in state:
             width = shape[-1] if len(shape) == 2 else shape[0] // window
             state["inventory"] = Inventory("kaggle", int(width), int(hp["num_classes"])).to_state()
@@ -124,23 +117,23 @@ class _Alias(importlib.abc.Loader, importlib.abc.MetaPathFinder):
 
 
 def accept_old_class_paths() -> None:
-    """Let config files name classes by their old paths (``data_modules.wsj.X``): the CLI calls
-    this before parsing. First on ``sys.meta_path``, or a moved package's submodule would be
-    found again in its new folder and run twice; the old names no longer exist."""
+    """Let configs name classes by their old paths: first on ``sys.meta_path``, or a moved
+    package's submodule would be found in its new folder and run twice."""
     if not any(isinstance(finder, _Alias) for finder in sys.meta_path):
         sys.meta_path.insert(0, _Alias())
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The checkpoint's dict, :func:`upgrade`\\ d, or one line on what the file is instead: a
-    pickled payload (with the global it refers to), a plain pickle, a truncated file."""
+    """The checkpoint's dict, :func:`upgrade`\\ d, or one line on what the file is instead."""
     path = Path(path)
     if not path.exists():
         raise InputFileNotFoundError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise UserInputError(f"{path}: is a directory, not a checkpoint file")
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # pickle protocol 2+ (torch's legacy format is one)
     is_zip = zipfile.is_zipfile(path)
-    if not is_zip and not _starts_like_a_pickle(path):  # torch's legacy format is a pickle too
+    if not is_zip and not pickled:
         raise UserInputError(
             f"{path}: truncated or not a PyTorch checkpoint ({path.stat().st_size} bytes, no "
             "zip directory at its end, which every torch.save file has)"
@@ -161,25 +154,14 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         what = "truncated or corrupt PyTorch checkpoint"
         if payload:
             what = f"holds Python objects other than tensors and plain containers, {_NOT_LOADED}"
-        raise UserInputError(f"{path}: {what} ({_first_line(error)})") from error
+        raise UserInputError(f"{path}: {what} ({_first_error_line(error)})") from error
     if not isinstance(checkpoint, dict):
         raise UserInputError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint")
     return upgrade(checkpoint, path)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _starts_like_a_pickle(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"  # the PROTO opcode of pickle protocol 2 and later
-
-
 def _describe_pickle(path: Path) -> str:
-    """What a file that starts like a pickle but is no checkpoint is, read with pickletools
-    (which only lists the opcodes: nothing is imported, nothing runs)."""
+    """What a pickle that is no checkpoint is, read with pickletools (nothing is imported)."""
     names: list[str] = []
     strings: list[str] = []
     try:
@@ -202,7 +184,7 @@ def _describe_pickle(path: Path) -> str:
 
 
 def _first_error_line(error: BaseException) -> str:
-    """The line of a (torch) error message that says what failed, up to its first full stop."""
+    """The line of a (torch) error message that says what failed, to its first full stop."""
     lines = [line for line in str(error).splitlines() if "rror" in line] or str(error).splitlines()
     return (lines[-1] if lines else type(error).__name__).strip().split(". ")[0]
 
@@ -210,10 +192,8 @@ def _first_error_line(error: BaseException) -> str:
 def load_module(
     path: str | Path, kind: type[M] = pl.LightningModule, ckpt: dict[str, Any] | None = None
 ) -> M:
-    """The LightningModule (a ``kind``) a checkpoint names, with its weights: what
-    ``kind.load_from_checkpoint`` does, on the upgraded dict (Lightning's reads the file again).
-    Only our own modules are imported by name; another must be imported already, as Lightning
-    asks."""
+    """``kind.load_from_checkpoint`` on the upgraded dict (Lightning's reads the file again).
+    Only our own modules are imported by name; another must be imported already."""
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
     class_path = (ckpt.get("hyper_parameters") or {}).get("_class_path")
     module, _, name = str(class_path).rpartition(".")
@@ -266,8 +246,7 @@ def check_fits(path: Any, checkpoint: dict[str, Any], model: pl.LightningModule)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Same-folder temp file + fsync + ``os.replace`` for local paths; reads through
-    :func:`read_checkpoint`, refusing a checkpoint that does not fit ``model`` (if given)."""
+    """Local saves atomic and fsynced; reads refuse a checkpoint that does not fit ``model``."""
 
     def __init__(self, model: pl.LightningModule | None = None) -> None:
         super().__init__()
