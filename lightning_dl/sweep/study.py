@@ -1,12 +1,10 @@
-"""A sweep's Optuna study and its workers: each asks Optuna for a trial, trains it as a normal run
-and tells Optuna the result.
+"""A sweep's Optuna study and its workers: ask for a trial, train it as a run, tell the result.
 
 Workers (threads, commands, machines) share the study through its storage, and take trials and
-their locks under the sweep folder's lock (a free trial lock marks a dead worker). A trial whose
-worker died (and, when the command starts, a failed one) is failed and enqueued again to resume
-its run directory; an interrupted one (Ctrl-C, SIGTERM) stays RUNNING, and the next worker
-continues it under its own number. After each trial, the sweep folder's results are rewritten
-from the storage (any worker, on any machine, writes the same files).
+their locks under the sweep folder's lock. A trial whose worker died (and, when the command
+starts, a failed one) is failed and enqueued again to resume its run directory; an interrupted
+one (Ctrl-C, SIGTERM) stays RUNNING, and the next worker continues it under its own number.
+After each trial the results are rewritten from the storage, alike by any worker on any machine.
 """
 
 from __future__ import annotations
@@ -265,13 +263,6 @@ def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
             compare.save_figure(fig, out / f"{name}.png")
 
 
-def write_all(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
-    write_tables(study, space, out, metric, direction)
-    write_plots(study, out, metric)
-    with contextlib.suppress(UserInputError):  # no trial has logged curves yet: nothing to show
-        compare.write_comparison([out], out / "compare.png", monitor_for(metric))
-
-
 def where(out: Path) -> str:
     """The line that says where a sweep's results are."""
     files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -342,14 +333,10 @@ class Sweep:
 
     def recover(self, retry_failed: bool) -> bool:
         """Take over the trials whose worker is gone (and failed ones, if asked); whether any."""
-        recovered = False
+        states = (TrialState.RUNNING, TrialState.FAIL) if retry_failed else (TrialState.RUNNING,)
         with held(self.out / LOCK):
-            for trial in counted(self.study.get_trials(deepcopy=False)):
-                if trial.state == TrialState.RUNNING or (
-                    retry_failed and trial.state == TrialState.FAIL
-                ):
-                    recovered |= self._recover_one(trial)
-        return recovered
+            trials = counted(self.study.get_trials(deepcopy=False))
+            return sum(self._recover_one(t) for t in trials if t.state in states) > 0
 
     def _recover_one(self, trial: FrozenTrial) -> bool:
         if (fd := take_over(trial, self.out)) is None:
@@ -393,9 +380,8 @@ class Sweep:
             self.interrupt()
 
     def _next(self) -> tuple[optuna.Trial, str, int | None, bool] | None:
-        """(trial, run directory, its lock or None if another worker holds it, whether it resumes
-        a run): an interrupted trial no one continues, else the next one of the budget (or an
-        enqueued one); None once the budget is spent."""
+        """(trial, run directory, its lock or None while another worker holds it, whether it
+        resumes a run): an interrupted trial, else the budget's next one; None once it is spent."""
         with held(self.out / LOCK):
             trials = counted(self.study.get_trials(deepcopy=False))
             for t in trials:
@@ -425,8 +411,7 @@ class Sweep:
         return {key: trial.params[key] for key in self.space.distributions}
 
     def _run(self, trial: optuna.Trial, relative: str, fd: int | None, resumed: bool) -> None:
-        """Train ``trial``, holding its lock until Optuna knows the outcome (so that no one
-        takes the trial over)."""
+        """Train ``trial``, holding its lock until Optuna knows the outcome (none takes it over)."""
         run_dir = self.out / relative
         if fd is None:
             trial.set_user_attr(Attr.ERROR, f"{run_dir} is in use by another worker")
@@ -505,7 +490,11 @@ class Sweep:
 
     def _write_results(self) -> None:
         with self._results_lock:  # pyplot is not thread-safe; one writer per process
-            write_all(self.study, self.space, self.out, self.metric, self.direction)
+            write_tables(self.study, self.space, self.out, self.metric, self.direction)
+            write_plots(self.study, self.out, self.metric)
+            with contextlib.suppress(UserInputError):  # no trial has logged curves yet
+                png = self.out / "compare.png"
+                compare.write_comparison([self.out], png, monitor_for(self.metric))
 
     def _log(self, number: int, relative: str, message: str) -> None:
         print(f"[sweep] trial {number} ({relative}): {message}", flush=True)
