@@ -441,11 +441,9 @@ class Sweep:
 
     def _fit(self, number: int, values: dict[str, Any], run_dir: Path, lock_fd: int) -> int:
         command = [sys.executable, "-m", "lightning_dl.fit"]
-        for config in self.configs:
-            command += ["--config", config]
+        command += [arg for config in self.configs for arg in ("--config", config)]
         command += ["--run.dir", str(run_dir), "--run.auto_resume", "true"]
-        for key, value in values.items():
-            command += [f"--{key}", cli_value(value)]
+        command += [arg for key, value in values.items() for arg in (f"--{key}", cli_value(value))]
         callback = {
             "class_path": PRUNING_CALLBACK,
             "init_args": {
