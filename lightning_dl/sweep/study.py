@@ -5,6 +5,8 @@ their locks under the sweep folder's lock. A trial whose worker died (and, when 
 starts, a failed one) is failed and enqueued again to resume its run directory; an interrupted
 one (Ctrl-C, SIGTERM) stays RUNNING, and the next worker continues it under its own number.
 After each trial the results are rewritten from the storage, alike by any worker on any machine.
+Ask and tell rather than ``study.optimize``: the budget is checked across workers before a trial
+runs, and a dead worker shows at once by its free flock, not after a heartbeat's grace period.
 """
 
 from __future__ import annotations

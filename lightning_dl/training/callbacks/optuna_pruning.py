@@ -3,6 +3,7 @@
 The sweep adds this callback to each trial's fit command line; it reaches the trial through the
 study's storage, from any process or machine. A pruned run stops after that validation and ends
 as usual (tests its best checkpoint, writes summary.json); ``pruned_at_step`` tells the sweep.
+(optuna-integration's Lightning callback needs the ``optuna.Trial`` in the same process.)
 """
 
 from __future__ import annotations
