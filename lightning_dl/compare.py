@@ -1,9 +1,8 @@
 """Runs side by side: ``python -m lightning_dl.compare RUN_DIR... [--metric M] [--out F.png]``.
 
-One figure overlays the train and val loss and accuracy (metrics.csv) of every run, labelled by
-the settings that differ between the runs (config.yaml); ``compare.md`` beside it (and stdout)
-tables the final and best metrics. A folder of runs (a sweep folder, ``runs/<name>/``) stands
-for all the runs in it.
+One figure overlays every run's train/val loss and accuracy (metrics.csv), labelled by the
+settings that differ (config.yaml); ``compare.md`` beside it (and stdout) tables the final and
+best metrics. A folder of runs (a sweep folder, ``runs/<name>/``) stands for all its runs.
 """
 
 from __future__ import annotations
@@ -50,14 +49,13 @@ def cell(value: Any) -> str:
 
 
 def markdown(intro: str, columns: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table below the line ``intro``."""
     lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """``fig`` as a PNG at ``path`` (written atomically); the figure is closed."""
+    """``fig`` as a PNG at ``path``, written atomically; the figure is closed."""
     import matplotlib.pyplot as plt
 
     try:
@@ -130,8 +128,8 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """The runs, labelled, with steps counted as the console, summary.json and Optuna count them:
-    metrics.csv numbers a step's rows (and its validation's) before Lightning counts the step."""
+    """The runs, labelled, with steps counted as the console and Optuna count them: metrics.csv
+    numbers a step's rows before Lightning counts the step."""
     runs = []
     for run_dir in run_dirs:
         logged = read_metrics(run_dir / "metrics.csv")
@@ -144,15 +142,15 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
             key: points if key.startswith("test/") else [(s + 1, v) for s, v in points]
             for key, points in logged.items()
         }
-        summary = read_summary(run_dir)
-        runs.append(Run(run_dir, series, read_settings(run_dir / "config.yaml"), summary))
+        settings = read_settings(run_dir / "config.yaml")
+        runs.append(Run(run_dir, series, settings, read_summary(run_dir)))
     label_runs(runs)
     return runs
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
-    """Each dotted key's shortest distinct tail, without ``init_args``: ``model.init_args.
-    backbone.init_args.hidden`` -> ``hidden``; a ``class_path`` is named after its owner."""
+    """Each dotted key's shortest distinct tail without ``init_args`` (``model.init_args.backbone.
+    init_args.hidden``: ``hidden``); a ``class_path`` is named after its owner."""
     parts = {k: [p for p in k.split(".") if p not in ("init_args", "class_path")] for k in keys}
     names = {}
     for key, words in parts.items():

@@ -6,12 +6,11 @@
     model.backbone.init_args.dropout: {low: 0.0, high: 0.5}      # a float range
     data.init_args.batch_size: {choices: [64, 128, 256]}          # categorical
 
-Every trial is a run directory ``<out>/runs/<NNN>-<key=value,...>`` trained by ``python -m
-lightning_dl.fit`` in a subprocess (arguments after ``--`` go to every run), scored by
-``--metric``, a key of its summary.json. Trials live in an Optuna storage (``<out>/optuna.db``
-by default): the same command again continues a crashed sweep, and workers (``--workers N``, or
-machines given one shared ``--storage``) share them. ``<out>`` gets ``results.md``,
-``results.csv``, Optuna's plots and ``compare.png`` after every trial.
+Each trial is a run ``<out>/runs/<NNN>-<key=value,...>`` of ``python -m lightning_dl.fit``
+(arguments after ``--`` go to every run), scored by ``--metric`` from its summary.json; after each,
+``<out>`` gets results.md/.csv, Optuna's plots and compare.png. The Optuna storage (``optuna.db``)
+lets the same command continue a crashed sweep, and workers (``--workers N``, or machines sharing
+``--storage``) share it.
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ import optuna
 from optuna.trial import TrialState
 
 from data_modules.errors import EXIT_TERMINATED, InputFileNotFoundError, UserInputError
-from lightning_dl.sweep.results import where
-from lightning_dl.sweep.runner import Sweep
 from lightning_dl.sweep.space import check_keys, load_space
-from lightning_dl.sweep.study import PRUNERS, make_sampler, monitor_for
+from lightning_dl.sweep.study import PRUNERS, Sweep, make_sampler, monitor_for, where
 
 __all__ = ["load_space", "main"]
 EXIT_INTERRUPTED = 130  # 128 + SIGINT

@@ -1,8 +1,6 @@
 """The search space, read from ``space.yaml``: dotted CLI keys mapped to a list of values (a grid
 axis, or a categorical's choices), ``{choices: [...]}`` or a range ``{low, high, log, step}``.
-
-Optuna keeps categorical choices only as None, bool, int, float or str, so a list or a mapping
-(``hidden: [[64], [256, 128]]``) is kept as its command-line text, exactly what the run is given.
+Optuna stores only scalar choices, so a list or mapping value is kept as its command-line text.
 """
 
 from __future__ import annotations
@@ -134,10 +132,9 @@ class _Parsed(Exception):
 
 
 def check_keys(configs: list[str], space: Space, extra: list[str]) -> None:
-    """Refuse, before the first trial, a space that fit refuses: a key the configs do not take
-    (the old grid runner's ``model.lr``) would fail every trial alike. Fit's command line for
-    the first point (each key's first value, or the low end of its range) is parsed here as fit
-    parses it, with nothing instantiated; the reason given is fit's own one line."""
+    """Refuse, before the first trial, a space that fit refuses (a key the configs lack would fail
+    every trial alike): fit's command line for the first point is parsed as fit parses it, with
+    nothing instantiated, and fit's own one line is the reason given."""
     from lightning_dl.training.cli import LightningDLCLI  # Lightning: only once a sweep starts
 
     class ParseOnly(LightningDLCLI):

@@ -1,14 +1,36 @@
-"""A sweep's Optuna study: its storage, sampler and pruner, the attributes it keeps on each
-trial, and the file locks that tell whether a trial's worker is alive."""
+"""A sweep's Optuna study and its workers: ask for a trial, train it as a run, tell the result.
+
+Workers (threads, commands, machines) share the study through its storage, and take trials and
+their locks under the sweep folder's lock. A trial whose worker died (and, when the command
+starts, a failed one) is failed and enqueued again to resume its run directory; an interrupted
+one (Ctrl-C, SIGTERM) stays RUNNING, and the next worker continues it under its own number.
+After each trial the results are rewritten from the storage, alike by any worker on any machine.
+Ask and tell rather than ``study.optimize``: the budget is checked across workers before a trial
+runs, and a dead worker shows at once by its free flock, not after a heartbeat's grace period.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import fcntl
+import functools
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import optuna
 import sqlalchemy.exc
 from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
@@ -17,11 +39,16 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from data_modules.errors import UserInputError
-from lightning_dl.sweep.space import Space
+from data_modules.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from lightning_dl import compare
+from lightning_dl.sweep.space import Space, cli_value, short, slug
+from lightning_dl.training.run.directory import COMPLETED, read_summary
+from lightning_dl.training.run.summary import REPORTED_METRICS as METRICS
 
 LOCK = ".sweep.lock"  # the sweep folder's lock: held to ask for, or take, a trial and its lock
 PRUNERS = ("median", "hyperband", "none")
 SQLITE_TIMEOUT_S = 60  # seconds a worker waits for another one's write instead of failing
+PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
 
 
 class Attr:
@@ -109,12 +136,10 @@ def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def lock(path: Path, wait: bool = False) -> int | None:
-    """A descriptor holding the exclusive flock on ``path``, or None while another one holds it.
-
-    A worker holds its trial's lock, and hands it to the trial's fit process, for as long as the
-    trial runs. The kernel drops a flock with the last descriptor, however its holders died
-    (SIGKILL, power loss; on NFSv4 once the dead machine's lease runs out), so a trial lock that
-    can be taken marks a trial whose worker is gone. ``os.close`` releases it."""
+    """A descriptor holding the exclusive flock on ``path`` (``os.close`` releases it), or None
+    while another one holds it. A worker hands its trial's lock to the trial's fit process; the
+    kernel drops a flock with its last descriptor however the holders died (SIGKILL, power loss;
+    on NFSv4 once the dead machine's lease runs out), so a free trial lock means a dead worker."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -125,7 +150,7 @@ def lock(path: Path, wait: bool = False) -> int | None:
     return fd
 
 
-@contextmanager
+@contextlib.contextmanager
 def held(path: Path) -> Iterator[None]:
     """The lock on ``path``, waited for and held for a short critical section."""
     fd = lock(path, wait=True)
@@ -153,3 +178,349 @@ def take_over(trial: FrozenTrial, out: Path) -> int | None:
     ):
         return None
     return lock(path)
+
+
+def _state(trial: FrozenTrial, out: Path) -> str:
+    """A RUNNING trial that no worker runs (stopped, or its worker gone) is ``interrupted``."""
+    if trial.state == TrialState.RUNNING:
+        if trial.user_attrs.get(Attr.INTERRUPTED):
+            return "interrupted"
+        if (fd := take_over(trial, out)) is not None:
+            os.close(fd)
+            return "interrupted"
+    return trial.state.name.lower()
+
+
+def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
+    """results.csv and results.md, in one order: complete trials best first, then pruned ones
+    (by their last reported value), then the rest; ties in the grid file's order."""
+    with held(out / LOCK):  # no worker takes a trial's lock while it is tested here
+        trials = [(t, _state(t, out)) for t in counted(study.get_trials())]
+    sign = -1 if direction == "maximize" else 1
+    trials.sort(
+        key=lambda ts: (
+            {"complete": 0, "pruned": 1}.get(ts[1], 2),
+            0 if ts[0].value is None else sign * ts[0].value,
+            space.grid_position(ts[0].params),
+            ts[0].number,
+        )
+    )
+    keys = list(space.distributions)
+    shown = [m for m in METRICS[:5] if m != metric]
+    rows = []
+    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["trial", "state", *keys, "value", *METRICS, "run_dir"])
+        for trial, state in trials:
+            run_dir = run_dir_of(trial) or ""
+            summary = read_summary(out / run_dir) if run_dir else {}
+            params = [trial.params.get(k, "") for k in keys]
+            value = "" if trial.value is None else repr(trial.value)
+            figures = [summary.get(m, "") for m in METRICS]
+            texts = map(cli_value, params)
+            writer.writerow([trial.number, state, *texts, value, *figures, run_dir])
+            cells = [str(trial.number), *map(short, params), compare.cell(trial.value)]
+            cells += [compare.cell(summary.get(m)) for m in (*shown, "global_step")]
+            rows.append([*cells, state])
+    counts = ", ".join(f"{n} {state}" for state, n in Counter(s for _, s in trials).items())
+    intro = (
+        f"Sorted by `{metric}` ({direction}), as results.csv is; {len(trials)} trials: "
+        f"{counts or 'none yet'}. A pruned trial's value is its last reported one."
+    )
+    columns = ["trial", *(k.split(".")[-1] for k in keys), metric, *shown, "steps", "state"]
+    write_text_atomic(out / "results.md", compare.markdown(intro, columns, rows))
+
+
+def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
+    """Optuna's optimization history, parallel coordinates and (from 2 distinct points) parameter
+    importances of the complete trials (its plots leave pruned ones out), in a local style."""
+    import matplotlib
+    from optuna.visualization import matplotlib as plots
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return
+    names = sorted({k for t in complete for k in t.params})
+    draw = {
+        "optimization_history": plots.plot_optimization_history,
+        "parallel_coordinate": functools.partial(plots.plot_parallel_coordinate, params=names),
+    }
+    if len({tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in complete}) >= 2:
+        draw["param_importances"] = plots.plot_param_importances
+    matplotlib.use("Agg")
+    for name, plot in draw.items():
+        with matplotlib.rc_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # a parameter with one value so far gets a flat axis: harmless
+            warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
+            # trials with equal values: Optuna's importance evaluator says so, and plots equal bars
+            warnings.filterwarnings("ignore", message="Target and region quantiles select the same")
+            ax = plot(study, target_name=metric)
+            if name == "parallel_coordinate" and len(ax.get_xticklabels()) == len(names) + 1:
+                short_names = compare.short_names(names)  # Optuna cuts names at 20 characters
+                ax.set_xticks(range(len(names) + 1), [metric, *(short_names[n] for n in names)])
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()
+            compare.save_figure(fig, out / f"{name}.png")
+
+
+def where(out: Path) -> str:
+    """The line that says where a sweep's results are."""
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
+    return f"[sweep] results in {out}/: {', '.join(files)}"
+
+
+@dataclass
+class Sweep:
+    """One sweep folder's settings and its study; :meth:`work` is one worker's loop."""
+
+    configs: list[str]
+    space: Space
+    out: Path
+    n_trials: int
+    metric: str
+    direction: str
+    storage_url: str
+    study_name: str
+    sampler: BaseSampler
+    pruner: str = "none"
+    pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 0
+    extra: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event, init=False)
+    _errors: list[BaseException] = field(default_factory=list, init=False)
+    _children: dict[int, subprocess.Popen] = field(default_factory=dict, init=False)
+    _results_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def open(self) -> Sweep:
+        """Create the study, or join it; check it optimises the same metric the same way."""
+        with held(self.out / LOCK):  # two workers creating a new SQLite file at once
+            self.storage = open_storage(self.storage_url)
+            self.study = optuna.create_study(
+                storage=self.storage,
+                study_name=self.study_name,
+                sampler=self.sampler,
+                direction=self.direction,
+                load_if_exists=True,
+            )
+            attrs = self.study.user_attrs
+            if "metric" not in attrs:
+                self.study.set_user_attr("metric", self.metric)
+                self.study.set_user_attr("space", self.space.source)
+        if attrs.get("space", self.space.source) != self.space.source:
+            raise UserInputError(
+                f"--space: study '{self.study_name}' in {self.storage_url} was started with "
+                f"another space ({attrs['space']}); Optuna keeps one space per study: use another "
+                "--out (or --study-name)"
+            )
+        if attrs.get("metric", self.metric) != self.metric:
+            raise UserInputError(
+                f"--metric {self.metric}: study '{self.study_name}' in {self.storage_url} "
+                f"optimises '{attrs['metric']}'; use that metric, or another --study-name/--out"
+            )
+        if self.study.direction.name.lower() != self.direction:
+            raise UserInputError(
+                f"--direction {self.direction}: study '{self.study_name}' in "
+                f"{self.storage_url} is to {self.study.direction.name.lower()} {self.metric}"
+            )
+        write_json_atomic(
+            self.out / "sweep.json",
+            {"configs": self.configs, "space": self.space.source, "extra": self.extra,
+             "metric": self.metric, "direction": self.direction, "storage": self.storage_url,
+             "study_name": self.study_name, "n_trials": self.n_trials,
+             "sampler": type(self.sampler).__name__, "pruner": self.pruner},
+        )  # fmt: skip
+        return self
+
+    def recover(self, retry_failed: bool) -> bool:
+        """Take over the trials whose worker is gone (and failed ones, if asked); whether any."""
+        states = (TrialState.RUNNING, TrialState.FAIL) if retry_failed else (TrialState.RUNNING,)
+        with held(self.out / LOCK):
+            trials = counted(self.study.get_trials(deepcopy=False))
+            return sum(self._recover_one(t) for t in trials if t.state in states) > 0
+
+    def _recover_one(self, trial: FrozenTrial) -> bool:
+        if (fd := take_over(trial, self.out)) is None:
+            return False
+        relative = str(run_dir_of(trial))
+        try:
+            if self.storage.get_trial(trial._trial_id).state != trial.state:
+                return False  # its worker told Optuna before it let go of the lock
+            summary = read_summary(self.out / relative)
+            finished = summary.get("status") == COMPLETED
+            if trial.state == TrialState.RUNNING and finished:
+                self._log(trial.number, relative, "its worker is gone; the run had finished")
+                self._tell(trial, summary)
+                return True
+            if trial.state == TrialState.RUNNING:
+                self.storage.set_trial_user_attr(
+                    trial._trial_id, Attr.ERROR, "its worker stopped while the run trained"
+                )
+                self.study.tell(trial.number, state=TrialState.FAIL)
+            elif finished:
+                return False  # failed after its run finished (no value for the metric): not a rerun
+            self.study.enqueue_trial(
+                trial.params, user_attrs={Attr.RESUMES: trial.number, Attr.RESUME_RUN_DIR: relative}
+            )
+            self._log(trial.number, relative, "retrying it (resumes its run directory)")
+            return True
+        finally:
+            os.close(fd)
+
+    def work(self) -> None:
+        """Run trials until the budget is spent (by all workers together) or we are stopped."""
+        try:
+            while not self.stopping.is_set():
+                if self.recover(retry_failed=False):
+                    self._write_results()
+                if (taken := self._next()) is None:
+                    return
+                self._run(*taken)
+        except BaseException as error:  # re-raised by run() in the main thread
+            self._errors.append(error)
+            self.interrupt()
+
+    def _next(self) -> tuple[optuna.Trial, str, int | None, bool] | None:
+        """(trial, run directory, its lock or None while another worker holds it, whether it
+        resumes a run): an interrupted trial, else the budget's next one; None once it is spent."""
+        with held(self.out / LOCK):
+            trials = counted(self.study.get_trials(deepcopy=False))
+            for t in trials:
+                relative = str(run_dir_of(t))
+                if t.state != TrialState.RUNNING or not t.user_attrs.get(Attr.INTERRUPTED):
+                    continue
+                if (fd := lock(lock_path(self.out, relative))) is not None:
+                    self.storage.set_trial_user_attr(t._trial_id, Attr.INTERRUPTED, False)
+                    return optuna.Trial(self.study, t._trial_id), relative, fd, True
+            if len(trials) >= self.n_trials and TrialState.WAITING not in {t.state for t in trials}:
+                return None
+            trial = self.study.ask(self.space.distributions)
+            if Attr.RESUMES not in trial.user_attrs and self.n_trials <= sum(
+                t.number < trial.number for t in counted(self.study.get_trials(deepcopy=False))
+            ):
+                trial.set_user_attr(Attr.SURPLUS, True)  # a worker elsewhere took the last one
+                self.study.tell(trial, state=TrialState.FAIL)
+                return None
+            relative = trial.user_attrs.get(
+                Attr.RESUME_RUN_DIR, f"runs/{trial.number:03d}-{slug(self._values(trial))}"
+            )
+            if (fd := lock(lock_path(self.out, relative))) is not None:
+                trial.set_user_attr(Attr.RUN_DIR, relative)  # only now may others check its lock
+            return trial, relative, fd, Attr.RESUMES in trial.user_attrs
+
+    def _values(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {key: trial.params[key] for key in self.space.distributions}
+
+    def _run(self, trial: optuna.Trial, relative: str, fd: int | None, resumed: bool) -> None:
+        """Train ``trial``, holding its lock until Optuna knows the outcome (none takes it over)."""
+        run_dir = self.out / relative
+        if fd is None:
+            trial.set_user_attr(Attr.ERROR, f"{run_dir} is in use by another worker")
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        try:
+            trial.set_user_attr(Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            self._log(trial.number, relative, "resuming" if resumed else "starting")
+            returncode = self._fit(trial.number, self._values(trial), run_dir, fd)
+            summary = read_summary(run_dir)
+            if returncode == 0 and summary.get("status") == COMPLETED:
+                self._tell(trial, summary)
+            elif self.stopping.is_set() or summary.get("status") == "interrupted":
+                trial.set_user_attr(Attr.INTERRUPTED, True)  # no failure: continued in place later
+                self._log(trial.number, relative, "interrupted; the same command continues it")
+            else:
+                status = summary.get("status", "failed")
+                if returncode < 0:  # its summary still says running
+                    status = f"killed by {signal.Signals(-returncode).name}"
+                error = f"{status}: {summary.get('error') or f'exit code {returncode}'}"
+                trial.set_user_attr(Attr.ERROR, f"{error} (log: logs/{run_dir.name}.log)")
+                self.study.tell(trial, state=TrialState.FAIL)
+                self._log(trial.number, relative, error)
+        finally:
+            os.close(fd)
+        self._write_results()
+
+    def _fit(self, number: int, values: dict[str, Any], run_dir: Path, lock_fd: int) -> int:
+        command = [sys.executable, "-m", "lightning_dl.fit"]
+        command += [arg for config in self.configs for arg in ("--config", config)]
+        command += ["--run.dir", str(run_dir), "--run.auto_resume", "true"]
+        command += [arg for key, value in values.items() for arg in (f"--{key}", cli_value(value))]
+        callback = {
+            "class_path": PRUNING_CALLBACK,
+            "init_args": {
+                "storage": self.storage_url, "study_name": self.study_name,
+                "trial_number": number, "monitor": monitor_for(self.metric),
+                "pruner": self.pruner, "startup_trials": self.pruner_startup_trials,
+                "warmup_steps": self.pruner_warmup_steps,
+            },
+        }  # fmt: skip
+        command += [f"--trainer.callbacks+={json.dumps(callback)}", *self.extra]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_DL_")}
+        (self.out / "logs").mkdir(parents=True, exist_ok=True)
+        with open(self.out / "logs" / f"{run_dir.name}.log", "a") as log:
+            log.write(" ".join(command) + "\n")
+            log.flush()
+            child = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock_fd,)
+            )
+            self._children[number] = child
+            try:
+                return child.wait()
+            finally:
+                del self._children[number]
+
+    def _tell(self, trial: FrozenTrial | optuna.Trial, summary: dict[str, Any]) -> None:
+        """Record a finished run: pruned, complete with its metric, or failed without one."""
+        attrs = self.storage.get_trial_user_attrs(trial._trial_id)
+        number, value = trial.number, summary.get(self.metric)
+        relative = attrs.get(Attr.RUN_DIR, "")
+        if Attr.PRUNED_AT_STEP in attrs:
+            self.study.tell(number, state=TrialState.PRUNED)
+            self._log(number, relative, f"pruned at step {attrs[Attr.PRUNED_AT_STEP]}")
+        elif isinstance(value, int | float):
+            self.study.tell(number, value)
+            self._log(number, relative, f"complete, {self.metric}={value:.4f}")
+        else:
+            keys = ", ".join(k for k, v in summary.items() if isinstance(v, int | float))
+            error = f"summary.json has no number '{self.metric}' ({keys})"
+            self.storage.set_trial_user_attr(trial._trial_id, Attr.ERROR, error)
+            self.study.tell(number, state=TrialState.FAIL)
+            self._log(number, relative, f"failed: summary.json has no '{self.metric}' ({keys})")
+
+    def _write_results(self) -> None:
+        with self._results_lock:  # pyplot is not thread-safe; one writer per process
+            write_tables(self.study, self.space, self.out, self.metric, self.direction)
+            write_plots(self.study, self.out, self.metric)
+            with contextlib.suppress(UserInputError):  # no trial has logged curves yet
+                png = self.out / "compare.png"
+                compare.write_comparison([self.out], png, monitor_for(self.metric))
+
+    def _log(self, number: int, relative: str, message: str) -> None:
+        print(f"[sweep] trial {number} ({relative}): {message}", flush=True)
+
+    def interrupt(self) -> None:
+        """Stop asking for trials and pass an interrupt on to the runs in flight."""
+        self.stopping.set()
+        for child in list(self._children.values()):
+            child.send_signal(signal.SIGINT)
+
+    def run(self, workers: int) -> list[FrozenTrial]:
+        """``workers`` threads each running :meth:`work`; the counted trials at the end."""
+        self.recover(retry_failed=True)
+        self._write_results()
+        threads = [threading.Thread(target=self.work, name=f"worker{i}") for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(thread.is_alive() for thread in threads):
+                time.sleep(0.2)  # interruptible, unlike a join interrupted halfway
+        except KeyboardInterrupt:
+            self.interrupt()  # the workers record their trials as interrupted, then stop
+            for thread in threads:
+                thread.join()
+            raise
+        if self._errors:
+            raise self._errors[0]
+        self._write_results()
+        return counted(self.study.get_trials(deepcopy=False))

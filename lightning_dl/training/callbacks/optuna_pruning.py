@@ -1,9 +1,9 @@
 """Report a run's validation metric to its Optuna trial, and stop the run when the pruner says so.
 
-The sweep adds this callback to every trial's ``python -m lightning_dl.fit`` command line; it
-reaches the trial through the study's storage, so a run in a subprocess or on another machine
-can be pruned. A pruned run is no error: it stops after that validation, tests its best
-checkpoint and writes its summary.json as usual; ``pruned_at_step`` tells the sweep.
+The sweep adds this callback to each trial's fit command line; it reaches the trial through the
+study's storage, from any process or machine. A pruned run stops after that validation and ends
+as usual (tests its best checkpoint, writes summary.json); ``pruned_at_step`` tells the sweep.
+(optuna-integration's Lightning callback needs the ``optuna.Trial`` in the same process.)
 """
 
 from __future__ import annotations
