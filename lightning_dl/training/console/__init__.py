@@ -1,11 +1,6 @@
-"""What a person sees while a run trains: one live bar on a terminal, a few plain lines in a log.
-
-The bars (:mod:`.bars`) show the module's ``progress_values`` (host floats), so they never read a
-device tensor. The model summary is one line, sized from each parameter's own dtype (Lightning's
-sizes from the trainer's precision and warns on every mixed-precision run).
-:func:`silence_harmless_notices` drops, by their exact text, the notices that Lightning, torch
-and wandb print on every run and that say nothing about it (or, like Lightning's AMP line, say
-what the summary says in our words: ``precision: bf16-mixed``).
+"""What a person sees while a run trains: one live bar on a terminal, a few plain lines in a log,
+a one-line model summary sized from each parameter's own dtype (Lightning's sizes from the
+trainer's precision, and warns), and none of the notices that say nothing about the run.
 """
 
 from __future__ import annotations
@@ -56,17 +51,13 @@ def _not_harmless(record: logging.LogRecord) -> bool:  # a logging filter
     return record.getMessage() not in HARMLESS_LOG_MESSAGES
 
 
-_LOG_FILTER = _not_harmless
-
-
 def silence_harmless_notices() -> None:
-    """Drop the notices listed above (each by its exact text) and keep wandb's output short:
-    nothing offline (the final table prints ``wandb sync``), the essentials online; the user's
-    ``WANDB_SILENT`` / ``WANDB_QUIET`` win. Safe to call more than once."""
+    """Drop the notices above by their exact text; wandb: silent offline (the final table says
+    ``wandb sync``), quiet online, unless the user set either. Safe to call more than once."""
     for message, category, module in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", re.escape(message), category, module)
     for name in LIGHTNING_LOGGERS:
-        logging.getLogger(name).addFilter(_LOG_FILTER)  # no-op when already added
+        logging.getLogger(name).addFilter(_not_harmless)  # no-op when already added
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
         os.environ.setdefault("WANDB_SILENT", "true")
     else:
@@ -89,9 +80,8 @@ class CompactModelSummary(ModelSummary):
         total_parameters: int,
         trainable_parameters: int,
         model_size: float,
-        total_training_modes: dict[str, int],
-        total_flops: int,
-        **summarize_kwargs: Any,
+        *_: Any,
+        **__: Any,
     ) -> None:
         columns = dict(summary_data)
         layers = [

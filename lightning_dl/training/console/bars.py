@@ -1,6 +1,5 @@
-"""Progress for a terminal (:class:`LiveProgressBar`: one bar for the whole run, evaluation bars
-removed when done) and for anything else (:class:`LogProgressBar`: a line every 10% of training,
-at most one per 30 s and at least one per 5 min); both print one line per validation."""
+"""Progress for a terminal (one bar for the whole run) and for logs (a line every 10% of the run,
+30 s to 5 min apart); both print one line per validation."""
 
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ def _duration(seconds: float) -> str:
 
 
 def train_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-    """What the bars show: the module's progress_values (host floats) and the ``prog_bar=True``
-    values Lightning has read back already (other modules'; the Classifier logs none)."""
+    """The module's progress_values (host floats) and the ``prog_bar=True`` values Lightning has
+    read back already: the bars never read a device tensor."""
     metrics: dict[str, Any] = dict(trainer.progress_bar_metrics)
     values = getattr(pl_module, "progress_values", None) or {}
     metrics.update({TRAIN_NAMES.get(key, key): value for key, value in values.items()})
@@ -69,9 +68,8 @@ class ValidationLine:
 
 @dataclass
 class LineSchedule:
-    """When a plain log line is due: every ``every_fraction`` of the run but ``min_interval_s``
-    apart at least (its length unknown: every ``min_interval_s``), a heartbeat every
-    ``max_interval_s``, and the last step."""
+    """When a log line is due: every ``every_fraction`` of the run (unknown length: every
+    ``min_interval_s``), ``min_interval_s`` apart, ``max_interval_s`` at most; and at the end."""
 
     total: float  # optimizer steps of the run; inf when unknown
     every_fraction: float = 0.1
@@ -97,7 +95,7 @@ class LineSchedule:
 
 
 class LogProgressBar(ProgressBar):
-    """Plain lines for logs: no carriage returns, nothing per batch (see the module docstring)."""
+    """Plain lines for logs: no carriage returns, nothing per batch."""
 
     def __init__(self, every_fraction: float = 0.1, min_interval_s: float = 30.0) -> None:
         super().__init__()
@@ -197,18 +195,24 @@ class LiveProgressBar(RichProgressBar):
         return train_metrics(trainer, pl_module)
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
+        """No background redraws (``refresh`` draws on this thread), and log records printed
+        while the bar is live go above it, as print() does: rich redirects sys.stdout/stderr, but
+        a logging handler keeps its own stream and would cut the bar."""
         super()._init_progress(trainer)
-        self._stop_refresh_thread()
-        self._route_log_handlers()
-
-    def _stop_refresh_thread(self) -> None:
-        """No background redraws (class docstring): ``refresh`` draws on this thread instead."""
         live = self.progress.live if self.progress is not None else None
         if (thread := getattr(live, "_refresh_thread", None)) is not None:
             live.auto_refresh = False
             thread.stop()
             thread.join()
             live._refresh_thread = None
+        loggers = [logging.getLogger(name) for name in ("", *LIGHTNING_LOGGER_ROOTS)]
+        for proxy in (sys.stdout, sys.stderr):
+            original = getattr(proxy, "rich_proxied_file", None)  # rich's FileProxy, while live
+            for logger in loggers if original is not None else ():
+                for handler in logger.handlers:
+                    if isinstance(handler, logging.StreamHandler) and handler.stream is original:
+                        handler.setStream(proxy)
+                        self._rerouted.append((handler, original))
 
     def refresh(self, hard: bool = False) -> None:
         if self.progress is not None:
@@ -219,19 +223,6 @@ class LiveProgressBar(RichProgressBar):
             handler.setStream(stream)
         self._rerouted.clear()
         super()._stop_progress()
-
-    def _route_log_handlers(self) -> None:
-        """Log records (Lightning's "`Trainer.fit` stopped", ...) printed while the bar is live go
-        above it, as print() does: rich redirects sys.stdout/stderr, but a logging handler keeps
-        the stream it was created with and would write into the middle of the bar."""
-        loggers = [logging.getLogger(name) for name in ("", *LIGHTNING_LOGGER_ROOTS)]
-        for proxy in (sys.stdout, sys.stderr):
-            original = getattr(proxy, "rich_proxied_file", None)  # rich's FileProxy, while live
-            for logger in loggers if original is not None else ():
-                for handler in logger.handlers:
-                    if isinstance(handler, logging.StreamHandler) and handler.stream is original:
-                        handler.setStream(proxy)
-                        self._rerouted.append((handler, original))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
