@@ -15,15 +15,6 @@ from data_modules.errors import require_at_least
 from lightning_dl.training.run.signals import AgreedSignals
 
 
-def validation_due(trainer: pl.Trainer) -> bool:
-    """Whether the fit loop validates right after the training batch that just ended."""
-    loop = trainer.fit_loop
-    try:  # Lightning's own test, asked with the fetcher it will be asked with
-        return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
-    except Exception:  # a Lightning without these internals: write at once
-        return False
-
-
 def _is_last_step(trainer: pl.Trainer, batch_idx: int) -> bool:
     if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
         return True
@@ -85,7 +76,12 @@ class LastCheckpoint(Callback):
         ending = trainer.received_sigterm or trainer.should_stop or _is_last_step(trainer, args[-1])
         ending = ending and trainer.checkpoint_callback is not None
         if step != self._saved_at and (ending or (every and step % every == 0)):
-            if validation_due(trainer) and not trainer.received_sigterm:
+            loop = trainer.fit_loop
+            try:  # Lightning's own test of a validation right after this batch
+                due = bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+            except Exception:  # a Lightning without these internals: write at once
+                due = False
+            if due and not trainer.received_sigterm:
                 self._after_validation = step
             else:
                 self._save(trainer)

@@ -31,14 +31,11 @@ def warmup_ema(decay: float, power: float) -> MultiAvgFn:
     return update
 
 
-class HostCountedAveragedModel(AveragedModel):
-    """``AveragedModel`` with a host copy of the update count, so that its update never waits."""
-
-    host_updates: int | None = None  # set at setup (0) and when a checkpoint is loaded
+class _SyncFreeAveragedModel(AveragedModel):
+    """``AveragedModel`` whose update never tests its device-side count (twice a step in torch's):
+    the warm-up's first weight is 1, so the first update is the copy torch makes it."""
 
     def update_parameters(self, model: torch.nn.Module) -> None:
-        if self.host_updates is None:
-            self.host_updates = int(self.n_averaged.item())
         buffers = self.use_buffers
         mine = itertools.chain(self.module.parameters(), self.module.buffers() if buffers else ())
         theirs = itertools.chain(model.parameters(), model.buffers() if buffers else ())
@@ -48,15 +45,11 @@ class HostCountedAveragedModel(AveragedModel):
             group[0].append(averaged.detach())
             group[1].append(current.detach().to(averaged.device))
         for averaged, current in groups.values():
-            if self.host_updates == 0:
-                torch._foreach_copy_(averaged, current)
-            else:
-                self.multi_avg_fn(averaged, current, self.n_averaged.to(averaged[0].device))
+            self.multi_avg_fn(averaged, current, self.n_averaged.to(averaged[0].device))
         if not buffers:  # buffers follow the model
             for mine_b, theirs_b in zip(self.module.buffers(), model.buffers(), strict=True):
                 mine_b.detach().copy_(theirs_b.detach().to(mine_b.device))
         self.n_averaged += 1
-        self.host_updates += 1
 
 
 class WarmupEMA(WeightAveraging):
@@ -81,12 +74,4 @@ class WarmupEMA(WeightAveraging):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if self._average_model is not None:  # the same module, updated without device reads
-            self._average_model.__class__ = HostCountedAveragedModel
-            self._average_model.host_updates = 0
-
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        super().on_load_checkpoint(trainer, pl_module, checkpoint)
-        if isinstance(self._average_model, HostCountedAveragedModel):  # read once, not per step
-            self._average_model.host_updates = int(self._average_model.n_averaged.item())
+            self._average_model.__class__ = _SyncFreeAveragedModel

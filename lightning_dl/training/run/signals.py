@@ -61,31 +61,26 @@ class AgreedSignals(_SignalConnector):
         self.pending = self.agreed = 0
         self.interrupted = False  # by Ctrl-C (SIGINT)
         if self.requeue_signal is not None:
-            self._register_signal(self.requeue_signal, _HandlersCompose(self._requeue_notifier))
+            self._register_signal(self.requeue_signal, _HandlersCompose(self._sigterm_notifier_fn))
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._register_signal(signal.SIGINT, self._interrupt_notifier)
-
-    def _raise_flag(self, bit: int, what: str) -> None:
-        log.info(f"[rank {self.trainer.global_rank}] received {what}")
-        if not self.pending and not self.received_sigterm:
-            launcher = self.trainer.strategy.launcher
-            if launcher is not None:  # Lightning's own launcher: pass it on to its children
-                launcher.kill(signal.SIGTERM)
-        self.pending |= bit
-        if self.trainer.world_size == 1:
-            self.agreed |= bit
-            self.received_sigterm = True
+            self._register_signal(signal.SIGINT, self._sigterm_notifier_fn)
 
     def _sigterm_notifier_fn(self, signum: Any, _: FrameType | None) -> None:
-        self._raise_flag(TERMINATE, "SIGTERM")
-
-    def _interrupt_notifier(self, signum: Any, _: FrameType | None) -> None:
-        self._register_signal(signal.SIGINT, signal.default_int_handler)  # a second one: now
-        self.interrupted = True
-        self._raise_flag(TERMINATE, "SIGINT")
-
-    def _requeue_notifier(self, signum: Any, _: FrameType | None) -> None:
-        self._raise_flag(REQUEUE, f"{signal.Signals(signum).name} (checkpoint and requeue)")
+        """Every signal handled here: set this process's flag (and pass it on to children)."""
+        requeue = signum == self.requeue_signal
+        what = signal.Signals(signum).name + (" (checkpoint and requeue)" if requeue else "")
+        log.info(f"[rank {self.trainer.global_rank}] received {what}")
+        if signum == signal.SIGINT:
+            self._register_signal(signal.SIGINT, signal.default_int_handler)  # a second one: now
+            self.interrupted = True
+        if not self.pending and not self.received_sigterm:
+            launcher = self.trainer.strategy.launcher
+            if launcher is not None:  # Lightning's own launcher
+                launcher.kill(signal.SIGTERM)
+        self.pending |= REQUEUE if requeue else TERMINATE
+        if self.trainer.world_size == 1:
+            self.agreed = self.pending
+            self.received_sigterm = True
 
     def agree(self) -> bool:
         """One all-reduce (max; the strategy's ``reduce`` adds a barrier): True if any was set."""
