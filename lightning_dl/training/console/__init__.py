@@ -12,7 +12,7 @@ import re
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TextIO
 
@@ -103,8 +103,7 @@ class LogProgressBar(ProgressBar):
     def __init__(self, every_fraction: float = 0.1, min_interval_s: float = 30.0) -> None:
         super().__init__()
         self._enabled = True
-        self._every_fraction, self._min_interval_s = every_fraction, min_interval_s
-        self._schedule = LineSchedule(math.inf)
+        self._schedule = LineSchedule(math.inf, every_fraction, min_interval_s)
         self._validation_line = ValidationLine()
         self._started = time.monotonic()
         self._start_step = 0
@@ -128,10 +127,9 @@ class LogProgressBar(ProgressBar):
         now = time.monotonic()
         self._started, self._start_step = now, trainer.global_step
         self._validation_s = 0.0  # the sanity check is not training time either
-        self._schedule = LineSchedule(
-            float(trainer.estimated_stepping_batches),
-            self._every_fraction,
-            self._min_interval_s,
+        self._schedule = replace(
+            self._schedule,
+            total=float(trainer.estimated_stepping_batches),
             last_step=trainer.global_step,
             last_time=now,
         )
@@ -389,8 +387,8 @@ def configure_console(
 ) -> None:
     """Swap Lightning's default progress bar and model summary for ours; a bar or summary among
     the user's ``configured_callbacks`` is kept, and so is ``enable_progress_bar=False``."""
-    given = configured_callbacks or []
-    given = list(given) if isinstance(given, list | tuple) else [given]
+    given = configured_callbacks
+    given = given if isinstance(given, list | tuple) else [given]
     keep_bar = any(isinstance(cb, ProgressBar) for cb in given)
     keep_summary = any(isinstance(cb, ModelSummary) for cb in given)
     for index, callback in enumerate(trainer.callbacks):
