@@ -26,7 +26,6 @@ from torchmetrics import Metric
 from data_modules.batches.resumable_loader import ResumableDataLoader, make_resumable, make_sharded
 from data_modules.io.atomic import write_text_atomic
 
-_EVAL_HOOKS = ("val_dataloader", "test_dataloader")
 METRIC_STATES = "lightning_dl_metric_states"
 PENDING_ROW = "lightning_dl_pending_log_row"  # (metrics, step) logged just after the checkpoint
 
@@ -86,26 +85,24 @@ class ExactResume(Callback):
     def __init__(self, seed: int | None = None) -> None:
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.position = (0, 0)  # (epoch, index of the next training batch in that epoch)
-        self._originals: dict[str, Any] = {}
+        self._wrapped = False  # the datamodule's loader hooks
         self._counts_before_evaluation: dict[str, int] = {}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
-        if datamodule is None or self._originals:
+        if datamodule is None or self._wrapped:
             return
+        self._wrapped = True
         world, rank = trainer.world_size, trainer.global_rank
         distributed = world > 1 and trainer._accelerator_connector.use_distributed_sampler
-        self._originals = {
-            name: getattr(datamodule, name) for name in ("train_dataloader", *_EVAL_HOOKS)
-        }
-        train = self._originals["train_dataloader"]
+        train = datamodule.train_dataloader
         replicas, own_rank = (world, rank) if distributed else (1, 0)
         options = {"num_replicas": replicas, "rank": own_rank, "seed": self.seed}
         datamodule.train_dataloader = lambda: make_resumable(
             train(), **options, position=lambda: self.position
         )
-        for name in _EVAL_HOOKS:
-            original = self._originals[name]
+        for name in ("val_dataloader", "test_dataloader"):
+            original = getattr(datamodule, name)
 
             def evaluation_dataloader(original: Any = original) -> Any:
                 loaders = original()
