@@ -78,7 +78,7 @@ def clean_notices(monkeypatch):
         monkeypatch.delenv(name)
     yield
     for name in console.LIGHTNING_LOGGERS:
-        logging.getLogger(name).removeFilter(console._LOG_FILTER)
+        logging.getLogger(name).removeFilter(console._not_harmless)
 
 
 class _Records(logging.Handler):

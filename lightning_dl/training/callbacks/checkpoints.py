@@ -1,8 +1,5 @@
-"""``last.ckpt`` holds the last step of every ending; a run too short to validate validates once.
-
-Lightning's ModelCheckpoint rewrites last.ckpt only after a new best (at train end only if it
-saved nothing). :class:`LastCheckpoint` also writes it every K steps if asked, at the step a
-signal stops the run, and at the last step (max_steps, max_epochs, max_time, early stopping).
+"""``last.ckpt`` holds the last step of every ending (Lightning's rewrites it only after a new
+best); a run too short to validate validates once.
 """
 
 from __future__ import annotations
@@ -18,15 +15,6 @@ from data_modules.errors import require_at_least
 from lightning_dl.training.run.signals import AgreedSignals
 
 
-def validation_due(trainer: pl.Trainer) -> bool:
-    """Whether the fit loop validates right after the training batch that just ended."""
-    loop = trainer.fit_loop
-    try:  # Lightning's own test, asked with the fetcher it will be asked with
-        return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
-    except Exception:  # a Lightning without these internals: write at once
-        return False
-
-
 def _is_last_step(trainer: pl.Trainer, batch_idx: int) -> bool:
     if trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step:
         return True
@@ -36,15 +24,12 @@ def _is_last_step(trainer: pl.Trainer, batch_idx: int) -> bool:
 
 
 class LastCheckpoint(Callback):
-    """Write ``<dirpath>/last.ckpt`` (every rank calls, rank 0 writes) at the end of a batch.
+    """Write ``<dirpath>/last.ckpt`` every K steps, at a signal and at the last step.
 
-    A step whose validation is due is written after it: Lightning resumes a checkpoint written
-    before a validation past it, and the resumed run would skip it (and the best.ckpt it may
-    make). The CLI puts this callback after ModelCheckpoint, so that write holds the validation's
-    best-model state. A signal during a validation lets the validation finish first. Under DDP
-    the ranks agree on a signal every ``check_every_n_steps`` steps (default: the logging
-    interval). A run that would end before any validation (no best.ckpt to test) stops one step
-    early by ``should_stop``, which makes the fit loop validate there.
+    A step whose validation is due is written after it (a resumed run would skip the
+    validation), after ModelCheckpoint's best. Under DDP the ranks agree on a signal every
+    ``check_every_n_steps`` steps. A run that would end before any validation stops by
+    ``should_stop`` at its last step, which makes the fit loop validate there.
     """
 
     def __init__(
@@ -91,7 +76,12 @@ class LastCheckpoint(Callback):
         ending = trainer.received_sigterm or trainer.should_stop or _is_last_step(trainer, args[-1])
         ending = ending and trainer.checkpoint_callback is not None
         if step != self._saved_at and (ending or (every and step % every == 0)):
-            if validation_due(trainer) and not trainer.received_sigterm:
+            loop = trainer.fit_loop
+            try:  # Lightning's own test of a validation right after this batch
+                due = bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+            except Exception:  # a Lightning without these internals: write at once
+                due = False
+            if due and not trainer.received_sigterm:
                 self._after_validation = step
             else:
                 self._save(trainer)

@@ -1,10 +1,6 @@
-"""Exponential moving average of the weights, with a warm-up, for validation, checkpoints and test.
-
-Lightning's ``EMAWeightAveraging`` applies its full decay from the first step, so the average
-keeps the random initial weights for long (0.998^500 = 37% after 500 steps). Like timm's
-``ModelEmaV3``, the decay here warms up with the update count t, ``min(decay, 1 - (1 + t)^-power)``.
-Integer buffers (BatchNorm's ``num_batches_tracked``) are copied, not averaged. The update never
-reads a device tensor back (torch's ``AveragedModel`` tests its device-side counter twice a step).
+"""EMA of the weights whose decay warms up, ``min(decay, 1 - (1 + t)^-power)`` (timm's
+``ModelEmaV3``): Lightning's ``EMAWeightAveraging`` keeps the random initial weights for long.
+Integer buffers are copied; the update never reads a device tensor back.
 """
 
 from __future__ import annotations
@@ -23,29 +19,23 @@ MultiAvgFn = Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], No
 
 
 def warmup_ema(decay: float, power: float) -> MultiAvgFn:
-    """``AveragedModel``'s ``multi_avg_fn``: ``avg += w * (current - avg)``, with the newest
-    weights' weight ``w = max((1 + t)^-power, 1 - decay)`` after t >= 1 updates."""
+    """``multi_avg_fn`` for ``AveragedModel``: ``avg += max((1+t)^-power, 1-decay) * (x - avg)``."""
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], t: torch.Tensor) -> None:
         if not averaged[0].is_floating_point():  # one call per dtype: these are counters
             torch._foreach_copy_(averaged, current)
             return
         weight = (1 + t.to(averaged[0].dtype)).pow(-power).clamp(min=1 - decay)
-        # one in-place pass (1.7 ms for the 9.2 M-parameter ConvNet on CPU, not 11 ms)
         torch._foreach_lerp_(averaged, current, [weight] * len(averaged))
 
     return update
 
 
-class HostCountedAveragedModel(AveragedModel):
-    """``AveragedModel`` with a host copy of the update count, so its update never waits (the
-    same arithmetic: a copy first, then ``multi_avg_fn`` per device and dtype)."""
-
-    host_updates: int | None = None  # set at setup (0) and when a checkpoint is loaded
+class _SyncFreeAveragedModel(AveragedModel):
+    """``AveragedModel`` whose update never tests its device-side count (twice a step in torch's):
+    the warm-up's first weight is 1, so the first update is the copy torch makes it."""
 
     def update_parameters(self, model: torch.nn.Module) -> None:
-        if self.host_updates is None:
-            self.host_updates = int(self.n_averaged.item())
         buffers = self.use_buffers
         mine = itertools.chain(self.module.parameters(), self.module.buffers() if buffers else ())
         theirs = itertools.chain(model.parameters(), model.buffers() if buffers else ())
@@ -55,15 +45,11 @@ class HostCountedAveragedModel(AveragedModel):
             group[0].append(averaged.detach())
             group[1].append(current.detach().to(averaged.device))
         for averaged, current in groups.values():
-            if self.host_updates == 0:
-                torch._foreach_copy_(averaged, current)
-            else:
-                self.multi_avg_fn(averaged, current, self.n_averaged.to(averaged[0].device))
+            self.multi_avg_fn(averaged, current, self.n_averaged.to(averaged[0].device))
         if not buffers:  # buffers follow the model
             for mine_b, theirs_b in zip(self.module.buffers(), model.buffers(), strict=True):
                 mine_b.detach().copy_(theirs_b.detach().to(mine_b.device))
         self.n_averaged += 1
-        self.host_updates += 1
 
 
 class WarmupEMA(WeightAveraging):
@@ -88,12 +74,4 @@ class WarmupEMA(WeightAveraging):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if self._average_model is not None:  # the same module, updated without device reads
-            self._average_model.__class__ = HostCountedAveragedModel
-            self._average_model.host_updates = 0
-
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        super().on_load_checkpoint(trainer, pl_module, checkpoint)
-        if isinstance(self._average_model, HostCountedAveragedModel):  # read once, not per step
-            self._average_model.host_updates = int(self._average_model.n_averaged.item())
+            self._average_model.__class__ = _SyncFreeAveragedModel

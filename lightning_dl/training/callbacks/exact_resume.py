@@ -1,15 +1,7 @@
-"""Make a resumed run continue exactly where the checkpoint left it.
-
-1. *Data order*: the train loader is rebuilt (:mod:`data_modules.batches.resumable_loader`) with
-   a sampler seeded by (seed, epoch) that skips the batches already trained on; under DDP each
-   rank gets its share of one permutation, and evaluation loaders contiguous, unpadded shards.
-2. *Random streams*: every training batch gets RNG states derived from (seed, epoch, batch
-   index, rank), so its randomness does not depend on incidental draws before it (a DataLoader
-   iterator's seed, a validation that may or may not run again after a restart).
-3. *Logged metrics*: torchmetrics states are not in a module's state_dict; they travel in the
-   checkpoint. metrics.csv is flushed (fsync'd) before each checkpoint, which also carries the
-   training row Lightning logs after it at the same step; on resume the rows logged after the
-   checkpoint are dropped and that row is put back, so the file equals an uninterrupted run's.
+"""Make a resumed run continue exactly where its checkpoint left it: the data order (a sampler
+seeded by (seed, epoch) that skips the batches done), each training batch's RNG states (from
+(seed, epoch, batch, rank), not from incidental draws before it) and metrics.csv (torchmetrics
+states and the row logged just after the checkpoint travel in it; later rows are dropped).
 """
 
 from __future__ import annotations
@@ -34,7 +26,6 @@ from torchmetrics import Metric
 from data_modules.batches.resumable_loader import ResumableDataLoader, make_resumable, make_sharded
 from data_modules.io.atomic import write_text_atomic
 
-_EVAL_HOOKS = ("val_dataloader", "test_dataloader")
 METRIC_STATES = "lightning_dl_metric_states"
 PENDING_ROW = "lightning_dl_pending_log_row"  # (metrics, step) logged just after the checkpoint
 
@@ -44,18 +35,11 @@ def _copy(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _own_generator(loader: DataLoader) -> DataLoader:
-    """An evaluation loader that draws its iterator seed from a generator of its own: Lightning
-    iterates the validation loader when it resumes at a validation step (to skip it), which would
-    otherwise shift the next training batch's randomness."""
+    """An evaluation loader seeded by a generator of its own: Lightning iterates it when resuming
+    at a validation step, which would otherwise shift the next training batch's randomness."""
     if loader.generator is None:
         loader.generator = torch.Generator().manual_seed(0)
     return loader
-
-
-def batch_seed(seed: int, epoch: int, batch_idx: int, rank: int) -> int:
-    """A 63-bit seed for one training batch, independent of anything that ran before it."""
-    state = np.random.SeedSequence([seed, epoch, batch_idx, rank]).generate_state(1, np.uint64)
-    return int(state[0]) >> 1
 
 
 def truncate_metrics_csv(path: str, before_step: int) -> list[str]:
@@ -82,8 +66,8 @@ def _csv_loggers(trainer: pl.Trainer) -> list[CSVLogger]:
 
 
 def _unlogged_train_row(trainer: pl.Trainer) -> tuple[dict, int] | None:
-    """The training row Lightning logs right after ``on_train_batch_end``, where the checkpoints
-    of a signal or of every K steps are written, as Lightning will log it; None elsewhere."""
+    """The row Lightning logs right after ``on_train_batch_end`` (where a signal's checkpoint is
+    written), as it will log it; None elsewhere."""
     loop = trainer.fit_loop.epoch_loop
     progress = loop.batch_progress.current
     connector = trainer._logger_connector
@@ -96,35 +80,29 @@ def _unlogged_train_row(trainer: pl.Trainer) -> tuple[dict, int] | None:
 
 
 class ExactResume(Callback):
-    """Seeded, resumable data order and per-batch RNG states; see the module docstring."""
+    """Seeded, resumable data order, per-batch RNG states and metrics.csv; see the module."""
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.position = (0, 0)  # (epoch, index of the next training batch in that epoch)
-        self._originals: dict[str, Any] = {}
+        self._wrapped = False  # the datamodule's loader hooks
         self._counts_before_evaluation: dict[str, int] = {}
 
-    # -- data --------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
-        if datamodule is None or self._originals:
+        if datamodule is None or self._wrapped:
             return
+        self._wrapped = True
         world, rank = trainer.world_size, trainer.global_rank
         distributed = world > 1 and trainer._accelerator_connector.use_distributed_sampler
-        self._originals = {
-            name: getattr(datamodule, name) for name in ("train_dataloader", *_EVAL_HOOKS)
-        }
-        train = self._originals["train_dataloader"]
+        train = datamodule.train_dataloader
         replicas, own_rank = (world, rank) if distributed else (1, 0)
-
         options = {"num_replicas": replicas, "rank": own_rank, "seed": self.seed}
-
-        def train_dataloader() -> Any:
-            return make_resumable(train(), **options, position=lambda: self.position)
-
-        datamodule.train_dataloader = train_dataloader
-        for name in _EVAL_HOOKS:
-            original = self._originals[name]
+        datamodule.train_dataloader = lambda: make_resumable(
+            train(), **options, position=lambda: self.position
+        )
+        for name in ("val_dataloader", "test_dataloader"):
+            original = getattr(datamodule, name)
 
             def evaluation_dataloader(original: Any = original) -> Any:
                 loaders = original()
@@ -134,9 +112,9 @@ class ExactResume(Callback):
 
             setattr(datamodule, name, evaluation_dataloader)
 
-    # -- randomness --------------------------------------------------------------------------
     def _reseed(self, trainer: pl.Trainer) -> None:
-        seed = batch_seed(self.seed, *self.position, trainer.global_rank)
+        entropy = [self.seed, *self.position, trainer.global_rank]  # nothing that ran before
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
         # torch.manual_seed costs ~0.1 ms (it visits every backend); the generators in use suffice
         torch.default_generator.manual_seed(seed)
         if torch.cuda.is_initialized():
@@ -145,9 +123,8 @@ class ExactResume(Callback):
         random.seed(seed)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Lightning gives a loader its checkpointed position only when it builds it after the
-        restore; ``estimated_stepping_batches`` (OneCycleLR, finite ``max_epochs``) builds it
-        before, and a mid-epoch resume would restart the epoch: our position says where to go."""
+        """``estimated_stepping_batches`` builds the loader before the restore, which then does
+        not reach it: a mid-epoch resume would restart the epoch without our position."""
         loader = trainer.train_dataloader
         epoch, done = self.position
         if isinstance(loader, ResumableDataLoader) and not loader.restored and done:
@@ -170,7 +147,6 @@ class ExactResume(Callback):
         if trainer.state.fn == TrainerFn.FITTING:
             self._reseed(trainer)
 
-    # -- checkpoints and metrics.csv ---------------------------------------------------------
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._counts_before_evaluation = {
             name: m._update_count for name, m in pl_module.named_modules() if isinstance(m, Metric)
@@ -179,9 +155,7 @@ class ExactResume(Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        # A checkpoint written at the end of a validation (ModelCheckpoint) would otherwise carry
-        # that validation's accumulators, which Lightning resets right after; a resumed run
-        # would add its next validation onto them. Training accumulators are what must carry.
+        # not a validation's accumulators (Lightning resets them right after the checkpoint)
         before = self._counts_before_evaluation if trainer.validating else None
         checkpoint[METRIC_STATES] = {
             name: {
@@ -210,11 +184,8 @@ class ExactResume(Callback):
             metric = metrics.get(name)
             if isinstance(metric, Metric):
                 for key, value in saved["states"].items():
-                    setattr(
-                        metric,
-                        key,
-                        apply_to_collection(value, torch.Tensor, torch.Tensor.to, metric.device),
-                    )
+                    value = apply_to_collection(value, torch.Tensor, torch.Tensor.to, metric.device)
+                    setattr(metric, key, value)
                 metric._update_count = saved["update_count"]
                 metric._computed = None
         metrics, step = checkpoint.get(PENDING_ROW, (None, checkpoint["global_step"]))

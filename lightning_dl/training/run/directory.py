@@ -1,17 +1,9 @@
-"""Which directory a run writes to, what it can be resumed from, and the rules that keep a
-user's files safe.
-
-- A new run gets ``<run.root>/<run.name>/<timestamp>/`` (``run.name``: the last config's stem)
-  and ``<run.root>/<run.name>/latest`` points at it; an explicit ``--run.dir`` gets no link.
-- An existing non-empty directory is written to only when it is a run of ours being resumed
-  (``--ckpt_path last`` or ``--run.auto_resume true``), or a run of ours that failed or was
-  interrupted before any checkpoint (its retry starts it over). Anything else is refused.
-- Several processes: launchers start them seconds apart, and a node starting after rank 0 wrote
-  ``summary.json`` would take the directory for someone else's. So only the future global rank
-  0 checks it; the others :func:`follow` (``--run.dir`` required), and once the process group is
-  up :class:`SameRunOnEveryRank` stops every rank if a node sees other files (a ``--run.dir``
-  not on a filesystem all nodes share).
-- Temp files of our atomic writes left by a killed process are removed when a run starts.
+"""Which directory a run writes to, what it resumes from, and the rules that keep a user's files
+safe: an existing non-empty directory is written to only when it is a run of ours being resumed,
+or one that failed before any checkpoint (its retry starts over). Under several processes only
+the future global rank 0 checks (a late node would take rank 0's fresh summary.json for someone
+else's); the others :func:`follow`, and :class:`SameRunOnEveryRank` catches a ``--run.dir`` that
+the nodes do not share.
 """
 
 from __future__ import annotations
@@ -37,12 +29,16 @@ _WANDB_RUN = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
 # data_modules.io.atomic.atomic_path names its temp files ".<name>.<8 mkstemp characters>.tmp"
 _OUR_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 _SHOWN = 4  # entries named when refusing a directory
-# What a run of ours writes into its directory (lightning_dl.training.run's package docstring).
 _RUN_FILES = frozenset(
     {"summary.json", "config.yaml", "metrics.csv", "hparams.yaml", "curves.png", "wandb",
      "errors", "checkpoints"}
 )  # fmt: skip
 _RETRIED = ("failed", "interrupted")
+_RUN_DIR_NEEDED = (
+    "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1, or "
+    "--trainer.num_nodes > 1: torchrun or srun): pass --run.dir so that every process writes "
+    "to the same run directory"
+)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -79,86 +75,58 @@ def wandb_run_id(run_dir: str | Path) -> str | None:
     return max(runs)[1] if runs else None
 
 
-def config_stem(config: Any) -> str:
-    """The stem of the last ``--config`` file, or "run"."""
-    paths = config.get("config") or []
-    if not paths or paths[-1] is None:
-        return "run"
-    return Path(str(getattr(paths[-1], "relative", paths[-1]))).stem
-
-
 def run_name(config: Any) -> str:
-    return config.run.name or config_stem(config)
-
-
-def new_run_dir(root: str | Path, name: str) -> Path:
-    """``root/name/<timestamp>``; two runs started in the same second get distinct folders."""
-    run_dir = Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
-    suffix = 1
-    while run_dir.exists():
-        run_dir = run_dir.with_name(f"{run_dir.name.split('_')[0]}_{suffix}")
-        suffix += 1
-    return run_dir
+    """``--run.name``, else the stem of the last ``--config`` file, else "run"."""
+    paths = config.get("config") or [None]
+    if config.run.name or paths[-1] is None:
+        return config.run.name or "run"
+    return Path(str(getattr(paths[-1], "relative", paths[-1]))).stem
 
 
 def resolve(config: Any) -> tuple[Path, str | None, bool]:
     """(run directory, checkpoint to resume from or None, whether we named the directory)."""
-    run = config.run
-    ckpt_path = config.get("ckpt_path")
-    named_by_us = not run.dir
+    run, given = config.run, config.get("ckpt_path")
+    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
     if run.dir:
         run_dir = Path(run.dir)
-    elif _several_processes(config):
+    elif world > 1 or int(config.trainer.get("num_nodes") or 1) > 1:
         raise UserInputError(_RUN_DIR_NEEDED)
     elif run.auto_resume and (found := newest_unfinished_run(Path(run.root) / run_name(config))):
         run_dir = found
     else:
-        run_dir = new_run_dir(run.root, run_name(config))
-    if _resumes_last(config):
-        last = last_checkpoint(run_dir)
-        if last is None and ckpt_path == "last":
-            raise InputFileNotFoundError(f"--ckpt_path last: no {LAST} in run directory {run_dir}")
-        if last is not None and is_finished(run_dir) and not ckpt_path:
-            raise UserInputError(
-                f"--run.auto_resume: run directory {run_dir} holds a finished run "
-                "(summary.json status 'completed'); choose another --run.dir"
-            )
-        ckpt_path = str(last) if last else None
+        stamp = Path(run.root) / run_name(config) / time.strftime("%Y%m%d-%H%M%S")
+        run_dir, suffix = stamp, 0
+        while run_dir.exists():  # two runs started in the same second get distinct folders
+            suffix += 1
+            run_dir = stamp.with_name(f"{stamp.name}_{suffix}")
+    ckpt_path = _resume_from(config, run_dir)
+    if ckpt_path is None and given == "last":
+        raise InputFileNotFoundError(f"--ckpt_path last: no {LAST} in run directory {run_dir}")
+    if ckpt_path is not None and not given and is_finished(run_dir):
+        raise UserInputError(
+            f"--run.auto_resume: run directory {run_dir} holds a finished run "
+            "(summary.json status 'completed'); choose another --run.dir"
+        )
     resuming_here = ckpt_path is not None and _inside(Path(ckpt_path), run_dir)
     _refuse_foreign(run_dir, resuming_here, auto_resume=run.auto_resume)
-    return run_dir, ckpt_path, named_by_us
+    return run_dir, ckpt_path, not run.dir
 
 
 def follow(config: Any) -> tuple[Path, str | None]:
-    """What a process other than global rank 0 runs in: ``--run.dir``, resumed by the same rule.
-
-    It checks and refuses nothing (rank 0 does; see the module docstring).
-    """
+    """A process other than global rank 0 runs in ``--run.dir``, resumed by the same rule; it
+    refuses nothing (rank 0 does)."""
     if not config.run.dir:
         raise UserInputError(_RUN_DIR_NEEDED)
-    run_dir = Path(config.run.dir)
+    return Path(config.run.dir), _resume_from(config, Path(config.run.dir))
+
+
+def _resume_from(config: Any, run_dir: Path) -> str | None:
+    """``--ckpt_path``; for ``last`` or an auto_resume without one, the run's last.ckpt or None."""
     ckpt_path = config.get("ckpt_path")
-    if _resumes_last(config):
-        last = last_checkpoint(run_dir)
-        ckpt_path = str(last) if last else None
-    return run_dir, ckpt_path
-
-
-_RUN_DIR_NEEDED = (
-    "launched as one of several processes (WORLD_SIZE or SLURM_NTASKS > 1, or "
-    "--trainer.num_nodes > 1: torchrun or srun): pass --run.dir so that every process writes "
-    "to the same run directory"
-)
-
-
-def _several_processes(config: Any) -> bool:
-    world = int(os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or 1)
-    return world > 1 or int(config.trainer.get("num_nodes") or 1) > 1
-
-
-def _resumes_last(config: Any) -> bool:
-    ckpt_path = config.get("ckpt_path")
-    return ckpt_path == "last" or (bool(config.run.auto_resume) and not ckpt_path)
+    if ckpt_path != "last" and (ckpt_path or not config.run.auto_resume):
+        return ckpt_path
+    last = last_checkpoint(run_dir)
+    return str(last) if last else None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -177,9 +145,14 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
     entries = sorted(p.name for p in run_dir.iterdir())
     ours = (run_dir / "summary.json").is_file()
     if not entries or resuming_here or (auto_resume and ours):
-        return  # auto_resume of a run of ours that never checkpointed starts it over
-    if ours and _failed_before_any_checkpoint(run_dir, entries):
-        return  # the retry of a run that failed (a wrong data_dir): nothing to keep or resume
+        return  # an auto_resume that finds no checkpoint starts the run over
+    if ours and read_summary(run_dir).get("status") in _RETRIED:
+        # failed or interrupted before any checkpoint (a wrong data_dir): nothing to keep
+        checkpoints = run_dir / "checkpoints"
+        if not (checkpoints.is_dir() and any(checkpoints.iterdir())) and all(
+            name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries
+        ):
+            return
     if (run_dir / "checkpoints").is_dir():
         raise UserInputError(
             f"run directory {run_dir} already holds a run (checkpoints/ exists); pass "
@@ -191,17 +164,6 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
         f"run directory {run_dir} already exists and holds files ({shown}) but no run to "
         "resume; nothing in it is overwritten: choose another --run.dir (or --run.dir null)"
     )
-
-
-def _failed_before_any_checkpoint(run_dir: Path, entries: list[str]) -> bool:
-    """True for a run of ours that failed or was interrupted and holds nothing but its own
-    files, no checkpoint among them. (A run still training says "running": never taken.)"""
-    if read_summary(run_dir).get("status") not in _RETRIED:
-        return False
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and any(checkpoints.iterdir()):
-        return False
-    return all(name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries)
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
@@ -221,8 +183,7 @@ def point_latest(run_dir: Path) -> None:
 
 
 def decides_run_directory() -> bool:
-    """Whether this process will be global rank 0, from what the launcher set: torchrun's
-    ``RANK``, srun's ``SLURM_PROCID``, Lightning's ``NODE_RANK`` and ``LOCAL_RANK``."""
+    """Whether this process will be global rank 0, from the launcher's environment."""
     env = os.environ
     if env.get("RANK"):
         return int(env["RANK"]) == 0
@@ -255,8 +216,7 @@ class SameRunOnEveryRank(Callback):
 
 
 def lost_connection(error: BaseException, rank: int, run_dir: str) -> ReportedError | None:
-    """One line for a rank other than 0 whose peers went away (a ``DistError``: gloo and the
-    store notice at once, NCCL after its timeout); the cause is where the first one stopped."""
+    """One line for a rank other than 0 whose peers went away (a ``DistError``)."""
     if rank == 0 or not isinstance(error, torch.distributed.DistError):
         return None
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]

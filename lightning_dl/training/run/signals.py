@@ -1,17 +1,10 @@
 """SIGTERM, Ctrl-C and SLURM's requeue signal: every rank stops at one step, after last.ckpt.
 
-A stop ends the run at a batch boundary with ``last.ckpt`` written there
-(:class:`~lightning_dl.training.callbacks.checkpoints.LastCheckpoint`), summary.json saying
-``interrupted`` and exit status 143, 1 for Ctrl-C (Lightning's ``SIGTERMException`` alone exits
-0, a success to a job chain); ``--run.auto_resume true`` continues exactly. A second Ctrl-C
-interrupts at once.
-
-Under DDP, Lightning 2.6 broadcasts rank 0's flag in the handler and before every batch
-(Lightning-AI/pytorch-lightning#21487): an unmatched collective when another rank hears the
-signal first, and a host read per step. Here a signal sets this process's flag; the ranks
-all-reduce it every ``check_every_n_steps`` steps (keep that below the scheduler's grace time) and
-stop together. Under ``srun`` the requeue signal is agreed on likewise (not Lightning's handler,
-which checkpoints inside the signal handler), then rank 0 runs ``scontrol requeue``.
+Exit status 143 (1 for Ctrl-C; Lightning's ``SIGTERMException`` alone exits 0, a success to a job
+chain); a second Ctrl-C interrupts at once. Lightning 2.6 broadcasts rank 0's flag in the handler
+and before every batch (an unmatched collective when another rank hears the signal first, and a
+host read a step): here the ranks all-reduce their flags every ``check_every_n_steps`` steps;
+the requeue signal likewise, then rank 0 runs ``scontrol requeue``.
 """
 
 from __future__ import annotations
@@ -54,11 +47,8 @@ def exit_status(error: BaseException, trainer: pl.Trainer | None = None) -> int 
 
 
 class AgreedSignals(_SignalConnector):
-    """Lightning's signal connector without collectives: a signal sets this process's flag.
-
-    With one process the flag is Lightning's ``received_sigterm`` at once. With several,
-    :meth:`agree` (called by LastCheckpoint at the same step on every rank) makes it everyone's.
-    """
+    """Lightning's signal connector without collectives: a signal sets this process's flag,
+    which :meth:`agree` (LastCheckpoint, at the same step on every rank) makes everyone's."""
 
     def __init__(self, trainer: pl.Trainer, requeue_signal: signal.Signals | None) -> None:
         super().__init__(trainer)
@@ -71,35 +61,29 @@ class AgreedSignals(_SignalConnector):
         self.pending = self.agreed = 0
         self.interrupted = False  # by Ctrl-C (SIGINT)
         if self.requeue_signal is not None:
-            self._register_signal(self.requeue_signal, _HandlersCompose(self._requeue_notifier))
+            self._register_signal(self.requeue_signal, _HandlersCompose(self._sigterm_notifier_fn))
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._register_signal(signal.SIGINT, self._interrupt_notifier)
-
-    def _raise_flag(self, bit: int, what: str) -> None:
-        log.info(f"[rank {self.trainer.global_rank}] received {what}")
-        if not self.pending and not self.received_sigterm:
-            launcher = self.trainer.strategy.launcher
-            if launcher is not None:  # Lightning's own launcher: pass it on to its children
-                launcher.kill(signal.SIGTERM)
-        self.pending |= bit
-        if self.trainer.world_size == 1:
-            self.agreed |= bit
-            self.received_sigterm = True
+            self._register_signal(signal.SIGINT, self._sigterm_notifier_fn)
 
     def _sigterm_notifier_fn(self, signum: Any, _: FrameType | None) -> None:
-        self._raise_flag(TERMINATE, "SIGTERM")
-
-    def _interrupt_notifier(self, signum: Any, _: FrameType | None) -> None:
-        self._register_signal(signal.SIGINT, signal.default_int_handler)  # a second one: now
-        self.interrupted = True
-        self._raise_flag(TERMINATE, "SIGINT")
-
-    def _requeue_notifier(self, signum: Any, _: FrameType | None) -> None:
-        self._raise_flag(REQUEUE, f"{signal.Signals(signum).name} (checkpoint and requeue)")
+        """Every signal handled here: set this process's flag (and pass it on to children)."""
+        requeue = signum == self.requeue_signal
+        what = signal.Signals(signum).name + (" (checkpoint and requeue)" if requeue else "")
+        log.info(f"[rank {self.trainer.global_rank}] received {what}")
+        if signum == signal.SIGINT:
+            self._register_signal(signal.SIGINT, signal.default_int_handler)  # a second one: now
+            self.interrupted = True
+        if not self.pending and not self.received_sigterm:
+            launcher = self.trainer.strategy.launcher
+            if launcher is not None:  # Lightning's own launcher
+                launcher.kill(signal.SIGTERM)
+        self.pending |= REQUEUE if requeue else TERMINATE
+        if self.trainer.world_size == 1:
+            self.agreed = self.pending
+            self.received_sigterm = True
 
     def agree(self) -> bool:
-        """One all-reduce (max) of every rank's flag (not the strategy's ``reduce``, which adds
-        a barrier); True on every rank if any was raised."""
+        """One all-reduce (max; the strategy's ``reduce`` adds a barrier): True if any was set."""
         flag = torch.tensor(
             [self.pending], dtype=torch.int32, device=self.trainer.strategy.root_device
         )
@@ -116,8 +100,7 @@ class AgreedSignals(_SignalConnector):
 
 
 def install_agreed_signals(trainer: pl.Trainer, requeue: bool = True) -> AgreedSignals:
-    """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting),
-    without Lightning's per-batch SIGTERM broadcast and, under SLURM, its requeue handler."""
+    """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting)."""
     environment = trainer._accelerator_connector.cluster_environment
     requeue_signal = None
     if isinstance(environment, SLURMEnvironment) and environment.auto_requeue and requeue:

@@ -1,9 +1,5 @@
-"""Run status and end-of-run report: summary.json, curves.png and a short table on stdout.
-
-``summary.json`` says where a run stands (STATUSES): ``running``, ``completed`` with the final
-metrics, ``failed`` or ``interrupted`` (a signal) with the error, its step and the last checkpoint
-left. A run killed outright stays ``running``; auto_resume takes every run not ``completed``.
-``wall_time_s`` is the whole run's (carried in checkpoints), ``segment_wall_time_s`` this process's.
+"""summary.json (where a run stands: STATUSES; a run killed outright stays ``running``),
+curves.png and the end-of-run table. ``wall_time_s`` is the whole run's, carried in checkpoints.
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ REPORTED_METRICS = (
     "test/loss",
     "global_step",
     "wall_time_s",
-    "best_val/dist",  # CTC (lightning_dl.tasks.ctc): mean Levenshtein distance, lower is better
+    "best_val/dist",  # CTC: mean Levenshtein distance
     "val/dist",
     "test/dist",
 )
@@ -64,23 +60,22 @@ class RunClock(Callback):
             )
 
 
-def _wall_times(trainer: pl.Trainer, segment_s: float) -> dict[str, float]:
+def _progress(trainer: pl.Trainer, segment_s: float) -> dict[str, Any]:
     whole = segment_s + sum(cb.carried for cb in trainer.callbacks if isinstance(cb, RunClock))
-    return {"wall_time_s": round(whole, 2), "segment_wall_time_s": round(segment_s, 2)}
+    return {
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(whole, 2),
+        "segment_wall_time_s": round(segment_s, 2),  # this process's
+    }
 
 
 def collect_summary(
     trainer: pl.Trainer, metrics: dict[str, Any], wall_time_s: float
 ) -> dict[str, Any]:
-    """Final figures of a run: the best monitored value (``best_val/acc``, ``best_val/dist``)
-    and its checkpoint, plus the given val/test metrics."""
+    """Final figures: the best monitored value and its checkpoint, and the given metrics."""
     checkpoint = trainer.checkpoint_callback
-    summary: dict[str, Any] = {
-        "global_step": trainer.global_step,
-        "epochs": trainer.current_epoch,
-        **_wall_times(trainer, wall_time_s),
-        "precision": str(trainer.precision),  # what ran, "auto" resolved
-    }
+    summary = {**_progress(trainer, wall_time_s), "precision": str(trainer.precision)}
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
         summary[f"best_{checkpoint.monitor or 'val/acc'}"] = _number(checkpoint.best_model_score)
         summary["best_checkpoint"] = checkpoint.best_model_path
@@ -89,8 +84,7 @@ def collect_summary(
 
 
 def held_out_voices(datamodule: Any) -> dict[str, Any]:
-    """``voices`` (each split's, and dev's and test's also in training) and the split test/acc
-    is on, for a DataModule whose layout tells its speakers (frame corpora); else nothing."""
+    """Each split's voices and the split test/acc is on, for a DataModule that knows them."""
     voices = getattr(datamodule, "voices", None)
     try:
         report = voices() if callable(voices) else None
@@ -134,16 +128,14 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
     return {
         "status": status,
         "error": f"{type(error).__name__}: {error}",
-        "global_step": trainer.global_step,
-        "epochs": trainer.current_epoch,
+        **_progress(trainer, wall_time_s),
         "last_checkpoint": str(last) if last is not None and last.is_file() else None,
-        **_wall_times(trainer, wall_time_s),
     }
 
 
 def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
-    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (a ``time.time()``):
-    the original error, where the others fail only as a consequence ("connection closed")."""
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since``: the original error,
+    where the others fail only as a consequence."""
     errors = {}
     for path in sorted((run_dir / "errors").glob("rank*.json")):
         try:
@@ -168,8 +160,7 @@ def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_run_curves(run_dir: Path) -> None:
-    """curves.png from the run's metrics.csv, when there is one yet: loss and accuracy (CTC: the
-    edit distance ``dist``) panels, train and val series."""
+    """curves.png from metrics.csv (if any): loss and acc (CTC: ``dist``), train and val."""
     if not (run_dir / "metrics.csv").is_file():
         return
     import matplotlib

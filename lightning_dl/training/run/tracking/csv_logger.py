@@ -1,9 +1,5 @@
-"""A CSVLogger that continues a run's metrics.csv: Lightning's deletes an existing one.
-
-With ``keep_existing=True`` (the CLI sets it when resuming) the file and its columns are kept
-and rows appended; :class:`~lightning_dl.training.callbacks.exact_resume.ExactResume` drops the
-rows a killed run logged after its checkpoint.
-"""
+"""A CSVLogger that continues a run's metrics.csv (Lightning's deletes an existing one); ExactResume
+drops the rows a killed run logged after its checkpoint."""
 
 from __future__ import annotations
 
@@ -22,14 +18,11 @@ class _Writer(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        """Keep metrics.csv and its columns, or start it afresh (without Lightning's warning)."""
-        if not os.path.isfile(self.metrics_file_path):
-            return
-        if not self.keep_existing:
-            os.remove(self.metrics_file_path)
-            return
-        with open(self.metrics_file_path, newline="") as f:
-            self.metrics_keys = list(next(csv.reader(f), []))
+        if os.path.isfile(self.metrics_file_path) and not self.keep_existing:
+            os.remove(self.metrics_file_path)  # afresh, without Lightning's warning
+        elif os.path.isfile(self.metrics_file_path):  # kept, with its columns
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = list(next(csv.reader(f), []))
 
 
 class ResumableCSVLogger(CSVLogger):
