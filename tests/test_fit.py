@@ -13,7 +13,7 @@ import yaml
 from lightning_dl.fit import main
 from lightning_dl.tasks.classifier import Classifier
 from lightning_dl.training.precision import resolve_precision
-from tests.helpers.tiny_runs import BF16, QUICK, tiny_args
+from tests.helpers.tiny_runs import BF16, QUICK, ROOT, tiny_args
 from tests.helpers.wandb_offline import read_offline_run
 
 
@@ -107,6 +107,11 @@ def test_print_config_and_clear_errors(capsys):
     optimizer = yaml.safe_load(printed)["model"]["init_args"]["optimizer"]
     assert optimizer == {"class_path": "torch.optim.Adam", "init_args": optimizer["init_args"]}
     assert optimizer["init_args"]["lr"] == 0.5
+    assert yaml.safe_load(printed)["checkpoint"]["monitor"] == "val/acc"
+    for recipe in ("wsj_ctc.yaml", "wsj_las.yaml"):  # the monitor the run uses, not the default
+        code, printed, _ = exits(["--config", str(ROOT / "configs" / recipe), "--print_config"])
+        checkpoint = yaml.safe_load(printed)["checkpoint"]
+        assert (checkpoint["monitor"], checkpoint["mode"]) == ("val/dist", "min"), recipe
     code, _, err = exits(["--config", QUICK, "--model.init_args.learning_rate", "0.1"])
     assert code == 2 and "learning_rate" in err
     code, _, err = exits(["--config", QUICK, "--model.backbone.init_args.activation", "swish"])

@@ -82,6 +82,14 @@ def test_a_misspelt_key_is_named_where_it_was_given_with_the_nearest_one(tmp_pat
     code, err = _exit(capsys, ["--config", QUICK, "--trainer.max_stepz", "5"])
     assert _one_error_line(err).endswith("--trainer.max_stepz is not an option; did you mean "
                                          "--trainer.max_steps?")  # fmt: skip
+    for prefix in ("--trainer.max_step", "--trainer.max_epo"):  # a prefix is no abbreviation
+        code, err = _exit(capsys, ["--config", QUICK, prefix, "5"])
+        assert code == 2 and f"{prefix} is not an option; did you mean" in _one_error_line(err)
+    hidden = "--model.backbone.init_args.hidden"
+    code, err = _exit(capsys, ["--config", QUICK, hidden, "256,128"])
+    assert code == 2 and _one_error_line(err) == (
+        f"error: {hidden} '256,128': expected a list; write it as [256,128]"
+    )
     code, err = _exit(capsys, ["--config", QUICK, "--data.batch_sz", "5"])
     assert _one_error_line(err) == (
         "error: --data.batch_sz: SyntheticClustersDataModule has no parameter 'batch_sz'; did you "
@@ -237,6 +245,8 @@ def test_mnist_file_mistakes(tmp_path, capsys):
         (QUICK, "trainer.accumulate_grad_batches", "0", "accumulate_grad_batches=0, expected"),
         (QUICK, "trainer.max_epochs", "-3", "--trainer: `max_epochs` must be a non-negative"),
         (QUICK, "run.checkpoint_every_n_steps", "-1", "checkpoint_every_n_steps=-1, expected"),
+        (QUICK, "run.signal_check_every_n_steps", "0", "signal_check_every_n_steps=0, expected"),
+        (QUICK, "run.signal_check_every_n_steps", "-1", "signal_check_every_n_steps=-1, expe"),
         (QUICK, "model.init_args.label_smoothing", "-1", "label_smoothing=-1.0, expected 0..1"),
     ],
 )  # fmt: skip

@@ -98,12 +98,22 @@ def _monitor_from_model(config: Namespace) -> None:
         checkpoint.monitor, checkpoint.mode = monitor
 
 
+class _Parser(OneLineErrorParser):
+    """Dumps (``--print_config``, config.yaml) the checkpoint monitor the run will use."""
+
+    def dump(self, cfg: Namespace | dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        if isinstance(cfg, Namespace) and cfg.get("checkpoint") is not None:
+            cfg = cfg.clone()
+            _monitor_from_model(cfg)
+        return super().dump(cfg, *args, **kwargs)
+
+
 class LightningDLCLI(LightningCLI):
     """LightningCLI with run directories; see the module docstring."""
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_class", OneLineErrorParser)
+        kwargs.setdefault("parser_class", _Parser)
         kwargs.setdefault("trainer_class", Trainer)
         self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
         accept_old_class_paths()  # config files written before the re-layout

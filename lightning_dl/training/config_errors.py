@@ -36,6 +36,7 @@ _NO_ATTRIBUTE = re.compile(r"module '(?P<module>[^']+)' has no attribute '(?P<na
 _REQUIRED = re.compile(r"the following arguments are required: (?P<names>[^.\n]+)")
 _GROUP_KEY = re.compile(r"Group '(?P<group>[^']+)' does not accept option '(?P<key>[^']+)'")
 _OPTION_KEY = re.compile(r"Option '(?P<key>[^']+)' is not accepted")
+_LIST = re.compile(r"Expected a <class '(list|tuple)'>|Expected a typing\.(List|Sequence|Tuple)")
 _UNRECOGNIZED = re.compile(r"unrecognized arguments: (?P<option>--[\w.]+)")
 _NOISE = (
     "Does not validate against any of the Union subtypes",
@@ -70,6 +71,8 @@ def one_line(message: str) -> str:
         key = f"{key}.{given['key']}" if key else given["key"]
     value = repr(given["val"]) if given else ""
     reason = _reason(message)
+    if reason is None and given and _LIST.search(message):  # 256,128 for [256,128]
+        reason = f"expected a list; write it as [{given['val'].strip('[]() ')}]"
     if reason is None:  # the deepest line that says something
         useful = [
             line for line in lines if not line.startswith(_NOISE) and "Parser key" not in line
@@ -85,6 +88,10 @@ class OneLineErrorParser(LightningArgumentParser):
 
     _given: list[str] | None = None  # the arguments parsed, for naming where a key came from
     _configs: list[Path] | None = None  # their config files (jsonargparse changes directory)
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs.setdefault("allow_abbrev", False)  # --trainer.max_step is a typo, not max_steps
+        super().__init__(*args, **kwargs)
 
     def parse_args(self, args: Sequence[str] | None = None, *rest, **kwargs):  # noqa: ANN002, ANN003, ANN201
         self._given = list(sys.argv[1:] if args is None else args)

@@ -38,7 +38,12 @@ class LastCheckpoint(Callback):
         every_n_steps: int | None = None,
         check_every_n_steps: int | None = None,
     ) -> None:
-        require_at_least("--run", 1, checkpoint_every_n_steps=every_n_steps)
+        require_at_least(
+            "--run",
+            1,
+            checkpoint_every_n_steps=every_n_steps,
+            signal_check_every_n_steps=check_every_n_steps,  # <= 0: a collective every step
+        )
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps, self.check_every_n_steps = every_n_steps, check_every_n_steps
         self._saved_at = self._checked_at = -1
