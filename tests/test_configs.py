@@ -32,7 +32,7 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
         "--data.val_split",
         "16",
     ],
-    "data_modules.speech.frames.datamodule.WSJFramesDataModule": lambda d: write_run_corpus(
+    "data_modules.speech.frames.datamodule.SpeechFramesDataModule": lambda d: write_run_corpus(
         d / "wsj"
     ),
     "data_modules.speech.sequences.datamodule.UtteranceSequencesDataModule": lambda d: [

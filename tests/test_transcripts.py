@@ -81,7 +81,7 @@ def test_a_frame_config_at_a_transcript_folder_and_the_reverse_are_one_line(tmp_
     frames = tmp_path / "frames"
     write_corpus(frames)
     assert frame_formats.detect_format(frames)[0] == "kaggle"
-    with pytest.raises(UserInputError, match="train_labels.npy.*WSJFramesDataModule") as e:
+    with pytest.raises(UserInputError, match="train_labels.npy.*SpeechFramesDataModule") as e:
         formats.detect_format(frames)
     assert "\n" not in str(e.value)
 
@@ -102,7 +102,7 @@ def test_the_command_line_refuses_the_other_task_s_folder_in_one_line(
         data, reader = write_wsj_chars(tmp_path / "chars"), "UtteranceSequencesDataModule"
     else:
         write_corpus(data := tmp_path / "frames")
-        reader = "WSJFramesDataModule"
+        reader = "SpeechFramesDataModule"
     args = ["--config", str(ROOT / "configs" / f"{config}.yaml"), "--data.source", source,
             "--data.data_dir", str(data), "--trainer.logger", "false",
             "--run.dir", str(tmp_path / "run")]  # fmt: skip

@@ -14,8 +14,9 @@ model's own greedy guesses from a forward without gradients (parallel scheduled 
 same for both backbones). ``ctc_weight`` > 0 adds CTC on the encoder's outputs (the joint
 CTC-attention loss). Decoding, greedy for ``val/dist`` and beam search for prediction
 (``beam_width`` > 1, scores divided by length ** ``length_penalty``), runs on the device for
-at most the encoder's length in steps, reading the device every ``CHECK_EVERY`` steps only to
-stop once every sentence has ended. The vocabulary travels in the checkpoint.
+at most ``max_length_ratio`` tokens per encoder step (characters can outnumber the encoder's
+steps after its downsampling), reading the device every ``CHECK_EVERY`` steps only to stop once
+every sentence has ended. The vocabulary travels in the checkpoint.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Seq2SeqRecognizer(CTCRecognizer):
         label_smoothing: float = 0.1,
         teacher_forcing: tuple[float, float] = (1.0, 1.0),
         ctc_weight: float = 0.0,
+        max_length_ratio: float = 3.0,
         **kwargs: Any,
     ) -> None:
         """``kwargs``: :class:`CTCRecognizer`'s (``num_classes``, ``optimizer``, ...)."""
@@ -130,6 +132,7 @@ class Seq2SeqRecognizer(CTCRecognizer):
             ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
             ("teacher_forcing", teacher_forcing, all(0 <= p <= 1 for p in teacher_forcing), "0..1"),
             ("ctc_weight", ctc_weight, 0 <= ctc_weight < 1, "in [0, 1)"),
+            ("max_length_ratio", max_length_ratio, max_length_ratio > 0, "above 0"),
         ]:
             if not ok:
                 raise UserInputError(f"Seq2SeqRecognizer: {name}={value}, expected {expected}")
@@ -196,7 +199,11 @@ class Seq2SeqRecognizer(CTCRecognizer):
         if self.trainer.validating and self.attention_map is None:
             n, s = int(batch.host_target_lengths[0]) + 1, int(lengths[0])
             self.attention_map = weights[0, :n, :s].float().cpu().numpy()
-        return loss, sentences(greedy_decode(self.backbone, memory, mask, int(lengths.max())))
+        steps = self._max_steps(lengths)
+        return loss, sentences(greedy_decode(self.backbone, memory, mask, steps))
+
+    def _max_steps(self, lengths: np.ndarray) -> int:
+        return math.ceil(float(np.max(lengths)) * self.hparams.max_length_ratio) + 1
 
     # -- logging -------------------------------------------------------------------------------
     def on_validation_epoch_end(self) -> None:
@@ -225,7 +232,7 @@ class Seq2SeqRecognizer(CTCRecognizer):
     # -- prediction ----------------------------------------------------------------------------
     def _decode(self, batch: Any) -> tuple[list[np.ndarray], int]:
         memory, lengths, mask = self._encode(batch)
-        steps, width = int(np.max(lengths)), self.hparams.beam_width
+        steps, width = self._max_steps(lengths), self.hparams.beam_width
         if width == 1:
             return sentences(greedy_decode(self.backbone, memory, mask, steps)), steps
         tokens = beam_decode(self.backbone, memory, mask, steps, width, self.hparams.length_penalty)

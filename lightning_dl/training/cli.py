@@ -45,6 +45,7 @@ from lightning_dl.training.run.summary import RunClock
 
 RUN_DIR_ENV = "LIGHTNING_DL_RUN_DIR"  # lets DDP child processes reuse rank 0's run directory
 CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes from
+DEFAULTS = Path(__file__).with_name("defaults.yaml")  # trainer, logger, seed: recipes say the rest
 CSV_LOGGER = "lightning_dl.training.run.tracking.csv_logger.ResumableCSVLogger"
 DEFAULT_MONITOR = ("val/acc", "max")  # a model class's ``monitor`` replaces it
 
@@ -115,6 +116,7 @@ class LightningDLCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_class", _Parser)
         kwargs.setdefault("trainer_class", Trainer)
+        kwargs.setdefault("parser_kwargs", {"default_config_files": [str(DEFAULTS)]})
         self.named_run_dir = False  # True when we chose the directory (then runs/<name>/latest)
         accept_old_class_paths()  # config files written before the re-layout
         super().__init__(

@@ -40,7 +40,7 @@ WSJ_LAYOUT = "wsj0_train.npy, wsj0_train_merged_labels.npy, wsj0_dev.npy, "
 WSJ_LAYOUT += "wsj0_dev_merged_labels.npy, wsj0_test.npy"
 CHAR_FILES = "{}.npy {}_transcripts.npy"
 CHAR_LAYOUT = "train.npy, train_transcripts.npy, dev.npy, dev_transcripts.npy, test.npy"
-READER = "data_modules.speech.frames.datamodule.WSJFramesDataModule"
+READER = "data_modules.speech.frames.datamodule.SpeechFramesDataModule"
 FOREIGN = {"kaggle": f"HW1P2's frame labels, which {READER} reads"}  # another task's layout
 SOS, EOS = librispeech_files.SOS, librispeech_files.EOS
 
