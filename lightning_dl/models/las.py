@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lightning_dl.models.conv_bilstm import BiLSTM
@@ -97,17 +98,17 @@ class LAS(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def output_lengths(self, lengths: np.ndarray) -> np.ndarray:
-        return np.asarray(lengths) // 2 ** len(self.pyramid)
+        return -(-np.asarray(lengths) // 2 ** len(self.pyramid))  # ceil: no utterance vanishes
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor, host_lengths: np.ndarray
     ) -> tuple[torch.Tensor, np.ndarray]:
         """The listener's ``(B, S, encoder_dim)`` outputs (zero past each length) and lengths."""
         h = self.first(x * padding_mask(lengths, x.shape[1])[..., None], lengths, host_lengths)
-        for layer in self.pyramid:
-            b, t = h.shape[0], h.shape[1] // 2
-            h = self.dropout(h[:, : 2 * t].reshape(b, t, -1))
-            lengths, host_lengths = lengths // 2, np.asarray(host_lengths) // 2
+        for layer in self.pyramid:  # an odd last frame pairs with a zero one
+            h = F.pad(h, (0, 0, 0, h.shape[1] % 2))
+            h = self.dropout(h.reshape(h.shape[0], h.shape[1] // 2, -1))
+            lengths, host_lengths = (lengths + 1) // 2, (np.asarray(host_lengths) + 1) // 2
             h = layer(h, lengths, host_lengths)
         return h, host_lengths
 
