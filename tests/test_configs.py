@@ -97,3 +97,20 @@ def test_gpu_overrides_merge_onto_their_base_config(override: Path, tmp_path: Pa
     assert merged["model"]["init_args"]["lr_scheduler"]["init_args"]["max_lr"] == lr
     base_optimizer = yaml.safe_load(base.read_text())["model"]["init_args"]["optimizer"]
     assert merged["model"]["init_args"]["optimizer"]["class_path"] == base_optimizer["class_path"]
+
+
+def _printed(capsys, config: Path) -> dict:
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_an_old_full_form_recipe_resolves_as_its_short_form(capsys):
+    """Recipes written before defaults.yaml (trainer, logger, seed in each) still mean the same."""
+    old = _printed(capsys, Path(__file__).parent / "fixtures" / "old_quickstart.yaml")
+    new = _printed(capsys, CONFIGS[0].parent / "quickstart.yaml")
+    old["trainer"]["logger"][0]["init_args"]["tags"] = None  # the run name is the config stem
+    old["data"]["class_path"] = old["data"]["class_path"].replace("WSJ", "Speech")  # an alias
+    assert new["trainer"]["logger"][0]["init_args"]["offline"] is True
+    for key in ("seed_everything", "trainer", "model", "data", "checkpoint"):
+        assert old[key] == new[key], key
