@@ -79,6 +79,13 @@ def test_config_runs_fast_dev_run(config: Path, tmp_path: Path):
         assert 0.0 <= summary["test/acc"] <= 1.0
 
 
+def _printed(capsys, *args: str) -> dict:
+    """The config ``--print_config`` prints for ``args``."""
+    with pytest.raises(SystemExit):
+        main([*args, "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 GPU_OVERRIDES = sorted((Path(__file__).parent.parent / "configs" / "gpu").glob("*.yaml"))
 
 
@@ -87,9 +94,7 @@ def test_gpu_overrides_merge_onto_their_base_config(override: Path, tmp_path: Pa
     base = override.parent.parent / override.name
     data_class = yaml.safe_load(base.read_text())["data"]["class_path"]
     args = ["--config", str(base), "--config", str(override), *TINY_DATA[data_class](tmp_path)]
-    with pytest.raises(SystemExit):
-        main([*args, "--print_config"])
-    merged = yaml.safe_load(capsys.readouterr().out)
+    merged = _printed(capsys, *args)
     wanted = yaml.safe_load(override.read_text())
     assert merged["data"]["init_args"]["batch_size"] == wanted["data"]["init_args"]["batch_size"]
     lr = wanted["model"]["init_args"]["optimizer"]["init_args"]["lr"]
@@ -99,16 +104,12 @@ def test_gpu_overrides_merge_onto_their_base_config(override: Path, tmp_path: Pa
     assert merged["model"]["init_args"]["optimizer"]["class_path"] == base_optimizer["class_path"]
 
 
-def _printed(capsys, config: Path) -> dict:
-    with pytest.raises(SystemExit):
-        main(["--config", str(config), "--print_config"])
-    return yaml.safe_load(capsys.readouterr().out)
-
-
 def test_an_old_full_form_recipe_resolves_as_its_short_form(capsys):
     """Recipes written before defaults.yaml (trainer, logger, seed in each) still mean the same."""
-    old = _printed(capsys, Path(__file__).parent / "fixtures" / "old_quickstart.yaml")
-    new = _printed(capsys, CONFIGS[0].parent / "quickstart.yaml")
+    old = _printed(
+        capsys, "--config", str(Path(__file__).parent / "fixtures" / "old_quickstart.yaml")
+    )
+    new = _printed(capsys, "--config", str(CONFIGS[0].parent / "quickstart.yaml"))
     old["trainer"]["logger"][0]["init_args"]["tags"] = None  # the run name is the config stem
     old["data"]["class_path"] = old["data"]["class_path"].replace("WSJ", "Speech")  # an alias
     assert new["trainer"]["logger"][0]["init_args"]["offline"] is True
