@@ -16,6 +16,7 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 
+from data_modules.errors import close_process_group
 from data_modules.io.atomic import write_text_atomic
 from data_modules.synthetic import SyntheticClustersDataModule
 from lightning_dl.models.mlp import MLP
@@ -56,4 +57,7 @@ def main(devices: int, out: str, naive_out: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), *sys.argv[2:])
+    try:
+        main(int(sys.argv[1]), *sys.argv[2:])
+    finally:
+        close_process_group()
