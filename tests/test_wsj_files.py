@@ -71,6 +71,16 @@ def test_plain_stacked_array_loads_without_pickle(tmp_path):
     assert len(got) == 3 and np.array_equal(got[2], arr[2])
 
 
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_every_npy_format_version_loads(tmp_path, version):
+    utts = [np.arange(80, dtype=np.float32).reshape(2, 40), np.ones((3, 40), np.float32)]
+    for name, arr in {"obj.npy": object_array(utts), "plain.npy": np.stack([utts[0]] * 2)}.items():
+        with open(tmp_path / name, "wb") as f:
+            np.lib.format.write_array(f, arr, version=version, allow_pickle=True)
+        got = read_utterances(tmp_path / name)
+        assert len(got) == 2 and np.array_equal(got[0], utts[0])
+
+
 def test_corrupt_file_named(tmp_path):
     path = tmp_path / "dev.npy"
     buf = io.BytesIO()

@@ -4,6 +4,8 @@ callables that rebuild arrays."""
 
 from __future__ import annotations
 
+import ast
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,20 @@ def _read_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
         shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
     elif version == (2, 0):
         shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:  # 3.0 only differs by a utf-8 header; numpy has no public reader for it
-        shape, _fortran, dtype = np.lib.format._read_array_header(f, version)
+    else:  # 3.0 differs from 2.0 only by a utf-8 header; numpy has no public reader for it
+        shape, dtype = _read_header_3_0(f)
+    return shape, dtype
+
+
+def _read_header_3_0(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    (length,) = struct.unpack("<I", f.read(4))
+    try:
+        header = ast.literal_eval(f.read(length).decode("utf-8"))
+        shape, dtype = tuple(header["shape"]), np.lib.format.descr_to_dtype(header["descr"])
+    except (SyntaxError, ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot parse the version 3.0 header ({e})") from e
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"the version 3.0 header has shape {shape}")
     return shape, dtype
 
 
