@@ -143,7 +143,7 @@ def test_space_files_grid_and_distributions(tmp_path):
 
 
 def test_results_columns_follow_run_summary():
-    from lightning_dl.sweep.study import METRICS
+    from lightning_dl.sweep.results import METRICS
     from lightning_dl.training.run.summary import REPORTED_METRICS
 
     assert METRICS == REPORTED_METRICS
@@ -152,7 +152,8 @@ def test_results_columns_follow_run_summary():
 def test_results_name_trials_no_worker_runs_interrupted_and_agree_on_order(tmp_path):
     """A RUNNING trial whose run was stopped, or whose worker is gone (its lock is free), is
     interrupted, not running; results.csv and results.md list the trials in one order."""
-    from lightning_dl.sweep.study import lock, lock_path, write_tables
+    from lightning_dl.sweep.results import write_tables
+    from lightning_dl.sweep.trials import lock, lock_path
 
     space_file = tmp_path / "space.yaml"
     space_file.write_text("model.x: [1]\n")

@@ -24,8 +24,9 @@ import optuna
 from optuna.trial import TrialState
 
 from data_modules.errors import EXIT_TERMINATED, InputFileNotFoundError, UserInputError
+from lightning_dl.sweep.results import where
 from lightning_dl.sweep.space import check_keys, load_space
-from lightning_dl.sweep.study import PRUNERS, Sweep, make_sampler, monitor_for, where
+from lightning_dl.sweep.study import PRUNERS, Sweep, make_sampler, monitor_for
 
 __all__ = ["load_space", "main"]
 EXIT_INTERRUPTED = 130  # 128 + SIGINT

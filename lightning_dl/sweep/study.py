@@ -12,9 +12,6 @@ runs, and a dead worker shows at once by its free flock, not after a heartbeat's
 from __future__ import annotations
 
 import contextlib
-import csv
-import fcntl
-import functools
 import json
 import os
 import signal
@@ -23,9 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,29 +33,25 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from data_modules.errors import UserInputError
-from data_modules.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from data_modules.io.atomic import write_json_atomic
 from lightning_dl import compare
-from lightning_dl.sweep.space import Space, cli_value, short, slug
+from lightning_dl.sweep.results import write_plots, write_tables
+from lightning_dl.sweep.space import Space, cli_value, slug
+from lightning_dl.sweep.trials import (
+    LOCK,
+    Attr,
+    counted,
+    held,
+    lock,
+    lock_path,
+    run_dir_of,
+    take_over,
+)
 from lightning_dl.training.run.directory import COMPLETED, read_summary
-from lightning_dl.training.run.summary import REPORTED_METRICS as METRICS
 
-LOCK = ".sweep.lock"  # the sweep folder's lock: held to ask for, or take, a trial and its lock
 PRUNERS = ("median", "hyperband", "none")
 SQLITE_TIMEOUT_S = 60  # seconds a worker waits for another one's write instead of failing
 PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning"
-
-
-class Attr:
-    """The user attributes kept on a trial."""
-
-    RUN_DIR = "run_dir"  # the run directory, relative to the sweep folder; set once it is locked
-    RESUME_RUN_DIR = "resume_run_dir"  # on an enqueued retry: the run directory it continues
-    RESUMES = "resumes_trial"  # on an enqueued retry: the number of the trial it replaces
-    SURPLUS = "surplus"  # asked by a worker after the budget was spent; never run
-    ERROR = "error"  # why the trial failed
-    WORKER = "worker"  # host:pid of the worker that ran it
-    INTERRUPTED = "interrupted"  # its run was stopped (Ctrl-C): RUNNING still, continued in place
-    PRUNED_AT_STEP = "pruned_at_step"  # set by the pruning callback: where its run stopped
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -122,153 +112,6 @@ def monitor_for(metric: str) -> str:
     key): ``best_val/acc`` and ``test/acc`` are watched as ``val/acc``."""
     stage, _, rest = metric.removeprefix("best_").partition("/")
     return f"val/{rest}" if rest and stage in ("val", "test") else metric.removeprefix("best_")
-
-
-def run_dir_of(trial: FrozenTrial) -> str | None:
-    return trial.user_attrs.get(Attr.RUN_DIR) or trial.user_attrs.get(Attr.RESUME_RUN_DIR)
-
-
-def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count against ``--n-trials`` and are shown: all but surplus ones and
-    those replaced by a retry."""
-    replaced = {t.user_attrs[Attr.RESUMES] for t in trials if Attr.RESUMES in t.user_attrs}
-    return [t for t in trials if t.number not in replaced and not t.user_attrs.get(Attr.SURPLUS)]
-
-
-def lock(path: Path, wait: bool = False) -> int | None:
-    """A descriptor holding the exclusive flock on ``path`` (``os.close`` releases it), or None
-    while another one holds it. A worker hands its trial's lock to the trial's fit process; the
-    kernel drops a flock with its last descriptor however the holders died (SIGKILL, power loss;
-    on NFSv4 once the dead machine's lease runs out), so a free trial lock means a dead worker."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-@contextlib.contextmanager
-def held(path: Path) -> Iterator[None]:
-    """The lock on ``path``, waited for and held for a short critical section."""
-    fd = lock(path, wait=True)
-    try:
-        yield
-    finally:
-        os.close(fd)
-
-
-def lock_path(out: Path, relative: str) -> Path:
-    """A trial's lock file: beside its run directory, which fit keeps for its own files."""
-    return out / "locks" / f"{Path(relative).name}.lock"
-
-
-def take_over(trial: FrozenTrial, out: Path) -> int | None:
-    """The lock of a trial that has a run directory and no worker, taken; None while a worker
-    holds it, for an interrupted trial (the next worker continues it in place) and for a
-    running one whose lock this machine cannot see (another machine's local disk)."""
-    relative = run_dir_of(trial)
-    if not relative:
-        return None  # it never ran, or its worker died before it had a run directory
-    path = lock_path(out, relative)
-    if trial.state == TrialState.RUNNING and (
-        trial.user_attrs.get(Attr.INTERRUPTED) or not path.is_file()
-    ):
-        return None
-    return lock(path)
-
-
-def _state(trial: FrozenTrial, out: Path) -> str:
-    """A RUNNING trial that no worker runs (stopped, or its worker gone) is ``interrupted``."""
-    if trial.state == TrialState.RUNNING:
-        if trial.user_attrs.get(Attr.INTERRUPTED):
-            return "interrupted"
-        if (fd := take_over(trial, out)) is not None:
-            os.close(fd)
-            return "interrupted"
-    return trial.state.name.lower()
-
-
-def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
-    """results.csv and results.md, in one order: complete trials best first, then pruned ones
-    (by their last reported value), then the rest; ties in the grid file's order."""
-    with held(out / LOCK):  # no worker takes a trial's lock while it is tested here
-        trials = [(t, _state(t, out)) for t in counted(study.get_trials())]
-    sign = -1 if direction == "maximize" else 1
-    trials.sort(
-        key=lambda ts: (
-            {"complete": 0, "pruned": 1}.get(ts[1], 2),
-            0 if ts[0].value is None else sign * ts[0].value,
-            space.grid_position(ts[0].params),
-            ts[0].number,
-        )
-    )
-    keys = list(space.distributions)
-    shown = [m for m in METRICS[:5] if m != metric]
-    rows = []
-    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["trial", "state", *keys, "value", *METRICS, "run_dir"])
-        for trial, state in trials:
-            run_dir = run_dir_of(trial) or ""
-            summary = read_summary(out / run_dir) if run_dir else {}
-            params = [trial.params.get(k, "") for k in keys]
-            value = "" if trial.value is None else repr(trial.value)
-            figures = [summary.get(m, "") for m in METRICS]
-            texts = map(cli_value, params)
-            writer.writerow([trial.number, state, *texts, value, *figures, run_dir])
-            cells = [str(trial.number), *map(short, params), compare.cell(trial.value)]
-            cells += [compare.cell(summary.get(m)) for m in (*shown, "global_step")]
-            rows.append([*cells, state])
-    counts = ", ".join(f"{n} {state}" for state, n in Counter(s for _, s in trials).items())
-    intro = (
-        f"Sorted by `{metric}` ({direction}), as results.csv is; {len(trials)} trials: "
-        f"{counts or 'none yet'}. A pruned trial's value is its last reported one."
-    )
-    columns = ["trial", *(k.split(".")[-1] for k in keys), metric, *shown, "steps", "state"]
-    write_text_atomic(out / "results.md", compare.markdown(intro, columns, rows))
-
-
-def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
-    """Optuna's optimization history, parallel coordinates and (from 2 distinct points) parameter
-    importances of the complete trials (its plots leave pruned ones out), in a local style."""
-    import matplotlib
-    from optuna.visualization import matplotlib as plots
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        return
-    names = sorted({k for t in complete for k in t.params})
-    draw = {
-        "optimization_history": plots.plot_optimization_history,
-        "parallel_coordinate": functools.partial(plots.plot_parallel_coordinate, params=names),
-    }
-    if len({tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in complete}) >= 2:
-        draw["param_importances"] = plots.plot_param_importances
-    matplotlib.use("Agg")
-    for name, plot in draw.items():
-        with matplotlib.rc_context(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # a parameter with one value so far gets a flat axis: harmless
-            warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
-            # trials with equal values: Optuna's importance evaluator says so, and plots equal bars
-            warnings.filterwarnings("ignore", message="Target and region quantiles select the same")
-            ax = plot(study, target_name=metric)
-            if name == "parallel_coordinate" and len(ax.get_xticklabels()) == len(names) + 1:
-                short_names = compare.short_names(names)  # Optuna cuts names at 20 characters
-                ax.set_xticks(range(len(names) + 1), [metric, *(short_names[n] for n in names)])
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.set_size_inches(9, 5.5)
-            fig.tight_layout()
-            compare.save_figure(fig, out / f"{name}.png")
-
-
-def where(out: Path) -> str:
-    """The line that says where a sweep's results are."""
-    files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
-    return f"[sweep] results in {out}/: {', '.join(files)}"
 
 
 @dataclass

@@ -13,7 +13,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from data_modules.errors import UserInputError
-from lightning_dl.sweep.study import Attr, make_pruner, open_storage
+from lightning_dl.sweep.study import make_pruner, open_storage
+from lightning_dl.sweep.trials import Attr
 
 
 class OptunaPruning(pl.Callback):
