@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from lightning_dl.training import console
 from lightning_dl.training.cli import LightningDLCLI
+from lightning_dl.training.console.progress import LineSchedule
 from tests.helpers.host_reads import HostReadsPerStep, counting_tensor_reads
 from tests.helpers.tiny_runs import BF16, run_fit, tiny_args
 
@@ -54,7 +55,7 @@ def test_a_run_logged_to_a_file_is_a_few_plain_lines(tmp_path, precision):
 
 def test_line_schedule_every_tenth_but_not_more_often_than_30s():
     def lines_printed(seconds_per_step: float, total: int = 1000) -> list[int]:
-        schedule = console.LineSchedule(total, last_time=0.0)
+        schedule = LineSchedule(total, last_time=0.0)
         printed = []
         for step in range(1, total + 1):
             if schedule.due(step, step * seconds_per_step):
@@ -66,7 +67,7 @@ def test_line_schedule_every_tenth_but_not_more_often_than_30s():
     assert lines_printed(1.0) == list(range(100, 1001, 100))  # 10% = 100 s >= 30 s
     assert lines_printed(0.1) == [300, 600, 900, 1000]  # 10% = 10 s: every 30 s instead
     assert lines_printed(60.0)[:3] == [5, 10, 15]  # 10% = 6000 s: a line every 5 minutes
-    unknown = console.LineSchedule(float("inf"), last_time=0.0)
+    unknown = LineSchedule(float("inf"), last_time=0.0)
     assert not unknown.due(10, 29.0) and unknown.due(11, 31.0)  # unknown length: every 30 s
 
 
