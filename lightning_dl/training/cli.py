@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,32 @@ CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes fro
 DEFAULTS = Path(__file__).with_name("defaults.yaml")  # trainer, logger, seed: recipes say the rest
 CSV_LOGGER = "lightning_dl.training.run.tracking.csv_logger.ResumableCSVLogger"
 DEFAULT_MONITOR = ("val/acc", "max")  # a model class's ``monitor`` replaces it
+
+
+@dataclass
+class RunOptions:
+    """``--run.*``: where the run directory is and how a run resumes and stops.
+
+    Args:
+        root: Parent of run directories.
+        name: Default: the config file's stem.
+        dir: Exact run directory.
+        auto_resume: Continue --run.dir, or the newest unfinished run of this name, if resumable.
+        checkpoint_every_n_steps: Also write checkpoints/last.ckpt every K optimizer steps.
+        signal_check_every_n_steps: Under DDP, agree on a SIGTERM/requeue signal every K steps
+            (default: every logging step).
+        exact_resume: Seeded, resumable data order and per-batch RNG seeds.
+        stop_on_nonfinite: Stop at the first NaN/inf training loss, before the optimizer step.
+    """
+
+    root: str = "runs"
+    name: str | None = None
+    dir: str | None = None
+    auto_resume: bool = False
+    checkpoint_every_n_steps: int | None = None
+    signal_check_every_n_steps: int | None = None
+    exact_resume: bool = True
+    stop_on_nonfinite: bool = True
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -138,43 +165,7 @@ class LightningDLCLI(LightningCLI):
         parser.link_arguments(
             "data.input_shape", "model.init_args.input_shape", apply_on="instantiate"
         )
-        parser.add_argument(
-            "--run.root", type=str, default="runs", help="Parent of run directories."
-        )
-        parser.add_argument(
-            "--run.name", type=str | None, default=None, help="Default: config stem."
-        )
-        parser.add_argument("--run.dir", type=str | None, default=None, help="Exact run directory.")
-        parser.add_argument(
-            "--run.auto_resume",
-            type=bool,
-            default=False,
-            help="Continue --run.dir, or the newest unfinished run of this name, if resumable.",
-        )
-        parser.add_argument(
-            "--run.checkpoint_every_n_steps",
-            type=int | None,
-            default=None,
-            help="Also write checkpoints/last.ckpt every K optimizer steps.",
-        )
-        parser.add_argument(
-            "--run.signal_check_every_n_steps",
-            type=int | None,
-            default=None,
-            help="Under DDP, agree on a SIGTERM/requeue signal every K steps (default: logging).",
-        )
-        parser.add_argument(
-            "--run.exact_resume",
-            type=bool,
-            default=True,
-            help="Seeded, resumable data order and per-batch RNG seeds (callbacks.exact_resume).",
-        )
-        parser.add_argument(
-            "--run.stop_on_nonfinite",
-            type=bool,
-            default=True,
-            help="Stop at the first NaN/inf training loss, before the optimizer step.",
-        )
+        parser.add_class_arguments(RunOptions, "run", instantiate=False)
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
