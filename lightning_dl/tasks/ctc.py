@@ -80,7 +80,6 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
         self.val_dist = EditDistance(reduction="mean")
         self.test_dist = EditDistance(reduction="mean")
         self.codes = np.array([chr(0x100 + i) for i in range(num_classes)])  # until setup
-        self.decode_width: int | None = None  # predict: pad every output to this many labels
         self._examples: list[tuple[str, str]] = []
         self.progress_values: dict[str, float] = {}
 
@@ -163,11 +162,10 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
         return greedy_decode(scores, out_lengths), scores.shape[1]
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Phoneme indices of each utterance, padded with -1 to ``decode_width`` (or the
-        batch's longest output), so that batches concatenate."""
+        """Phoneme indices of each utterance, padded with -1 to the batch's longest output
+        (:func:`~lightning_dl.predict.ordered.gather_in_order` pads batches alike)."""
         sequences, longest = self._decode(batch)
-        width = self.decode_width or longest
-        out = torch.full((len(sequences), width), -1, dtype=torch.int16)
+        out = torch.full((len(sequences), longest), -1, dtype=torch.int16)
         for row, seq in zip(out, sequences, strict=True):
             row[: len(seq)] = torch.from_numpy(seq)
         return out
