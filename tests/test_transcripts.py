@@ -45,6 +45,23 @@ def test_wsj_chars_reads_words_as_sentences_of_characters(tmp_path):
     assert formats.has_split("wsj_chars", root, "test") == (True, False)
 
 
+@pytest.mark.parametrize("form", ["str words", "a list of words", "the sentence"])
+def test_wsj_chars_reads_each_form_of_transcript(tmp_path, form):
+    root = write_wsj_chars(tmp_path)
+    words = np.load(root / "train_transcripts.npy", allow_pickle=True)
+    forms = {
+        "str words": lambda w: np.array([x.decode() for x in w]),
+        "a list of words": list,
+        "the sentence": lambda w: b" ".join(w),
+    }
+    np.save(root / "train_transcripts.npy", _object_array([forms[form](w) for w in words]))
+    data, inventory = formats.read_split("wsj_chars", root, "train", True, None)
+    assert [_spelt(inventory, t) for t in data.targets] == [t for _, t in sentences(24, 40, 0)]
+    np.save(root / "train_transcripts.npy", _object_array([np.array([b"\xff"])] * 24))
+    with pytest.raises(UserInputError, match=r"utterance 0: transcript is not UTF-8"):
+        formats.read_split("wsj_chars", root, "train", True, None)
+
+
 @pytest.mark.parametrize("variant", sorted(CHAR_FOLDERS))
 def test_librispeech_chars_reads_each_year_of_folders(tmp_path, variant):
     root = write_librispeech_chars(tmp_path, variant=variant)

@@ -102,12 +102,17 @@ def _check_sequence(where: str, seq: np.ndarray, num_classes: int) -> None:
 
 
 def _sentence(where: str, words: object) -> str:
-    """An HW4P2 WSJ transcript: its words (bytes or str) joined by single spaces."""
-    items = words.tolist() if isinstance(words, np.ndarray) and words.ndim == 1 else None
-    if items is None or not all(isinstance(w, bytes | str) for w in items):
+    """An HW4P2 WSJ transcript: its words (bytes or str, in an array or a list) joined by single
+    spaces; a transcript that is the sentence itself is taken as it is."""
+    items = words.tolist() if isinstance(words, np.ndarray) and words.ndim <= 1 else words
+    items = [items] if isinstance(items, bytes | str) else items
+    if not isinstance(items, list | tuple) or not all(isinstance(w, bytes | str) for w in items):
         what = f"{type(words).__name__} {getattr(words, 'shape', '')}".strip()
         raise UserInputError(f"{where}: transcript is {what}, expected a 1-D array of words")
-    return " ".join(w.decode() if isinstance(w, bytes) else w for w in items)
+    try:
+        return " ".join(w.decode() if isinstance(w, bytes) else w for w in items)
+    except UnicodeDecodeError as error:
+        raise UserInputError(f"{where}: transcript is not UTF-8 text ({error})") from error
 
 
 def _spelled(symbols: np.ndarray, words: bool) -> str:
