@@ -48,7 +48,7 @@ class Settings:
     out: Path = _option(Path("submission.csv"), type=Path)
     split: str = _option("test", choices=["test", "dev"])
     batch_size: int | None = _option(type=int, help="frames (default 4096) or utterances (32)")
-    num_workers: int = _option(0, type=int)
+    num_workers: int = _option(0, type=int, help="frame checkpoints: DataLoader workers")
     resident: bool | str = _option(
         "auto",
         choices=["auto", "true", "false"],
