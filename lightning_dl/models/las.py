@@ -83,6 +83,11 @@ class LAS(nn.Module):
         packed: bool = False,
     ) -> None:
         super().__init__()
+        if min(hidden, speller_hidden, speller_layers, attention_dim, location_kernel) < 1:
+            raise ValueError("hidden, speller_hidden, speller_layers, attention_dim and "
+                             "location_kernel must be at least 1")  # fmt: skip
+        if pyramid < 0:
+            raise ValueError(f"pyramid={pyramid}: the number of halving layers, at least 0")
         self.first = BiLSTM(input_dim, hidden, 1, 0.0, packed)
         self.pyramid = nn.ModuleList(
             BiLSTM(4 * hidden, hidden, 1, 0.0, packed) for _ in range(pyramid)

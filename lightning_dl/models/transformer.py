@@ -98,8 +98,10 @@ class Transformer(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        if dim % heads or dim % 2:
+        if heads < 1 or dim < 2 or dim % heads or dim % 2:
             raise ValueError(f"dim={dim} must be even and divisible by heads={heads}")
+        if min(encoder_layers, decoder_layers) < 1:
+            raise ValueError("encoder_layers and decoder_layers must be at least 1")
         self.front = nn.ModuleList(
             [nn.Conv1d(input_dim, dim, 3, 2, 1), nn.Conv1d(dim, dim, 3, 2, 1)]
         )

@@ -48,7 +48,7 @@ class Classifier(optim.ConfiguredOptimizer, pl.LightningModule):
         # logger=False: the CLI logs the whole resolved config once; no duplicate hparams.
         self.save_hyperparameters(logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.backbone = backbone(tuple(input_shape), num_classes)
+        self.backbone = optim.call_factory("backbone", backbone, tuple(input_shape), num_classes)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if compile:

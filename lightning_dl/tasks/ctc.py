@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.text import EditDistance
 
+from data_modules.errors import UserInputError
 from lightning_dl.tasks import optim
 from lightning_dl.tasks.ctc_decode import beam_decode, greedy_decode, to_text
 
@@ -74,9 +75,15 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
         clip_grad_norm: float | None = None,
     ) -> None:
         super().__init__()
+        if clip_grad_norm is not None and not clip_grad_norm >= 0:  # NaN too
+            raise UserInputError(
+                f"{type(self).__name__}: clip_grad_norm={clip_grad_norm}, expected at least 0"
+            )
         self.save_hyperparameters(logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.backbone = backbone(int(input_shape[-1]), num_classes + 1)  # + the blank
+        self.backbone = optim.call_factory(
+            "backbone", backbone, int(input_shape[-1]), num_classes + 1
+        )
         self.val_dist = EditDistance(reduction="mean")
         self.test_dist = EditDistance(reduction="mean")
         self.codes = np.array([chr(0x100 + i) for i in range(num_classes)])  # until setup

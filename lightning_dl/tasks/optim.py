@@ -4,7 +4,8 @@
 length for ``total_steps`` / ``T_max`` left unset; ``ReduceLROnPlateau`` stepped once per
 validation on ``val/loss`` (Lightning offers it the metric every step); after a resume, the
 resuming command's settings, said in one line. :class:`ConfiguredOptimizer` gives a
-LightningModule (Classifier, CTCRecognizer) all of it.
+LightningModule (Classifier, CTCRecognizer) all of it; :func:`call_factory` calls the
+factories, a setting a class refuses in one line.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from data_modules.errors import UserInputError
+from data_modules.errors import ReportedError, UserInputError
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 RUN_LENGTH_KEYS = ("total_steps", "T_max")  # schedule arguments that mean "steps in the run"
 PLATEAU_MONITOR = "val/loss"
 OPTIMIZER_SETTINGS = "lightning_dl_optimizer_settings"  # checkpoint key: the configured optimizer
+
+
+def call_factory(key: str, factory: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``factory(*args, **kwargs)``; a ``ValueError`` (a backbone's ``hidden: 0``, an optimizer's
+    ``lr: -1``: torch's or the class's own check) is one line naming ``--model.<key>`` and the
+    class, not a traceback (or jsonargparse's report on Union subtypes)."""
+    try:
+        return factory(*args, **kwargs)
+    except ReportedError:
+        raise
+    except ValueError as error:
+        classes = [a for a in getattr(factory, "args", ()) if isinstance(a, type)]  # a partial
+        name = classes[0].__name__ if classes else getattr(factory, "__name__", key)
+        raise UserInputError(f"--model.{key}: {name}: {error}") from error
 
 
 class CosineAnnealingLR(torch.optim.lr_scheduler.CosineAnnealingLR):
@@ -50,7 +65,8 @@ def _init_arguments(cls: type, defaults: dict[str, Any]) -> dict[str, Any]:
 def build_optimizer(factory: OptimizerFactory, groups: list[dict], fused: bool) -> Optimizer:
     """The configured optimizer over ``groups``, each group's lr times its ``lr_scale``."""
     groups = [{**group, "params": list(group["params"])} for group in groups]
-    optimizer = factory([dict(g) for g in groups])  # torch fills its defaults into the dicts
+    # torch fills its defaults into the dicts
+    optimizer = call_factory("optimizer", factory, [dict(g) for g in groups])
     if fused and optimizer.defaults.get("fused", False) is None:  # has a fused kernel, unset
         options = {**_init_arguments(type(optimizer), optimizer.defaults), "foreach": None}
         # no fused kernel for this device or dtype: keep the plain one
@@ -83,7 +99,7 @@ def build_scheduler(
     steps = extra.get("total_steps", given.get("total_steps"))
     if "pct_start" in given and steps and given["pct_start"] * steps == 1:
         extra["pct_start"] = 1.001 / steps  # OneCycleLR divides by zero on a 1-step warm-up
-    scheduler = factory(optimizer, **extra)
+    scheduler = call_factory("lr_scheduler", factory, optimizer, **extra)
     if isinstance(scheduler, ReduceLROnPlateau):
         # strict=False: no val/loss exists before the first validation
         return {

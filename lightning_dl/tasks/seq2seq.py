@@ -128,11 +128,11 @@ class Seq2SeqRecognizer(CTCRecognizer):
                 kwargs.get("beam_width", 1) >= 1,
                 "at least 1",
             ),
-            ("length_penalty", length_penalty, length_penalty >= 0, "at least 0"),
+            ("length_penalty", length_penalty, 0 <= length_penalty < math.inf, "finite, >= 0"),
             ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
             ("teacher_forcing", teacher_forcing, all(0 <= p <= 1 for p in teacher_forcing), "0..1"),
             ("ctc_weight", ctc_weight, 0 <= ctc_weight < 1, "in [0, 1)"),
-            ("max_length_ratio", max_length_ratio, max_length_ratio > 0, "above 0"),
+            ("max_length_ratio", max_length_ratio, 0 < max_length_ratio < math.inf, "finite, > 0"),
         ]:
             if not ok:
                 raise UserInputError(f"Seq2SeqRecognizer: {name}={value}, expected {expected}")
