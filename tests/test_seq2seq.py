@@ -182,6 +182,8 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
         ("beam_width", "0", "Seq2SeqRecognizer: beam_width=0, expected at least 1"),
         ("ctc_weight", "1.5", "Seq2SeqRecognizer: ctc_weight=1.5, expected in [0, 1)"),
         ("teacher_forcing", "[1.0, 2.0]", "teacher_forcing=(1.0, 2.0), expected 0..1"),
+        ("examples", "-1", "Seq2SeqRecognizer: examples=-1, expected at least 0"),
+        ("--data.normalize", "bogus", "--data.normalize 'bogus': expected one of none, utterance"),
         ("max_length_ratio", ".inf", "max_length_ratio=inf, expected finite, > 0"),
         ("clip_grad_norm", "-1", "Seq2SeqRecognizer: clip_grad_norm=-1.0, expected at least 0"),
         ("backbone.init_args.hidden", "0", "--model.backbone: LAS: hidden, speller_hidden"),
@@ -191,7 +193,8 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
     ],
 )
 def test_bad_settings_are_one_line(tmp_path, capsys, option, value, message):
-    args = [*TINY, "--data.data_dir", str(write_wsj(tmp_path / "d")), f"--model.{option}", value,
+    key = option if option.startswith("--") else f"--model.{option}"
+    args = [*TINY, "--data.data_dir", str(write_wsj(tmp_path / "d")), key, value,
             "--run.dir", str(tmp_path / "r")]  # fmt: skip
     capsys.readouterr()
     with pytest.raises(SystemExit) as stopped:

@@ -24,7 +24,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.text import EditDistance
 
-from data_modules.errors import UserInputError
+from data_modules.errors import UserInputError, require_at_least
 from lightning_dl.tasks import optim
 from lightning_dl.tasks.ctc_decode import beam_decode, greedy_decode, to_text
 
@@ -75,6 +75,8 @@ class CTCRecognizer(optim.ConfiguredOptimizer, pl.LightningModule):
         clip_grad_norm: float | None = None,
     ) -> None:
         super().__init__()
+        require_at_least(type(self).__name__, 0, examples=examples)
+        require_at_least(type(self).__name__, 1, beam_width=beam_width)
         if clip_grad_norm is not None and not clip_grad_norm >= 0:  # NaN too
             raise UserInputError(
                 f"{type(self).__name__}: clip_grad_norm={clip_grad_norm}, expected at least 0"

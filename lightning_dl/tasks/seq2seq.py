@@ -122,12 +122,6 @@ class Seq2SeqRecognizer(CTCRecognizer):
     ) -> None:
         """``kwargs``: :class:`CTCRecognizer`'s (``num_classes``, ``optimizer``, ...)."""
         for name, value, ok, expected in [
-            (
-                "beam_width",
-                kwargs.get("beam_width", 1),
-                kwargs.get("beam_width", 1) >= 1,
-                "at least 1",
-            ),
             ("length_penalty", length_penalty, 0 <= length_penalty < math.inf, "finite, >= 0"),
             ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
             ("teacher_forcing", teacher_forcing, all(0 <= p <= 1 for p in teacher_forcing), "0..1"),

@@ -30,7 +30,7 @@ from data_modules.errors import EXIT_BAD_INPUT, UserInputError, debug_requested
 _GIVEN = re.compile(r"Given value: NestedArg\(key='(?P<key>[^']+)', val='(?P<val>[^']*)'\)")
 _PARSER_KEY = re.compile(r'Parser key "(?P<key>[^"]+)"')
 _LITERAL = re.compile(
-    r"Expected a typing\.Literal\[(?P<choices>[^\]]*)\]\. Got value: (?P<got>[^.]*)"
+    r"Expected a typing\.Literal\[(?P<choices>[^\]]*)\]\. Got value: (?P<got>[^.\n]*)"
 )
 _NO_ATTRIBUTE = re.compile(r"module '(?P<module>[^']+)' has no attribute '(?P<name>[^']+)'")
 _REQUIRED = re.compile(r"the following arguments are required: (?P<names>[^.\n]+)")
