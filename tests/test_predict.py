@@ -257,7 +257,13 @@ def test_bad_input_is_one_error_line_and_exit_status_2(run, tmp_path, monkeypatc
         "truncated or not a PyTorch checkpoint": ["--ckpt", str(bad), "--data-dir", str(data)],
         "no such checkpoint file": ["--ckpt", str(tmp_path / "none.ckpt"), "--data-dir", str(data)],
         "test.npy: missing": ["--ckpt", str(ckpt), "--data-dir", str(tmp_path / "empty")],
-    }
+        "--batch-size 0: expected at least 1": ["--ckpt", str(ckpt), "--data-dir", str(data),
+                                                "--batch-size", "0"],
+        "--devices 0: expected at least 1": ["--ckpt", str(ckpt), "--data-dir", str(data),
+                                             "--devices", "0"],
+        "Precision 'bogus' is invalid": ["--ckpt", str(ckpt), "--data-dir", str(data),
+                                         "--precision", "bogus"],
+    }  # fmt: skip
     for message, args in cases.items():
         argv = [str(ROOT / "kaggle" / "predict.py"), *args, "--out", str(tmp_path / "s.csv")]
         monkeypatch.setattr(sys, "argv", argv)

@@ -226,3 +226,10 @@ def test_the_wsj_las_recipe_learns_to_spell_a_small_character_corpus(tmp_path):
         "--trainer.logger", "null", "--trainer.enable_progress_bar", "false",
     ])  # fmt: skip
     assert summary["val/dist"] < 0.5 < 1 < np.mean(spelt) / 4
+    ckpt, rows = str(tmp_path / "run" / "checkpoints" / "best.ckpt"), []
+    for fmt in ("codes", "symbols"):  # a character's symbol is its code: the same sentences
+        out = tmp_path / f"{fmt}.csv"
+        predict.main(["--ckpt", ckpt, "--data-dir", str(data), "--out", str(out),
+                      "--label-format", fmt])  # fmt: skip
+        rows.append(list(csv.reader(out.open())))
+    assert rows[0] == rows[1] and rows[0][0] == ["Id", "Predicted"] and len(rows[0]) == 25

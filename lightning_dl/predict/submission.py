@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from torchmetrics.functional.text import edit_distance
 
-from data_modules.errors import InputFileNotFoundError, UserInputError
+from data_modules.errors import InputFileNotFoundError, UserInputError, describe
 from data_modules.io.atomic import atomic_path, check_writable
 from data_modules.speech.frames.datamodule import SpeechFramesDataModule
 from data_modules.speech.layouts import frames, sequences
@@ -88,16 +89,22 @@ def predict(
     """The predictions in dataset order, and whether this process writes: ``--devices`` of them,
     nothing logged or saved, at the checkpoint's precision (unless ``--precision``), so the
     labels are those fit's test saw."""
-    trainer = pl.Trainer(
-        accelerator=s.accelerator,
-        devices=s.devices,
-        strategy="ddp" if s.devices > 1 else "auto",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
-        precision=resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator),
-    )
+    try:
+        trainer = pl.Trainer(
+            accelerator=s.accelerator,
+            devices=s.devices,
+            strategy="ddp" if s.devices > 1 else "auto",
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
+            precision=resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator),
+        )
+    except (MisconfigurationException, ValueError, ImportError) as error:  # Lightning refuses
+        raise UserInputError(
+            f"--accelerator {s.accelerator} --devices {s.devices} --precision {s.precision}: "
+            f"{describe(error)}"
+        ) from error
     return predict_in_order(trainer, model, datamodule=dm).numpy(), trainer.is_global_zero
 
 
@@ -160,8 +167,6 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
     if not hasattr(model, "codes"):
         raise UserInputError(f"{s.ckpt}: {name} has no `codes` (index -> text) to write")
     if s.beam_width is not None:
-        if s.beam_width < 1:
-            raise UserInputError(f"--beam-width must be at least 1, got {s.beam_width}")
         if "beam_width" not in model.hparams:
             raise UserInputError(f"--beam-width: {name} has no beam search")
         model.hparams.beam_width = s.beam_width
@@ -196,7 +201,10 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
         distance = float(edit_distance(*texts, reduction="mean"))
         print(f"dev mean Levenshtein distance: {distance:.4f} ({len(outputs)} utterances, {how})")
         return distance
-    sep, codes = (" ", np.array(inventory.symbols)) if s.label_format == "symbols" else ("", codes)
+    if s.label_format == "symbols" and inventory.unit != "characters":  # characters: the text
+        sep, codes = " ", np.array(inventory.symbols)
+    else:
+        sep = ""
     labels = to_text(outputs, codes, sep)
     header = sequences.SUBMISSION_HEADER[fmt]
     with atomic_path(s.out) as tmp, open(tmp, "w", newline="") as f:
@@ -210,6 +218,11 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
 def submit(s: Settings) -> float | Path:
     """The submission (``--split test``) or the dev score (``--split dev``) of a checkpoint; an
     --out that cannot or may not be written is refused before any work."""
+    counts = {"--batch-size": (s.batch_size, 1), "--devices": (s.devices, 1),
+              "--num-workers": (s.num_workers, 0), "--beam-width": (s.beam_width, 1)}  # fmt: skip
+    for option, (value, least) in counts.items():
+        if value is not None and value < least:
+            raise UserInputError(f"{option} {value}: expected at least {least}")
     out = s.out
     if s.split == "test":
         if out.is_dir():
