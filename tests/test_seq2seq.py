@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,14 @@ def test_a_tiny_fit_learns_and_its_checkpoint_keeps_the_vocabulary(tmp_path):
                   "--beam-width", "3"])  # fmt: skip
     rows = list(csv.reader(submission.open()))
     assert rows[0] == ["Id", "Predicted"] and [int(r[0]) for r in rows[1:]] == list(range(6))
+    ddp = tmp_path / "ddp.csv"  # two processes, each decoding its share: the same bytes
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "kaggle" / "predict.py"), "--ckpt", str(ckpt), "--data-dir",
+         str(data), "--out", str(ddp), "--beam-width", "3", "--accelerator", "cpu",
+         "--devices", "2"], cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ddp.read_bytes() == submission.read_bytes()
     assert all(set(r[1]) <= set(saved) for r in rows[1:])
     dev = predict.main(["--ckpt", str(ckpt), "--data-dir", str(data), "--split", "dev"])
     assert dev == pytest.approx(summary["best_val/dist"], rel=1e-5)
