@@ -80,6 +80,8 @@ class MLP(nn.Module):
         dropout_layers: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if any(size < 1 for size in hidden):
+            raise UserInputError(f"MLP hidden={list(hidden)}: every layer needs at least 1 unit")
         if norm != "none":
             make_norm = _choice(NORMS, norm, "norm")
             if not norm_affine:

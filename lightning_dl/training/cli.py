@@ -99,6 +99,9 @@ def _check_trainer_options(trainer: Namespace) -> None:
         log_every_n_steps=trainer.get("log_every_n_steps"),
         check_val_every_n_epoch=trainer.get("check_val_every_n_epoch"),
     )
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and not clip >= 0:  # a negative norm would flip the gradients; NaN
+        raise UserInputError(f"--trainer: gradient_clip_val={clip}, expected at least 0")
     interval = trainer.get("val_check_interval")
     if interval is not None and not isinstance(interval, str) and interval <= 0:
         raise UserInputError(
@@ -183,6 +186,13 @@ class LightningDLCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,  # a resumed run updates its files
             }
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse as LightningCLI does, and refuse a seed numpy refuses before it is set."""
+        super().parse_arguments(parser, args)
+        seed = self.config.get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            raise UserInputError(f"--seed_everything {seed}: expected 0..{2**32 - 1} (or true)")
 
     def instantiate_classes(self) -> None:
         """Instantiate as LightningCLI does; a class that refuses its arguments (a
