@@ -1,13 +1,16 @@
 """Runs side by side: ``python -m lightning_dl.compare RUN_DIR... [--metric M] [--out F.png]``.
 
-One figure overlays every run's train/val loss and accuracy (metrics.csv), labelled by the
-settings that differ (config.yaml); ``compare.md`` beside it (and stdout) tables the final and
-best metrics. A folder of runs (a sweep folder, ``runs/<name>/``) stands for all its runs.
+One figure overlays every run's train/val loss and accuracy (or distance) from metrics.csv,
+labelled by the settings that differ (config.yaml); ``compare.md`` beside it (and stdout) tables
+the final and best metrics; a run's own curves.png is the same figure. A folder of runs (a
+sweep folder, ``runs/<name>/``) stands for all its runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -19,9 +22,8 @@ import yaml
 from data_modules.errors import InputFileNotFoundError, UserInputError, run_main
 from data_modules.io.atomic import atomic_path, write_text_atomic
 from lightning_dl.training.run.directory import read_summary
-from lightning_dl.training.run.summary import read_metrics
 
-PANELS = (("train/loss", "val/loss"), ("train/acc", "val/acc"))
+LOWER_IS_BETTER = ("loss", "dist")  # dist: the mean Levenshtein distance of sequence tasks
 # Config keys that differ between any two runs without being a setting of the experiment.
 NOT_SETTINGS = ("run", "ckpt_path", "config", "checkpoint.dirpath", "trainer.default_root_dir",
                 "trainer.logger")  # fmt: skip
@@ -98,6 +100,25 @@ def read_settings(config_yaml: Path) -> dict[str, Any]:
     }
 
 
+def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Column name -> [(step, value)] for every non-empty cell of a CSVLogger file."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, []).append((step, float(value)))
+    return series
+
+
+def panels(keys: Any) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(train, val) loss, then accuracy, or the distance where only that is logged (CTC)."""
+    second = "dist" if "val/dist" in keys and "val/acc" not in keys else "acc"
+    return ("train/loss", "val/loss"), (f"train/{second}", f"val/{second}")
+
+
 def is_run(path: Path) -> bool:
     return (path / "metrics.csv").is_file() or (path / "config.yaml").is_file()
 
@@ -133,11 +154,9 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     runs = []
     for run_dir in run_dirs:
         logged = read_metrics(run_dir / "metrics.csv")
-        if not any(key in logged for panel in PANELS for key in panel):
-            raise UserInputError(
-                f"{run_dir / 'metrics.csv'}: none of train/loss, val/loss, train/acc, val/acc "
-                "is logged in it"
-            )
+        if not any(key in logged for panel in panels(logged) for key in panel):
+            keys = ", ".join(k for panel in panels(logged) for k in panel)
+            raise UserInputError(f"{run_dir / 'metrics.csv'}: none of {keys} is logged in it")
         series = {
             key: points if key.startswith("test/") else [(s + 1, v) for s, v in points]
             for key, points in logged.items()
@@ -194,7 +213,8 @@ def comparison_figure(runs: list[Run], title: str = ""):  # -> matplotlib.figure
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
-    for row, panel in zip(axes, PANELS, strict=True):
+    shown = panels({key for run in runs for key in run.series})
+    for row, panel in zip(axes, shown, strict=True):
         for ax, key in zip(row, panel, strict=True):
             for i, run in enumerate(runs):
                 if points := run.series.get(key):
@@ -220,8 +240,11 @@ def _last(run: Run, key: str) -> str:
 
 
 def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
-    """Markdown: final train/val loss and accuracy, best ``metric`` and its step, test figures."""
-    sign = 1 if "loss" in metric else -1  # sorted best first
+    """Markdown: final train/val loss and accuracy (or distance), best ``metric`` and its step,
+    test figures."""
+    sign = 1 if any(word in metric for word in LOWER_IS_BETTER) else -1  # sorted best first
+    shown = panels({key for run in runs for key in run.series})
+    test = f"test/{shown[1][1].split('/')[1]}"
     rows = []
     for run in runs:
         points = _finite(run.series.get(metric, []))
@@ -230,24 +253,34 @@ def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
         if not isinstance(steps, int):
             steps = max((p[0] for points in run.series.values() for p in points), default=None)
         cells = [run.label, cell(steps)]
-        cells += [_last(run, key) for panel in PANELS for key in panel]
+        cells += [_last(run, key) for panel in shown for key in panel]
         cells += [cell(best[1]) if best else "", cell(best[0]) if best else ""]
-        cells += [cell(run.summary.get("test/acc")), cell(run.summary.get("test/loss"))]
+        cells += [cell(run.summary.get(test)), cell(run.summary.get("test/loss"))]
         rows.append((sign * best[1] if best else math.inf, cells))
-    columns = ["run", "steps", "train/loss", "val/loss", "train/acc", "val/acc",
-               f"best {metric}", "at step", "test/acc", "test/loss"]  # fmt: skip
+    columns = ["run", "steps", *(key for panel in shown for key in panel),
+               f"best {metric}", "at step", test, "test/loss"]  # fmt: skip
     intro = f"Final values (last logged) and best `{metric}`; sorted by it."
     return markdown(intro, columns, [c for _, c in sorted(rows, key=lambda r: r[0])])
+
+
+def plot_run(run_dir: Path) -> None:
+    """curves.png: the run's own figure (none before it logs a loss or metric)."""
+    if (run_dir / "metrics.csv").is_file():
+        with contextlib.suppress(UserInputError):
+            figure = comparison_figure(load_runs([run_dir]), title=str(run_dir))
+            save_figure(figure, run_dir / "curves.png")
 
 
 def write_comparison(
     paths: list[str | Path],
     out: str | Path = "compare.png",
-    metric: str = "val/acc",
+    metric: str | None = None,
     title: str | None = None,
 ) -> tuple[Path, Path, str]:
-    """Figure at ``out`` and table at ``out`` with ``.md``; returns both paths and the table."""
+    """Figure at ``out`` and table at ``out`` with ``.md``; returns both paths and the table.
+    ``metric`` ranks the runs (default: ``val/acc``, or ``val/dist`` where only that is logged)."""
     runs = load_runs(find_runs(paths))
+    metric = metric or panels({key for run in runs for key in run.series})[1][1]
     if not any(metric in run.series for run in runs):
         logged = sorted({key for run in runs for key in run.series})
         raise UserInputError(f"--metric {metric}: no run logs it (logged: {', '.join(logged)})")
@@ -265,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders")
-    parser.add_argument("--metric", default="val/acc", help="logged metric to rank runs by")
+    parser.add_argument(
+        "--metric", help="logged metric to rank runs by (default: val/acc or val/dist)"
+    )
     parser.add_argument("--out", default="compare.png", help="figure path (table: same .md)")
     parser.add_argument("--title", help="figure title (default: the number of runs)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

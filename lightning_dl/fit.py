@@ -24,6 +24,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from data_modules.errors import ReportedError, run_main
 from data_modules.io.atomic import write_json_atomic
+from lightning_dl import compare
 from lightning_dl.training.cli import LightningDLCLI
 from lightning_dl.training.config_errors import check_config_files
 from lightning_dl.training.console import silence_harmless_notices
@@ -34,7 +35,6 @@ from lightning_dl.training.run.summary import (
     finish_run,
     held_out_voices,
     other_rank_errors,
-    plot_run_curves,
     write_status,
 )
 
@@ -84,6 +84,7 @@ def main(args: list[str] | None = None) -> dict:
         if cli.named_run_dir:
             directory.point_latest(run_dir)  # runs/<name>/latest -> newest
         print(finish_run(run_dir, summary, wandb_dirs))
+        compare.plot_run(run_dir)
     return summary
 
 
@@ -148,7 +149,7 @@ def _report_failure(
         for logger in trainer.loggers:
             logger.save()  # metrics logged up to the failure reach metrics.csv
         write_status(run_dir, report.pop("status"), **report)
-        plot_run_curves(run_dir)
+        compare.plot_run(run_dir)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger._experiment is not None:
                 logger.experiment.summary.update({"status": "failed", "error": report["error"]})

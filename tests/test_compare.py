@@ -171,3 +171,23 @@ def test_tool_callbacks_name_the_pruning_callback():
     from lightning_dl.training.callbacks.optuna_pruning import OptunaPruning
 
     assert f"{OptunaPruning.__module__}.{OptunaPruning.__qualname__}" in compare.TOOL_CALLBACKS
+
+
+def test_sequence_runs_are_compared_by_distance_lowest_first(tmp_path, capsys):
+    """CTC and attention runs log val/dist and no accuracy: the panels, the columns and the
+    default ranking are the distance's, lower first; a run's curves.png is drawn alike."""
+    for name, end in (("far", 9.0), ("near", 2.0)):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        with open(run_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["epoch", "step", "train/loss", "val/dist", "val/loss"])
+            writer.writerows([[0, 9, 3.0, "", ""], [0, 9, "", 20.0, 2.5], [0, 19, "", end, 1.0]])
+        (run_dir / "summary.json").write_text(json.dumps({"test/dist": end + 1}))
+    out = str(tmp_path / "c.png")
+    assert compare.main([str(tmp_path / "far"), str(tmp_path / "near"), "--out", out]) == 0
+    table = (tmp_path / "c.md").read_text().splitlines()
+    assert "best `val/dist`" in table[0] and "| val/dist |" in table[2] and "test/dist" in table[2]
+    assert table[4].startswith("| near |") and "| 2.0000 |" in table[4]
+    compare.plot_run(tmp_path / "near")
+    assert (tmp_path / "near" / "curves.png").read_bytes()[:4] == b"\x89PNG"

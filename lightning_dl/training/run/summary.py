@@ -1,10 +1,9 @@
-"""summary.json (where a run stands: STATUSES; a run killed outright stays ``running``),
-curves.png and the end-of-run table. ``wall_time_s`` is the whole run's, carried in checkpoints.
+"""summary.json (where a run stands: STATUSES; a run killed outright stays ``running``) and
+the end-of-run table. ``wall_time_s`` is the whole run's, carried in checkpoints.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -16,7 +15,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
-from data_modules.io.atomic import atomic_path, write_json_atomic
+from data_modules.io.atomic import write_json_atomic
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
@@ -146,52 +145,9 @@ def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
     return errors
 
 
-def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Column name -> [(step, value)] for every non-empty cell of a CSVLogger file."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = int(float(row.get("step") or 0))
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
-                    continue
-                series.setdefault(key, []).append((step, float(value)))
-    return series
-
-
-def plot_run_curves(run_dir: Path) -> None:
-    """curves.png from metrics.csv (if any): loss and acc (CTC: ``dist``), train and val."""
-    if not (run_dir / "metrics.csv").is_file():
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = read_metrics(run_dir / "metrics.csv")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    second = "dist" if "val/dist" in series and "val/acc" not in series else "acc"
-    for ax, metric in zip(axes, ("loss", second), strict=True):
-        for stage, style in (("train", "-"), ("val", "o-")):
-            points = [p for p in series.get(f"{stage}/{metric}", []) if math.isfinite(p[1])]
-            if points:
-                steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, style, label=stage, markersize=3, linewidth=1)
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(str(run_dir))
-    fig.tight_layout()
-    with atomic_path(run_dir / "curves.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
 def finish_run(run_dir: Path, summary: dict[str, Any], wandb_dirs: list[Path]) -> str:
-    """Write summary.json and curves.png into ``run_dir``; return the table to print."""
+    """Write summary.json into ``run_dir``; return the table to print."""
     write_json_atomic(run_dir / "summary.json", summary)
-    plot_run_curves(run_dir)
     lines = ["", f"{'metric':<16}{'value':>12}", "-" * 28]
     for key in (k for k in REPORTED_METRICS if summary.get(k) is not None):
         value = f"{summary[key]:.4f}" if isinstance(summary[key], float) else summary[key]
