@@ -234,3 +234,10 @@ def test_flip_tta_averages_the_mirror_only_at_evaluation():
     torch.testing.assert_close(model.evaluate(x), expected)
     assert torch.equal(model.predict_step((x,), 0), expected.argmax(-1))
     assert not torch.allclose(model.evaluate(x), model(x))
+
+
+def test_an_mlp_too_large_to_train_in_memory_is_refused_before_it_is_built():
+    from data_modules.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=r"MLP: 1000006.4 B weights .* GiB are available"):
+        MLP((200001, 40), 10, hidden=[125_000_000])  # a context of 100000 frames, say

@@ -9,7 +9,9 @@ defaults build the plain stack, whose ``state_dict`` keys checkpoints rely on.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -63,6 +65,23 @@ def _chosen_layers(option: str, layers: list[int] | None, count: int) -> set[int
     return set(layers)
 
 
+def _check_fits_in_memory(input_shape: tuple[int, ...], widths: list[int]) -> None:
+    """Refuse a net whose training cannot fit the free memory (16 bytes a weight: fp32 weights,
+    gradients and Adam's two moments): ``context: 100000`` makes a first layer of billions, which
+    the OS would otherwise answer by killing the process without a word."""
+    weights = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    try:  # MemAvailable counts the page cache the kernel would give back; not Linux: no check
+        meminfo = Path("/proc/meminfo").read_text()
+        free = int(re.search(r"MemAvailable:\s+(\d+) kB", meminfo)[1]) * 1024
+    except (OSError, TypeError):
+        return
+    if 16 * weights > free:
+        raise UserInputError(
+            f"MLP: {weights / 1e9:.1f} B weights for an input of shape {tuple(input_shape)}: "
+            f"training needs {16 * weights / 2**30:.0f} GiB, {free / 2**30:.0f} GiB are available"
+        )
+
+
 class MLP(nn.Module):
     """Flattens its input; ``init_std`` draws weights from N(0, std^2) with zero biases."""
 
@@ -95,6 +114,7 @@ class MLP(nn.Module):
         with_dropout = _chosen_layers("dropout_layers", dropout_layers, len(hidden))
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
+        _check_fits_in_memory(input_shape, [width, *hidden, num_classes])
         for i, units in enumerate(hidden):
             layers.append(nn.Linear(width, units))
             if norm != "none" and i in with_norm:
