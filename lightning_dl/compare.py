@@ -244,7 +244,7 @@ def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
     test figures."""
     sign = 1 if any(word in metric for word in LOWER_IS_BETTER) else -1  # sorted best first
     shown = panels({key for run in runs for key in run.series})
-    test = f"test/{shown[1][1].split('/')[1]}"
+    test = shown[1][1].replace("val/", "test/")
     rows = []
     for run in runs:
         points = _finite(run.series.get(metric, []))

@@ -89,6 +89,7 @@ def predict(
     """The predictions in dataset order, and whether this process writes: ``--devices`` of them,
     nothing logged or saved, at the checkpoint's precision (unless ``--precision``), so the
     labels are those fit's test saw."""
+    precision = resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator)
     try:
         trainer = pl.Trainer(
             accelerator=s.accelerator,
@@ -98,7 +99,7 @@ def predict(
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=sys.stdout.isatty(),  # a log file gets no redrawn bar
-            precision=resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator),
+            precision=precision,
         )
     except (MisconfigurationException, ValueError, ImportError) as error:  # Lightning refuses
         raise UserInputError(

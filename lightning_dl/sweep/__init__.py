@@ -24,6 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from data_modules.errors import EXIT_TERMINATED, InputFileNotFoundError, UserInputError
+from lightning_dl import compare
 from lightning_dl.sweep.results import where
 from lightning_dl.sweep.space import check_keys, load_space
 from lightning_dl.sweep.study import PRUNERS, Sweep, make_sampler, monitor_for
@@ -84,7 +85,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
             f"--pruner {pruner}: pruning watches a metric logged at validation (val/...); "
             f"--metric {args.metric} has none (use --pruner none)"
         )
-    lower_is_better = any(word in args.metric for word in ("loss", "dist"))  # dist: Levenshtein
+    lower_is_better = any(word in args.metric for word in compare.LOWER_IS_BETTER)
     out = Path(args.out or Path("runs") / "sweeps" / Path(args.space).stem)
     return Sweep(
         configs=args.config,
