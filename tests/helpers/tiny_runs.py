@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # without native bf16), so that what changes under autocast is tested where CI runs.
 BF16 = pytest.mark.bf16
 QUICK = str(ROOT / "configs" / "synthetic_mlp.yaml")
+HIDDEN = "model.backbone.init_args.hidden"  # the MLP's hidden sizes, as sweeps name them
 
 
 def tiny_args(*extra: str, steps: int = 30, precision: str = "32-true") -> list[str]:
