@@ -58,3 +58,26 @@ def test_early_average_follows_recent_weights_not_the_initialisation():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="WarmupEMA"):
         WarmupEMA(**kwargs)
+
+
+def test_averaged_copy_shares_the_factories_and_opens_no_logger(tmp_path):
+    """The EMA copies the module: the CLI's optimizer factory (which holds the CLI, its
+    datamodule and loggers) is shared, not copied, so a fast_dev_run opens no wandb run."""
+    import copy
+    import sys
+
+    from lightning_dl.fit import main
+    from lightning_dl.tasks.classifier import Classifier
+    from tests.helpers.tiny_runs import tiny_args
+
+    model = Classifier(backbone=lambda shape, n: nn.Linear(shape[0], n), input_shape=(4,))
+    copied = copy.deepcopy(model)
+    assert copied.optimizer_factory is model.optimizer_factory
+    assert copied.backbone.weight is not model.backbone.weight
+    assert torch.equal(copied.backbone.weight, model.backbone.weight)
+
+    ema = "--trainer.callbacks+=lightning_dl.training.callbacks.ema.WarmupEMA"
+    main(tiny_args(ema, "--trainer.fast_dev_run", "2", "--run.dir", str(tmp_path / "run")))
+    wandb = sys.modules.get("wandb")
+    assert wandb is None or wandb.run is None  # nothing left open for the next run to reuse
+    assert not (tmp_path / "run" / "wandb").exists()  # fast_dev_run logs nothing

@@ -11,6 +11,7 @@ factories, a setting a class refuses in one line.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -179,6 +180,19 @@ class ConfiguredOptimizer:
     _configured: dict[str, Any] | None = None  # the optimizer as this run built it
     _resumed_from: dict[str, Any] | None = None  # ... and as the checkpoint's run did
     _validations = _plateau_steps = 0  # validations seen, and plateau steps taken
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """A copy (an EMA's ``AveragedModel`` makes one) shares the factories, copies the rest.
+
+        A factory the CLI built holds the CLI, hence the datamodule and the loggers: copying it
+        would copy the training data (on the device, if resident) and open a wandb run.
+        """
+        for factory in (self.optimizer_factory, self.scheduler_factory):
+            memo[id(factory)] = factory
+        copied = self.__class__.__new__(self.__class__)
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return copied
 
     def _param_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters, in the backbone's groups (with their ``lr_scale``) if any."""
