@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
 from data_modules.errors import UserInputError
 from lightning_dl.fit import main
-from lightning_dl.training.run.directory import remove_stale_temp_files
+from lightning_dl.training.run.directory import remove_stale_temp_files, wandb_run_id
 from tests.helpers.tiny_runs import tiny_args
 
 QUICK_RUN = ("--trainer.max_steps", "10", "--trainer.logger", "false")
@@ -84,3 +85,12 @@ def test_checkpointing_off_is_honoured(tmp_path):
                              "--run.dir", str(tmp_path / "r")))  # fmt: skip
     assert not (tmp_path / "r" / "checkpoints").exists()
     assert summary["tested_checkpoint"].startswith("the final weights")
+
+
+def test_a_resume_in_the_second_its_wandb_segment_started_waits_for_a_new_folder(tmp_path):
+    """wandb names a segment by its start second: the same second would reuse (truncate) it."""
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    (tmp_path / "wandb" / f"offline-run-{stamp}-abc123").mkdir(parents=True)
+    assert wandb_run_id(tmp_path) == "abc123"
+    assert wandb_run_id(tmp_path, wait_for_new_segment=True) == "abc123"
+    assert time.strftime("%Y%m%d_%H%M%S") != stamp

@@ -239,7 +239,11 @@ class LightningDLCLI(LightningCLI):
             args = entry.init_args
             if not args.get("name"):
                 args.name = f"{run_dir.parent.name}/{run_dir.name}"
-            previous = directory.wandb_run_id(run_dir) if config.ckpt_path else None
+            previous = (
+                directory.wandb_run_id(run_dir, wait_for_new_segment=True)
+                if config.ckpt_path
+                else None
+            )
             if previous and not args.get("id"):
                 args.id = previous
                 args.resume = "allow"

@@ -67,12 +67,23 @@ def newest_unfinished_run(parent: str | Path) -> Path | None:
     return max(candidates, key=lambda d: (d / LAST).stat().st_mtime_ns, default=None)
 
 
-def wandb_run_id(run_dir: str | Path) -> str | None:
-    """Id of the newest wandb run stored in ``run_dir/wandb`` (``offline-run-<time>-<id>``)."""
+def wandb_run_id(run_dir: str | Path, wait_for_new_segment: bool = False) -> str | None:
+    """Id of the newest wandb run stored in ``run_dir/wandb`` (``offline-run-<time>-<id>``).
+
+    wandb names a segment by the second it starts, so a run resumed within the second its last
+    segment started would write into that folder and truncate it: ``wait_for_new_segment``
+    waits for the next second then (local or UTC: wandb's clock is either).
+    """
     folder = Path(run_dir) / "wandb"
     names = [d.name for d in folder.iterdir()] if folder.is_dir() else []
     runs = [(n.removeprefix("offline-"), m["id"]) for n in names if (m := _WANDB_RUN.match(n))]
-    return max(runs)[1] if runs else None
+    if not runs:
+        return None
+    newest, run_id = max(runs)
+    now = {time.strftime("%Y%m%d_%H%M%S", clock()) for clock in (time.localtime, time.gmtime)}
+    if wait_for_new_segment and newest.split("-")[1] in now:
+        time.sleep(1.01 - time.time() % 1)
+    return run_id
 
 
 def run_name(config: Any) -> str:
