@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_modules.errors import UserInputError
+from data_modules.io.atomic import atomic_path
 from lightning_dl.models.las import State, padding_mask
 from lightning_dl.tasks.ctc import BackboneFactory, CTCRecognizer, ctc_loss
 
@@ -215,9 +216,9 @@ class Seq2SeqRecognizer(CTCRecognizer):
             fig, ax = plt.subplots(figsize=(6, 4))
             ax.imshow(weights, aspect="auto", origin="lower", cmap="viridis")
             ax.set(xlabel="encoder step", ylabel="output token", title=f"step {self.global_step}")
-            (root / ATTENTION_DIR).mkdir(exist_ok=True)
             path = root / ATTENTION_DIR / f"step_{self.global_step:07d}.png"
-            fig.savefig(path, dpi=80, bbox_inches="tight")
+            with atomic_path(path) as tmp:  # a reader never sees half a PNG
+                fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
             plt.close(fig)
             for logger in self.trainer.loggers:
                 if hasattr(logger, "log_image"):  # wandb
