@@ -1,12 +1,10 @@
 """LightningCLI for lightning-dl: a run directory per run, CSV logs always, shapes from the data.
 
-What a run directory holds and how runs start, resume and stop: :mod:`lightning_dl.training.run`.
-Resuming: ``--ckpt_path last --run.dir DIR`` continues DIR from DIR/checkpoints/last.ckpt;
-``--run.auto_resume true`` does the same for the given ``--run.dir``, or else for the newest
-unfinished run of the same name, and starts a new run when there is nothing to resume. The
-wandb run of a resumed run is the same wandb run (same id, ``resume="allow"``). The Trainer is
-:class:`lightning_dl.training.precision.Trainer` (``precision: auto``); config errors are one line
-(:mod:`lightning_dl.training.config_errors`).
+Run directories, and how runs start, resume and stop: :mod:`lightning_dl.training.run`.
+``--ckpt_path last --run.dir DIR`` continues DIR from DIR/checkpoints/last.ckpt;
+``--run.auto_resume true`` does so for ``--run.dir`` or else the newest unfinished run of the
+same name, and starts a new run when there is nothing to resume. A resumed run keeps its wandb
+run (same id, ``resume="allow"``).
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ CKPT_ENV = "LIGHTNING_DL_CKPT_PATH"  # ... and the checkpoint rank 0 resumes fro
 DEFAULTS = Path(__file__).with_name("defaults.yaml")  # trainer, logger, seed: recipes say the rest
 CSV_LOGGER = "lightning_dl.training.run.tracking.csv_logger.ResumableCSVLogger"
 DEFAULT_MONITOR = ("val/acc", "max")  # a model class's ``monitor`` replaces it
+_AT_LEAST_ONE = ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch")
 
 
 @dataclass
@@ -92,13 +91,7 @@ def _class_name(entry: Any) -> str:
 
 def _check_trainer_options(trainer: Namespace) -> None:
     """Refuse the trainer options that Lightning accepts and then divides by (a traceback)."""
-    require_at_least(
-        "--trainer",
-        1,
-        accumulate_grad_batches=trainer.get("accumulate_grad_batches"),
-        log_every_n_steps=trainer.get("log_every_n_steps"),
-        check_val_every_n_epoch=trainer.get("check_val_every_n_epoch"),
-    )
+    require_at_least("--trainer", 1, **{key: trainer.get(key) for key in _AT_LEAST_ONE})
     clip = trainer.get("gradient_clip_val")
     if clip is not None and not clip >= 0:  # a negative norm would flip the gradients; NaN
         raise UserInputError(f"--trainer: gradient_clip_val={clip}, expected at least 0")
@@ -113,19 +106,15 @@ def _check_trainer_options(trainer: Namespace) -> None:
 def _monitor_from_model(config: Namespace) -> None:
     """The checkpoint's monitor and mode from the model class (``monitor = ("val/dist", "min")``
     on :class:`lightning_dl.tasks.ctc.CTCRecognizer`) unless the config chose others."""
-    class_path = _class_name(config.get("model"))
-    module, _, name = class_path.rpartition(".")
+    module, _, name = _class_name(config.get("model")).rpartition(".")
     try:
         model_class = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         return  # the CLI has already checked the class; nothing to learn here
     monitor = getattr(model_class, "monitor", None)
     checkpoint = config.get("checkpoint")
-    if (
-        monitor
-        and checkpoint is not None
-        and (checkpoint.monitor, checkpoint.mode) == DEFAULT_MONITOR
-    ):
+    chosen = None if checkpoint is None else (checkpoint.monitor, checkpoint.mode)
+    if monitor and chosen == DEFAULT_MONITOR:
         checkpoint.monitor, checkpoint.mode = monitor
 
 
@@ -162,12 +151,8 @@ class LightningDLCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments(
-            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.input_shape", "model.init_args.input_shape", apply_on="instantiate"
-        )
+        for key in ("num_classes", "input_shape"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
         parser.add_class_arguments(RunOptions, "run", instantiate=False)
         parser.add_argument(
             "--ckpt_path",
@@ -195,8 +180,7 @@ class LightningDLCLI(LightningCLI):
             raise UserInputError(f"--seed_everything {seed}: expected 0..{2**32 - 1} (or true)")
 
     def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does; a class that refuses its arguments (a
-        :class:`~data_modules.errors.UserInputError` from ``__init__``: ``batch_size: -5``) is
+        """Instantiate as LightningCLI does; a class's own UserInputError (``batch_size: -5``) is
         reported as that one error, not as jsonargparse's report about Union subtypes."""
         try:
             super().instantiate_classes()
@@ -213,47 +197,37 @@ class LightningDLCLI(LightningCLI):
         if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":  # DDP child
             run_dir = Path(os.environ[RUN_DIR_ENV])
             config.ckpt_path = os.environ.get(CKPT_ENV) or None
-        elif not decides_run_directory():  # another node's process: rank 0 decides
-            run_dir, config.ckpt_path = directory.follow(config)
-            os.environ[RUN_DIR_ENV] = str(run_dir)
-            os.environ[CKPT_ENV] = config.ckpt_path or ""
         else:
-            run_dir, config.ckpt_path, self.named_run_dir = directory.resolve(config)
+            if decides_run_directory():
+                run_dir, config.ckpt_path, self.named_run_dir = directory.resolve(config)
+            else:  # another node's process: rank 0 decides
+                run_dir, config.ckpt_path = directory.follow(config)
             os.environ[RUN_DIR_ENV] = str(run_dir)
             os.environ[CKPT_ENV] = config.ckpt_path or ""
         config.run.dir = str(run_dir)
         config.checkpoint.dirpath = str(run_dir / "checkpoints")
         config.trainer.default_root_dir = str(run_dir)
-        config.trainer.logger = self._loggers_in(
-            run_dir, config.trainer.logger, resuming=bool(config.ckpt_path)
-        )
+        resuming = bool(config.ckpt_path)
+        config.trainer.logger = self._loggers_in(run_dir, config.trainer.logger, resuming)
         self._configure_wandb(run_dir, config)
 
     @staticmethod
     def _configure_wandb(run_dir: Path, config: Namespace) -> None:
         """Name new wandb runs after the run directory; resume (same id) a resumed run's."""
         loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else []
-        for entry in loggers:
-            if not _class_name(entry).endswith("WandbLogger"):
-                continue
-            args = entry.init_args
+        for args in [e.init_args for e in loggers if _class_name(e).endswith("WandbLogger")]:
             if not args.get("name"):
                 args.name = f"{run_dir.parent.name}/{run_dir.name}"
-            previous = (
-                directory.wandb_run_id(run_dir, wait_for_new_segment=True)
-                if config.ckpt_path
-                else None
-            )
-            if previous and not args.get("id"):
-                args.id = previous
-                args.resume = "allow"
+            if config.ckpt_path:
+                previous = directory.wandb_run_id(run_dir, wait_for_new_segment=True)
+                if previous and not args.get("id"):
+                    args.id = previous
+                    args.resume = "allow"
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         """The configured Trainer plus our callbacks and atomic checkpoint writes.
-
         ``--trainer.enable_checkpointing false`` drops our ModelCheckpoint (``checkpoint.*``),
-        which Lightning would otherwise refuse as a contradiction.
-        """
+        which Lightning would otherwise refuse as a contradiction."""
         parser = self._parser(self.subcommand)
         keys = parser.callback_keys
         if self.config_init.trainer.get("enable_checkpointing") is False:
@@ -275,38 +249,25 @@ class LightningDLCLI(LightningCLI):
         install_agreed_signals(trainer)  # SIGTERM / SLURM requeue: agreed by all ranks, see signals
         ours.append(SameRunOnEveryRank(run.dir, self.config.get("ckpt_path")))
         trainer.callbacks[:0] = ours  # before ModelCheckpoint, which Lightning keeps last
-        trainer.callbacks.append(  # after it: its write after a validation holds the new best
-            LastCheckpoint(
-                Path(run.dir) / "checkpoints",
-                run.checkpoint_every_n_steps,
-                run.signal_check_every_n_steps,
-            )
-        )
+        # after it: its write after a validation holds the new best
+        every = (run.checkpoint_every_n_steps, run.signal_check_every_n_steps)
+        trainer.callbacks.append(LastCheckpoint(Path(run.dir) / "checkpoints", *every))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO(self.model)
         return trainer
 
     @staticmethod
     def _loggers_in(run_dir: Path, loggers: Any, resuming: bool = False) -> Any:
-        """Point every logger at ``run_dir``; a CSVLogger (metrics.csv) there always comes first.
-
-        The CSV logger is always our ``ResumableCSVLogger`` (a CSVLogger subclass), so that a
-        resumed run appends to its metrics.csv instead of deleting it.
-        """
+        """Point every logger at ``run_dir``; a CSV logger there always comes first, and it is
+        our ``ResumableCSVLogger``, so that a resumed run appends to its metrics.csv."""
         if loggers is False:
             return False
-        entries = (
-            list(loggers)
-            if isinstance(loggers, list)
-            else ([] if loggers in (None, True) else [loggers])
-        )
-        csv_entries = [e for e in entries if _class_name(e).endswith("CSVLogger")]
-        others = [e for e in entries if not _class_name(e).endswith("CSVLogger")]
-        csv_entry = (
-            csv_entries[0]
-            if csv_entries
-            else Namespace(class_path=CSV_LOGGER, init_args=Namespace())
-        )
+        if not isinstance(loggers, list):
+            loggers = [] if loggers in (None, True) else [loggers]
+        csv_entries = [e for e in loggers if _class_name(e).endswith("CSVLogger")]
+        others = [e for e in loggers if not _class_name(e).endswith("CSVLogger")]
+        csv_entries.append(Namespace(class_path=CSV_LOGGER, init_args=Namespace()))
+        csv_entry = csv_entries[0]
         csv_entry.class_path = CSV_LOGGER
         csv_entry.init_args.keep_existing = resuming
         csv_entry.init_args.save_dir = str(run_dir)

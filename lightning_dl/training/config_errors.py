@@ -1,14 +1,11 @@
 """Config mistakes in one line: the key, the value given, what was expected; YAML by file:line:col.
 
-jsonargparse reports a bad value inside a ``class_path`` (an unknown activation, a misspelt
-optimizer class) as a dozen nested lines about Union subtypes, after the whole usage text.
-:class:`OneLineErrorParser` prints ``error: --model.backbone.init_args.activation 'swish':
-expected one of relu, elu, ...`` instead and exits with status 2, as argparse does;
-``LIGHTNING_DL_DEBUG=1`` gives jsonargparse's full message. :func:`check_config_files` reads
-every ``--config`` file first, so a YAML syntax error names the file, line and column rather
-than ``<unicode string>``. A key no class accepts (``max_step`` under ``trainer``) is named with
-the file, line and column that gave it and the nearest accepted key (:func:`unknown_key`):
-``error: my.yaml:3:3: trainer.max_step is not an option; did you mean max_steps?``.
+jsonargparse reports a bad value inside a ``class_path`` as a dozen nested lines about Union
+subtypes after the usage text; :class:`OneLineErrorParser` prints ``error:
+--model.backbone.init_args.activation 'swish': expected one of relu, elu, ...`` and exits 2
+(``LIGHTNING_DL_DEBUG=1``: jsonargparse's full message). An unknown key is named where it was
+given, with the nearest accepted one: ``error: my.yaml:3:3: trainer.max_step is not an option;
+did you mean max_steps?``. :func:`check_config_files` names a YAML syntax error's file:line:col.
 """
 
 from __future__ import annotations
@@ -74,9 +71,7 @@ def one_line(message: str) -> str:
     if reason is None and given and _LIST.search(message):  # 256,128 for [256,128]
         reason = f"expected a list; write it as [{given['val'].strip('[]() ')}]"
     if reason is None:  # the deepest line that says something
-        useful = [
-            line for line in lines if not line.startswith(_NOISE) and "Parser key" not in line
-        ]
+        useful = [ln for ln in lines if not ln.startswith(_NOISE) and "Parser key" not in ln]
         reason = useful[-1] if useful else lines[-1]
     if value and not reason.startswith(value):  # show the value once
         reason = f"{value}: {reason}"
@@ -109,9 +104,8 @@ class OneLineErrorParser(LightningArgumentParser):
 def unknown_key(
     message: str, parser: LightningArgumentParser, configs: Sequence[Path], args: Sequence[str]
 ) -> str | None:
-    """One line for a key that nothing accepts: where it was given (``file:line:col`` of the
-    last of ``configs`` that has it, or the command line ``args``), and the nearest accepted
-    key; None for any other error."""
+    """One line for a key nothing accepts: where it was given (the last of ``configs`` that has
+    it, or ``args``) and the nearest accepted key; None for any other error."""
     if found := _UNRECOGNIZED.search(message):
         option = found["option"]
         options = [o for o in parser._option_string_actions if o.startswith("--")]
@@ -129,9 +123,7 @@ def unknown_key(
         path = path[:1]
     trees = _config_trees(configs)
     place, found = _where(trees, path, exact=True)
-    given = [
-        p for p in _option_paths(args) if p[-1] == path[-1] and p[: len(path) - 1] == path[:-1]
-    ]
+    given = [p for p in _option_paths(args) if _same_key_under(p, path)]
     if place is not None:
         path = found
     elif given:  # on the command line (jsonargparse's message may have lost levels)
@@ -147,17 +139,20 @@ def unknown_key(
         what = f"{'.'.join(path)}: {class_path.rsplit('.', 1)[-1]} has no parameter {path[-1]!r}"
     else:
         prefix = ".".join(enclosing)
-        accepted = [
-            a.dest[len(prefix) + 1 :].split(".")[0] if prefix else a.dest.split(".")[0]
-            for a in parser._actions
-            if not prefix or a.dest.startswith(prefix + ".")
-        ]
+        start = f"{prefix}." if prefix else ""
+        dests = [a.dest for a in parser._actions if a.dest.startswith(start)]
+        accepted = [dest[len(start) :].split(".")[0] for dest in dests]
         what = f"{'.'.join(path)} is not an option"
     hint = _did_you_mean(path[-1], accepted)
-    deeper = [t for _, t, _, _ in trees if t[-1] == path[-1] and t[: len(enclosing)] == enclosing]
+    deeper = [t for _, t, _, _ in trees if _same_key_under(t, path)]
     if not hint and deeper:  # the key exists one level down (model.lr: model.optimizer.lr)
         hint = f"; did you mean {'.'.join(deeper[-1])}?"
     return f"{place + ': ' if place else '--'}{what}{hint}"
+
+
+def _same_key_under(trail: list[str], path: list[str]) -> bool:
+    """``trail`` ends in ``path``'s last key, under the levels above it in ``path``."""
+    return trail[-1] == path[-1] and trail[: len(path) - 1] == path[:-1]
 
 
 def _did_you_mean(word: str, accepted: Sequence[str]) -> str:
@@ -185,8 +180,8 @@ def _option_paths(args: Sequence[str]) -> list[list[str]]:
 
 
 def _config_trees(configs: Sequence[Path]) -> list[_Entry]:
-    """Every mapping entry of every ``--config`` file, in order, keyed by its dotted path
-    without ``init_args`` levels (which jsonargparse lets a config write or leave out)."""
+    """Every mapping entry of the ``--config`` files, in order, its path without ``init_args``
+    levels (which jsonargparse lets a config write or leave out)."""
     entries: list[_Entry] = []
     for config in configs:
         try:
@@ -212,12 +207,10 @@ def _walk(config: Path, node: yaml.Node | None, trail: list[str]) -> list[_Entry
 
 
 def _where(trees: list[_Entry], path: list[str], exact: bool) -> tuple[str | None, list[str]]:
-    """(``file:line:col`` of the last config entry that sets ``path`` (``exact``) or its last
-    key anywhere under ``path[:-1]``, or None; that entry's full path, or ``path``)."""
+    """``file:line:col`` and full path of the last entry that sets ``path`` (not ``exact``: or
+    its last key anywhere under ``path[:-1]``); (None, ``path``) if none does."""
     for config, trail, key, _ in reversed(trees):
-        if trail == path or (
-            not exact and trail[-1] == path[-1] and trail[: len(path) - 1] == path[:-1]
-        ):
+        if trail == path or (not exact and _same_key_under(trail, path)):
             mark = key.start_mark
             return f"{config}:{mark.line + 1}:{mark.column + 1}", trail
     return None, path

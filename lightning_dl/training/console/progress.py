@@ -7,7 +7,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -43,11 +43,8 @@ class ValidationLine:
     best: float | None = None
 
     def __call__(self, trainer: pl.Trainer, total: float) -> str:
-        metrics = {
-            key: float(value)  # epoch-level values: one read per validation
-            for key, value in trainer.callback_metrics.items()
-            if key.startswith("val/")
-        }
+        # epoch-level values: one read per validation
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         parts = [f"val   {_steps(trainer.global_step, total)}"]
         parts += [f"{key.removeprefix('val/')} {value:.4f}" for key, value in metrics.items()]
         checkpoint = trainer.checkpoint_callback
@@ -120,12 +117,8 @@ class LogProgressBar(ProgressBar):
         now = time.monotonic()
         self._started, self._start_step = now, trainer.global_step
         self._validation_s = 0.0  # the sanity check is not training time either
-        self._schedule = replace(
-            self._schedule,
-            total=float(trainer.estimated_stepping_batches),
-            last_step=trainer.global_step,
-            last_time=now,
-        )
+        self._schedule.total = float(trainer.estimated_stepping_batches)
+        self._schedule.mark(trainer.global_step, now)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
@@ -178,9 +171,7 @@ class LiveProgressBar(RichProgressBar):
     def __init__(
         self, refresh_per_second: int = 4, console_kwargs: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(
-            refresh_rate=refresh_per_second, leave=False, console_kwargs=console_kwargs
-        )
+        super().__init__(refresh_per_second, leave=False, console_kwargs=console_kwargs)
         self._interval = 1.0 / refresh_per_second
         self._next_train_draw = self._next_eval_draw = 0.0
         self._total = math.inf
