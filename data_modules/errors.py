@@ -1,8 +1,8 @@
 """Errors a user can act on, reported as one line (``error: <message>``) instead of a traceback.
 
-Through :func:`run_main`, a :class:`UserInputError` (a bad file, key, checkpoint) exits 2, as
-argparse does; a :class:`ReportedError` (a full disk, a NaN loss) exits 1; anything else is a
-bug and keeps its traceback (always with ``LIGHTNING_DL_DEBUG=1``). Imports nothing heavy."""
+Through :func:`run_main`, a :class:`UserInputError` exits 2, as argparse does, a
+:class:`ReportedError` 1; anything else is a bug and keeps its traceback (always with
+``LIGHTNING_DL_DEBUG=1``). Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -72,10 +72,8 @@ def debug_requested() -> bool:
 
 
 def looks_like_full_disk(error: BaseException, path: str | Path) -> bool:
-    """True when ``error``, raised while writing ``path``, came from a full filesystem.
-
-    Writers do not always say so: NumPy reports a short write ("1200 requested and 64 written")
-    and torch's zip writer "unexpected pos", neither with ENOSPC; then the free space decides."""
+    """True when ``error``, raised while writing ``path``, came from a full filesystem: without
+    ENOSPC (NumPy's short write, torch's "unexpected pos") the free space decides."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if not isinstance(error, OSError | RuntimeError):
@@ -123,12 +121,8 @@ def report(error: ReportedError) -> int:
 
 
 def close_process_group() -> None:
-    """Destroy the default process group, if a DDP run opened one, before the interpreter exits.
-
-    Neither torch nor Lightning does it at exit, and gloo's worker threads left alive then abort
-    the process now and again ("terminate called without an active exception", status -6)
-    after the work is done and the exit status decided.
-    """
+    """Destroy the default process group, if a DDP run opened one, before the interpreter exits:
+    gloo threads left alive at exit sometimes abort the finished process (status -6)."""
     if "torch" not in sys.modules:  # nothing distributed ran
         return
     import torch.distributed as dist

@@ -1,7 +1,5 @@
-"""SYNTHETIC data for the quickstart: Gaussian class clusters the project generates itself.
-
-Nothing here is real data; it only lets a fresh clone train, test and report end to end in
-seconds without any download."""
+"""SYNTHETIC data for the quickstart: Gaussian class clusters the project generates itself, so a
+fresh clone trains, tests and reports end to end in seconds without any download."""
 
 from __future__ import annotations
 
@@ -57,33 +55,23 @@ class SyntheticClustersDataModule(pl.LightningDataModule):
         points, labels = make_clusters(
             sum(sizes.values()), hp.num_features, hp.num_classes, hp.noise, hp.seed
         )
-        start = 0
-        for split, size in sizes.items():
-            self.datasets[split] = BatchedTensorDataset(
-                points[start : start + size], labels[start : start + size]
-            )
-            start += size
+        counts = list(sizes.values())
+        for split, x, y in zip(sizes, points.split(counts), labels.split(counts), strict=True):
+            self.datasets[split] = BatchedTensorDataset(x, y)
 
-    def _loader(self, split: str, **kwargs: Any) -> DataLoader:
+    def _loader(self, dataset: BatchedTensorDataset, **kwargs: Any) -> DataLoader:
         return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            collate_fn=passthrough_collate,
-            **kwargs,
+            dataset, batch_size=self.batch_size, collate_fn=passthrough_collate, **kwargs
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, drop_last=True)
+        return self._loader(self.datasets["train"], shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader(self.datasets["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader(self.datasets["test"])
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(
-            BatchedTensorDataset(self.datasets["test"].tensors[0]),
-            batch_size=self.batch_size,
-            collate_fn=passthrough_collate,
-        )
+        return self._loader(BatchedTensorDataset(self.datasets["test"].tensors[0]))

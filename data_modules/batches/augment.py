@@ -84,11 +84,10 @@ def vtlp_sources(
     mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
     high_hz: float = VTLP_HIGH_HZ,
 ) -> torch.Tensor:
-    """For each warp ``alpha`` ``(B,)``, the fractional band ``(B, bands)`` each band reads.
-
-    Jaitly & Hinton (2013, eq. 1): ``f -> alpha * f`` below ``high_hz * min(alpha, 1) / alpha``,
-    then linear so the top of ``mel_range_hz`` stays put; bands equally spaced in HTK mel. Monotone
-    for every ``alpha > 0``; ``alpha = 1`` reads every band from itself exactly."""
+    """For each warp ``alpha`` ``(B,)``, the fractional band ``(B, bands)`` each band reads (Jaitly
+    & Hinton 2013, eq. 1): ``f -> alpha * f`` below ``high_hz * min(alpha, 1) / alpha``, then linear
+    so the top of ``mel_range_hz`` stays put. Monotone for every ``alpha > 0``; ``alpha = 1`` reads
+    every band from itself exactly."""
     low, top = (float(v) for v in mel_range_hz)
     a = alpha.double()[:, None]
     ends = _mel(torch.tensor([low, top], dtype=torch.float64))
@@ -126,11 +125,10 @@ def warp_windows(
     scale: torch.Tensor | None = None,
     mel_range_hz: tuple[float, float] = MEL_RANGE_HZ,
 ) -> torch.Tensor:
-    """Windows ``(B, 2k+1, D)``, the frequency axis of window ``i`` warped by ``alpha[i]``.
-
-    Log-mel bands are interpolated; cepstra (``cepstra``: the ``(bands, C)`` orthonormal DCT
-    basis) are warped in the mel domain, in ``blocks`` blocks of ``C`` (cepstra, deltas: the warp is
-    linear, so it commutes with them). ``scale`` undoes a per-dimension normalisation around it."""
+    """Windows ``(B, 2k+1, D)``, the frequency axis of window ``i`` warped by ``alpha[i]``: log-mel
+    bands interpolated, cepstra (``cepstra``: the ``(bands, C)`` DCT basis) in the mel domain, in
+    ``blocks`` blocks of ``C`` (the warp is linear, so it commutes with deltas). ``scale`` undoes a
+    per-dimension normalisation around it."""
     b, width, dim = windows.shape
     x = windows if scale is None else windows * scale
     if cepstra is None:  # one (F, F) interpolation per window: a batched matmul

@@ -1,8 +1,6 @@
-"""Batches of utterances of similar length, in an order exact resume and DDP can share.
-
-:class:`BucketSampler`: a seeded permutation cut into pools of ``pool_batches`` global batches,
-each pool sorted longest first and cut into global batches, shuffled (the partial one last);
-rank ``r`` takes every ``R``-th index, so DDP ranks step through batches of matching lengths."""
+"""Batches of utterances of similar length, in an order exact resume and DDP can share: pools of
+``pool_batches`` global batches of a seeded permutation, each sorted longest first, cut into
+global batches and shuffled (the partial one last); rank ``r`` takes every ``R``-th index."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank).
-
-``make_resumable`` gives a shuffling loader a :class:`~data_modules.batches.samplers.
-ResumableSampler` and a private generator; Lightning checkpoints its ``state_dict``, so a
-resumed run continues the epoch with the same permutation, past the batches already trained."""
+"""Rebuild a DataModule's loaders so their order depends only on (seed, epoch, rank): Lightning
+checkpoints a resumable loader's ``state_dict``, so a resumed run continues the same permutation
+past the batches already trained."""
 
 from __future__ import annotations
 

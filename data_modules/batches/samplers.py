@@ -1,8 +1,6 @@
 """Samplers whose order depends only on (seed, epoch, rank): the basis of exact resume and DDP.
-
-:class:`ResumableSampler` (a ``DistributedSampler``, which Lightning keeps) can start an epoch
-part-way; rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP global
-batch is the one a single process would draw. :class:`UnpaddedDistributedSampler`: no padding."""
+Rank ``r`` of ``R`` takes every ``R``-th index of one permutation, so a DDP global batch is the
+one a single process would draw."""
 
 from __future__ import annotations
 
@@ -44,8 +42,7 @@ class ResumableSampler(DistributedSampler):
         self.skip = samples_done
 
     def __iter__(self) -> Iterator[int]:
-        """``DistributedSampler``'s order as one int32 tensor handed out in chunks: its Python list
-        takes ~36 bytes an index (650 MB for the Kaggle WSJ frames), this 4."""
+        """``DistributedSampler``'s order, kept as one int32 tensor (see ``index_order``)."""
         skip, self.skip = self.skip, 0
         n = len(self.dataset)  # type: ignore[arg-type]
         order = self.epoch_order(n)

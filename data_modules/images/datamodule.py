@@ -1,7 +1,5 @@
-"""Shared base of the in-memory image DataModules (MNIST, CIFAR-10).
-
-The dataset lives as uint8 tensors (on the GPU when training there), batches are one index
-operation, and normalisation and augmentation run per batch on the device."""
+"""Shared base of the in-memory image DataModules (MNIST, CIFAR-10): uint8 tensors (on the GPU
+when training there), one index operation a batch, normalisation and augmentation on the device."""
 
 from __future__ import annotations
 
@@ -60,9 +58,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         """``mean``/``std`` replace the dataset's own per-channel statistics, e.g. ImageNet's
         (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for a backbone pretrained on ImageNet."""
         super().__init__()
-        name = type(self).__name__
-        require_at_least(name, 1, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        require_at_least(name, 0, num_workers=num_workers)
+        where = type(self).__name__
+        require_at_least(where, 1, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        require_at_least(where, 0, num_workers=num_workers)
         self.save_hyperparameters(logger=False)
         channels = self.input_shape[0]
         for name, values in (("mean", mean), ("std", std)):
@@ -70,13 +68,12 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                 continue
             if len(values) != channels:
                 raise UserInputError(
-                    f"{type(self).__name__}: {name} needs {channels} values (one per channel), "
-                    f"got {list(values)}"
+                    f"{where}: {name} needs {channels} values (one per channel), got {list(values)}"
                 )
             if not all(math.isfinite(float(v)) for v in values):
-                raise UserInputError(f"{type(self).__name__}: {name} must be finite, got {values}")
+                raise UserInputError(f"{where}: {name} must be finite, got {values}")
             if name == "std" and min(values) <= 0:
-                raise UserInputError(f"{type(self).__name__}: std must be > 0, got {list(values)}")
+                raise UserInputError(f"{where}: std must be > 0, got {list(values)}")
             setattr(self, name, tuple(float(v) for v in values))
         self.data_dir = data_dir
         self.val_split = val_split
@@ -104,10 +101,8 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.datasets["train"] = BatchedTensorDataset(x[order[:n_train]], y[order[:n_train]])
         if n_val:
             self.datasets["val"] = BatchedTensorDataset(x[order[n_train:]], y[order[n_train:]])
-        test_x, test_y = self.load_split(train=False)
-        self.datasets["test"] = BatchedTensorDataset(
-            torch.from_numpy(test_x), torch.from_numpy(test_y)
-        )
+        test_x, test_y = map(torch.from_numpy, self.load_split(train=False))
+        self.datasets["test"] = BatchedTensorDataset(test_x, test_y)
         device = self._training_device()
         if device.type != "cpu" and self.num_workers == 0:
             self.datasets = {k: v.to(device) for k, v in self.datasets.items()}
@@ -145,12 +140,8 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        test = self.datasets["test"]
-        return DataLoader(
-            BatchedTensorDataset(test.tensors[0]),
-            batch_size=self.eval_batch_size,
-            collate_fn=passthrough_collate,
-        )
+        test = BatchedTensorDataset(self.datasets["test"].tensors[0])
+        return DataLoader(test, batch_size=self.eval_batch_size, collate_fn=passthrough_collate)
 
     def transform(self, images: torch.Tensor, training: bool) -> torch.Tensor:
         """uint8 batch -> float batch: augmentation (training only), then normalisation."""

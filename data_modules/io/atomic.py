@@ -1,8 +1,5 @@
-"""Write files so that a crash never leaves a half-written one behind, and a full disk is named.
-
-A writer that fills the disk does not always say so (torch's zip writer: "unexpected pos";
-NumPy: a short write); the free space then tells, and it must be read while the partial temp
-file still takes its room: :func:`atomic_path` does it before the temp file is removed."""
+"""Write files so that a crash never leaves a half-written one behind, and a full disk is named
+(the free space is read while the partial temp file still takes its room)."""
 
 from __future__ import annotations
 
@@ -50,9 +47,8 @@ _NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EN
 
 
 def check_writable(folder: str | Path, what: str) -> None:
-    """Raise :class:`~data_modules.errors.UserInputError` (``what``: the option, for the
-    message) unless a file can be created in ``folder``, as :func:`atomic_path` will: found
-    before any work, not after it (a read-only mount, a folder of someone else's)."""
+    """Raise :class:`~data_modules.errors.UserInputError` naming option ``what`` unless a file
+    can be created in ``folder``: found before any work, not after it."""
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
     except OSError as error:

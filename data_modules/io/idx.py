@@ -1,7 +1,5 @@
-"""Reader for the IDX format of MNIST (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels).
-
-Two zero bytes, a type code, the number of dimensions, one big-endian uint32 per dimension,
-then the data in C order; optionally gzipped. Every problem names the file."""
+"""Reader for the IDX format of MNIST: two zero bytes, a type code, the number of dimensions,
+one big-endian uint32 per dimension, then the data in C order; optionally gzipped."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Unpickling that rebuilds NumPy arrays and plain Python containers, and nothing else.
-
-Dataset files (CIFAR-10's batches, the Kaggle WSJ object arrays) are pickles, and unpickling a
-downloaded file runs whatever code it names; this unpickler refuses every global but NumPy's."""
+"""Unpickling that rebuilds NumPy arrays and plain Python containers, and nothing else: dataset
+files (CIFAR-10, Kaggle WSJ) are downloaded pickles, which could otherwise run any code."""
 
 from __future__ import annotations
 
@@ -20,8 +18,7 @@ except ImportError:  # numpy 1.x
     from numpy.core import multiarray as _multiarray
     from numpy.core import numeric as _numeric
 
-# numpy 2.x pickles name ``numpy._core``, numpy 1.x ``numpy.core``; both map to the same objects,
-# so old files load without touching the deprecated ``numpy.core`` shim.
+# numpy 2.x pickles name ``numpy._core``, numpy 1.x ``numpy.core``: both map to the same objects
 _REBUILD = {"_reconstruct": _multiarray._reconstruct, "scalar": _multiarray.scalar}
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,

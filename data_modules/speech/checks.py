@@ -1,8 +1,5 @@
-"""What every speech reader returns and checks, frames (HW1P2) and sequences (HW3P2) alike.
-
-The feature dimension and classes come from the data and travel in the checkpoint as an
-:class:`Inventory`; every check is one :class:`~data_modules.errors.UserInputError` naming the
-file (and utterance)."""
+"""What every speech reader returns and checks, frames (HW1P2) and sequences (HW3P2) alike: the
+:class:`Inventory` the checkpoint keeps, and checks that name the file (and utterance)."""
 
 from __future__ import annotations
 
@@ -107,14 +104,13 @@ def detect_format(
             f"{data_dir}: holds {', '.join(files)}, the {name} layout: {foreign[name]}, not "
             f"{kind} data"
         )
-    found = own
-    if len(found) == 1:
-        return next(iter(found.items()))
-    if found:
-        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in found.items())
+    if len(own) == 1:
+        return next(iter(own.items()))
+    if own:
+        listed = "; ".join(f"{name} ({', '.join(m)})" for name, m in own.items())
         raise UserInputError(
             f"{data_dir}: holds files of several layouts: {listed}; choose one with "
-            f"--data.source {' or '.join(found)}"
+            f"--data.source {' or '.join(own)}"
         )
     raise InputFileNotFoundError(
         f"{data_dir}: no {kind} data found (source: auto). Expected one of: {expected}"
@@ -169,11 +165,7 @@ def check_labels(
     out = (lab < 0) | (lab >= high)
     if out.any():
         bad = int(np.flatnonzero(out)[0])
-        expected = (
-            f"0..{num_classes - 1} ({classes_from})"
-            if num_classes is not None
-            else f"0..{MAX_CLASSES - 1}"
-        )
+        expected = f"0..{high - 1}" + ("" if num_classes is None else f" ({classes_from})")
         raise UserInputError(f"{where} frame {bad} has label {int(lab[bad])}, expected {expected}")
 
 

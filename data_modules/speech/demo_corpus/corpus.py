@@ -1,8 +1,6 @@
-"""What the demo corpus contains: splits, voices and the recipe of every utterance.
-
-Dev and test voices never occur in training, so dev accuracy measures new speakers; recipes
-depend on ``(seed, index)`` alone. Echoing variants (m2, f2-f5) are left out: their reverb
-fills the stop closures phonemes.py relies on being silent."""
+"""What the demo corpus contains: splits, voices and the recipe of every utterance (from
+``(seed, index)`` alone). Dev and test voices never occur in training; echoing variants (m2,
+f2-f5) are left out, as their reverb fills the stop closures phonemes.py relies on being silent."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""ctypes binding to libespeak-ng (from the optional ``espeakng-loader`` package).
-
-The only free English synthesizer that reports where each phoneme starts (sample-exact
-phoneme events), which frame labels need. It keeps one global state per process, so each
-worker owns one :class:`Synthesizer`. GPL-3: it only makes data, an optional extra."""
+"""ctypes binding to libespeak-ng (the optional ``espeakng-loader`` package, GPL-3): the only
+free English synthesizer with sample-exact phoneme events, which frame labels need."""
 
 from __future__ import annotations
 
@@ -103,11 +100,9 @@ class Synthesis:
 
 
 class Synthesizer:
-    """An eSpeak NG engine (get it with ``synthesizer()``).
-
-    eSpeak keeps state in C statics no API resets (the pitch-flutter index), so the same text
-    spoken twice differs; ``synthesize`` reloads the library (~0.5 ms) and seeds both its random
-    generators, so an utterance depends only on its own arguments."""
+    """An eSpeak NG engine (get it with ``synthesizer()``). eSpeak keeps state in C statics no API
+    resets, so ``synthesize`` reloads the library (~0.5 ms) and seeds both its random generators:
+    an utterance depends only on its own arguments."""
 
     def __init__(self) -> None:
         self._loader = _load_espeakng_loader()

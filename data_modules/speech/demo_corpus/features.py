@@ -61,9 +61,8 @@ def mel_filterbank() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _sparse_filterbank() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The filterbank as (bins, weights, filter starts): the filters are narrow, and a gather
-    and segmented sum avoid the multithreaded BLAS whose start-up made ``power @ fb`` 100x slower.
-    """
+    """The filterbank as (bins, weights, filter starts): a gather and segmented sum of the narrow
+    filters avoid the BLAS start-up that made ``power @ fb`` 100x slower."""
     bank = mel_filterbank().T  # (N_MELS, bins)
     filt, bins = np.nonzero(bank)
     counts = np.bincount(filt, minlength=N_MELS)
@@ -108,9 +107,8 @@ def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def mfcc(log_mel_frames: np.ndarray, n_ceps: int) -> np.ndarray:
     """(T, n_ceps) float32 cepstra of (T, 40) log-mel frames."""
-    return (log_mel_frames.astype(np.float64) @ dct_matrix(log_mel_frames.shape[1], n_ceps)).astype(
-        np.float32
-    )
+    basis = dct_matrix(log_mel_frames.shape[1], n_ceps)
+    return (log_mel_frames.astype(np.float64) @ basis).astype(np.float32)
 
 
 def deltas(x: np.ndarray, width: int = 2) -> np.ndarray:

@@ -1,7 +1,5 @@
-"""Render the demo corpus in parallel and write it in a course's file layout, atomically.
-
-Every corpus has a manifest.json recording the request (size, seed, layout), so a later call
-can tell whether the corpus on disk is the one asked for. Layouts: ``layouts.py``."""
+"""Render the demo corpus in parallel and write it in a course's file layout, atomically; its
+manifest.json records the request, so a later call can tell whether it is the one asked for."""
 
 from __future__ import annotations
 
@@ -175,10 +173,8 @@ def build_demo_corpus(
     overwrite: bool = False,
     layout: str = "kaggle",
 ) -> Path:
-    """Build (or reuse) the eSpeak NG demo corpus in ``out_dir`` in ``layout`` (see layouts.py).
-
-    A corpus of the same request and version is reused; one of another request is replaced only
-    with ``overwrite=True``; a non-empty folder that is no demo corpus is never touched."""
+    """Build (or reuse: same request and version) the eSpeak NG demo corpus in ``out_dir``; one
+    of another request is replaced only with ``overwrite``, a folder of other files never."""
     out_dir = Path(out_dir)
     if isinstance(n_utterances, bool) or not isinstance(n_utterances, int):
         raise UserInputError(f"n_utterances must be an int, got {n_utterances!r}")
@@ -207,8 +203,7 @@ def build_demo_corpus(
     start = time.perf_counter()
     results, version = render_all(specs, workers)
     seconds = time.perf_counter() - start
-    _write(
-        out_dir, layout, seed, specs, results, _manifest(request, specs, results, version, seconds)
-    )
+    manifest = _manifest(request, specs, results, version, seconds)
+    _write(out_dir, layout, seed, specs, results, manifest)
     log.info("wrote demo corpus to %s in %.1f s", out_dir, seconds)
     return out_dir

@@ -1,10 +1,7 @@
 """The rendered demo corpus written in each course's file layout, so every format trains offline.
 
-``kaggle`` ((T, 40) log-mels, classes 0..137), ``librispeech`` (28 cepstra, a symbol a frame),
-``libriphone`` (13 cepstra with deltas, classes 0..45, no dev split), ``wsj_ctc`` and
-``librispeech_ctc`` (phoneme sequences: each run of equal frame phonemes once, as eSpeak marks
-no boundary between them), ``wsj_chars`` and ``librispeech_chars`` (HW4P2: the sentences spelt
-in capitals). Test labels are demo-only, so test accuracy can be measured."""
+``*_ctc``: each run of equal frame phonemes once (eSpeak marks no boundary between them);
+``*_chars``: the sentences spelt in capitals. Test labels are demo-only."""
 
 from __future__ import annotations
 
@@ -21,6 +18,12 @@ PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clea
 LIBRISPEECH_CEPSTRA = 28
 LIBRIPHONE_CEPSTRA = 13
 SOS, EOS = "[SOS]", "[EOS]"
+LIBRISPEECH = ("librispeech", "librispeech_ctc", "librispeech_chars")
+OBJECT_ARRAYS = {  # layouts of {prefix}{split}.npy object arrays: (prefix, labels' suffix)
+    "kaggle": ("", "_labels"),
+    "wsj_ctc": ("wsj0_", "_merged_labels"),
+    "wsj_chars": ("", "_transcripts"),
+}
 
 
 def spelt(text: str) -> str:
@@ -84,16 +87,12 @@ def _object_array(items: list[np.ndarray]) -> np.ndarray:
 
 def files(layout: str) -> list[str]:
     """Files (or folders) that a complete corpus in ``layout`` has."""
-    if layout == "kaggle":
-        return [f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_labels")]
-    if layout in ("librispeech", "librispeech_ctc"):
-        return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript")]
-    if layout == "wsj_ctc":
-        return [f"wsj0_{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_merged_labels")]
-    if layout == "wsj_chars":
-        return [f"{s}{part}.npy" for s in corpus.SPLITS for part in ("", "_transcripts")]
-    if layout == "librispeech_chars":
-        return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", "transcript/raw")]
+    if layout in OBJECT_ARRAYS:
+        prefix, suffix = OBJECT_ARRAYS[layout]
+        return [f"{prefix}{s}{part}.npy" for s in corpus.SPLITS for part in ("", suffix)]
+    if layout in LIBRISPEECH:
+        text = "transcript/raw" if layout == "librispeech_chars" else "transcript"
+        return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", text)]
     return ["feat/train", "feat/test", "train_split.txt", "test_split.txt", "train_labels.txt",
             "test_labels.txt"]  # fmt: skip
 
@@ -101,51 +100,41 @@ def files(layout: str) -> list[str]:
 def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None:
     """Write rendered (frames, labels) of ``specs`` into the empty folder ``out``."""
     by_split = {s: [i for i, spec in enumerate(specs) if spec.split == s] for s in corpus.SPLITS}
-    if layout == "kaggle":
+    if layout in OBJECT_ARRAYS:
+        prefix, suffix = OBJECT_ARRAYS[layout]
         for split, chosen in by_split.items():
-            np.save(out / f"{split}.npy", _object_array([results[i][0] for i in chosen]))
-            np.save(out / f"{split}_labels.npy", _object_array([results[i][1] for i in chosen]))
-    elif layout == "wsj_ctc":
-        for split, chosen in by_split.items():
-            np.save(out / f"wsj0_{split}.npy", _object_array([results[i][0] for i in chosen]))
-            sequences = [phoneme_sequence(results[i][1]) for i in chosen]
-            np.save(out / f"wsj0_{split}_merged_labels.npy", _object_array(sequences))
-    elif layout == "wsj_chars":
-        for split, chosen in by_split.items():
-            np.save(out / f"{split}.npy", _object_array([results[i][0] for i in chosen]))
-            words = [np.array(spelt(specs[i].text).split(), dtype="S") for i in chosen]
-            np.save(out / f"{split}_transcripts.npy", _object_array(words))
-    elif layout == "librispeech_chars":
-        for split, chosen in by_split.items():
-            part = out / PARTITIONS[split]
-            (part / "mfcc").mkdir(parents=True)
-            (part / "transcript" / "raw").mkdir(parents=True)
-            for i in chosen:
-                name = f"{utterance_id(specs[i].index)}.npy"
-                np.save(part / "mfcc" / name, features.mfcc(results[i][0], LIBRISPEECH_CEPSTRA))
-                spelling = ["<sos>", *spelt(specs[i].text), "<eos>"]
-                np.save(part / "transcript" / "raw" / name, np.array(spelling))
-    elif layout in ("librispeech", "librispeech_ctc"):
+            np.save(out / f"{prefix}{split}.npy", _object_array([results[i][0] for i in chosen]))
+            if layout == "kaggle":
+                labels = [results[i][1] for i in chosen]
+            elif layout == "wsj_ctc":
+                labels = [phoneme_sequence(results[i][1]) for i in chosen]
+            else:
+                labels = [np.array(spelt(specs[i].text).split(), dtype="S") for i in chosen]
+            np.save(out / f"{prefix}{split}{suffix}.npy", _object_array(labels))
+    elif layout in LIBRISPEECH:
         symbols = np.array(phoneme_symbols())
+        text = "transcript/raw" if layout == "librispeech_chars" else "transcript"
         for split, chosen in by_split.items():
             part = out / PARTITIONS[split]
             (part / "mfcc").mkdir(parents=True)
-            (part / "transcript").mkdir()
+            (part / text).mkdir(parents=True)
             for i in chosen:
                 frames, labels = results[i]
                 name = f"{utterance_id(specs[i].index)}.npy"
                 np.save(part / "mfcc" / name, features.mfcc(frames, LIBRISPEECH_CEPSTRA))
-                if layout == "librispeech_ctc":
-                    spoken = symbols[phoneme_sequence(labels)]
+                if layout == "librispeech_chars":
+                    transcript = np.array(["<sos>", *spelt(specs[i].text), "<eos>"])
+                elif layout == "librispeech_ctc":
+                    transcript = np.concatenate([[SOS], symbols[phoneme_sequence(labels)], [EOS]])
                 else:
-                    spoken = symbols[labels // phonemes.STATES]
-                transcript = np.concatenate([[SOS], spoken, [EOS]])
-                np.save(part / "transcript" / name, transcript)
+                    transcript = np.concatenate([[SOS], symbols[labels // phonemes.STATES], [EOS]])
+                np.save(part / text / name, transcript)
     elif layout == "libriphone":
         import torch  # only this layout writes torch files
 
-        for split, folder in (("train", "train"), ("test", "test")):
-            (out / "feat" / folder).mkdir(parents=True, exist_ok=True)
+        for split in ("train", "test"):
+            feat = out / "feat" / split
+            feat.mkdir(parents=True, exist_ok=True)
             chosen = by_split[split]
             if split == "test":
                 chosen = [chosen[j] for j in test_order(len(chosen), seed)]
@@ -156,7 +145,7 @@ def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None
                 d1 = features.deltas(ceps)
                 x = np.concatenate([ceps, d1, features.deltas(d1)], axis=1)
                 utt = utterance_id(specs[i].index)
-                torch.save(torch.from_numpy(x), out / "feat" / folder / f"{utt}.pt")
+                torch.save(torch.from_numpy(x), feat / f"{utt}.pt")
                 ids.append(utt)
                 lines.append(" ".join([utt, *map(str, (labels // phonemes.STATES).tolist())]))
             (out / f"{split}_split.txt").write_text("\n".join(ids) + "\n")

@@ -1,8 +1,7 @@
 """eSpeak NG English phonemes -> a 46-phoneme ARPAbet-style inventory -> 138 frame classes.
 
-46 as the Kaggle WSJ task, whose six noise classes never occur in synthetic speech: their slots
-go to distinctions eSpeak makes (AX, IX, DX, EL, EN, Q). Class = 3 * phoneme + state (the third
-of the phoneme the frame centre is in). An unknown eSpeak mnemonic is an error, never a guess."""
+46 as the Kaggle WSJ task, its six noise classes replaced by AX, IX, DX, EL, EN, Q; class =
+3 * phoneme + the third the frame centre is in. An unknown mnemonic is an error, never a guess."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ STATES = 3
 NUM_CLASSES = len(PHONEMES) * STATES  # 138
 SIL = PHONEMES.index("SIL")
 
-# eSpeak NG 1.52 mnemonics of the English phoneme tables (en, en-us, en-sc, en-n, en-rp, en-wi,
-# en-wm, en-us-nyc) and the base consonants their rules use. Stress marks are stripped first.
+# eSpeak NG 1.52 mnemonics of the English phoneme tables and the base consonants their rules use
 _ESPEAK: dict[str, str] = {
     # vowels
     "@": "AX", "@2": "AX", "@5": "AX", "@-": "AX", "@#": "AX", "a#": "AX", "a#2": "AX",
@@ -96,10 +94,8 @@ def move_closures_back(
 def frame_labels(
     ids: np.ndarray, starts: np.ndarray, speech_end: float, total: float, centres: np.ndarray
 ) -> np.ndarray:
-    """Class (3*phoneme + state) of each frame centre (seconds) of an utterance ``total`` s long.
-
-    Phoneme i spans [starts[i], starts[i+1]), the last until ``speech_end``; the rest is silence.
-    Zero-length phonemes are dropped and adjacent pauses merged."""
+    """Class (3*phoneme + state) of each frame centre (seconds) of an utterance ``total`` s long:
+    phoneme i spans [starts[i], starts[i+1]), the last until ``speech_end``, the rest is silence."""
     ids = np.concatenate([[SIL], ids, [SIL]])
     starts = np.concatenate([[0.0], starts, [speech_end]])
     ends = np.concatenate([starts[1:], [total]])

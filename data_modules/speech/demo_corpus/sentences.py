@@ -1,7 +1,5 @@
-"""A small template grammar of business-news English, so the demo corpus reads like WSJ text.
-
-Why a grammar and not a text file: sentences must be reproducible from a seed, unlimited in
-number and free of licensing questions. Utterance i depends only on (seed, i)."""
+"""A small template grammar of business-news English, so the demo corpus reads like WSJ text: a
+grammar, not a text file, gives unlimited sentences from (seed, i) free of licensing questions."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """What ``--data.augment`` does to training windows of the frame DataModule, on the device.
 
-``vtlp: W``: each window's frequency axis warped by ``alpha ~ U[1 - W, 1 + W]`` (Jaitly & Hinton,
-2013), log-mels along the bands, cepstra in the mel domain (inverse DCT at 40 bands, after
-undoing normalisation by the training split's raw std); ``mel_hz``: the bands' range, within
-the Nyquist frequency of the courses' 16 kHz audio. ``freq_mask``, ``time_mask``, ``p``:
-SpecAugment-style masking. No gain or tilt: per-utterance normalisation removes it."""
+``vtlp: W``: each window's frequency axis warped by ``alpha ~ U[1 - W, 1 + W]`` (cepstra in the
+mel domain, normalisation undone); ``mel_hz``: the bands' range. ``freq_mask``, ``time_mask``,
+``p``: SpecAugment-style masking. No gain or tilt: per-utterance normalisation removes it."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from data_modules.batches.augment import MEL_RANGE_HZ, mask_frames, vtlp
 from data_modules.errors import UserInputError
 from data_modules.speech.demo_corpus.features import SAMPLE_RATE
 
-MEL_BANDS = 40  # bands the cepstra are turned back into (see the module docstring)
+MEL_BANDS = 40  # bands the cepstra are turned back into (inverse DCT) for VTLP
 KEYS = ("freq_mask", "time_mask", "p", "vtlp", "mel_hz")
 NYQUIST_HZ = SAMPLE_RATE / 2  # the courses' audio is 16 kHz (WSJ, LibriSpeech), as the demo's
 
@@ -36,8 +34,7 @@ def check_augment(augment: FrameAugment | None) -> dict | None:
     """``augment`` checked and completed, or None when it changes nothing."""
     if augment is None:
         return None
-    unknown = sorted(set(augment) - set(KEYS))
-    if unknown:
+    if unknown := sorted(set(augment) - set(KEYS)):
         raise UserInputError(f"augment: unknown key(s) {unknown}; expected some of {list(KEYS)}")
     try:
         spec = {

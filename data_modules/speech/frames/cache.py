@@ -1,9 +1,6 @@
-"""One-time conversion of a frame-classification split into a memory-mappable cache.
-
-An entry is a folder of ``frames.npy`` (N, D), ``offsets.npy``, ``labels.npy`` (uint8, uint16
-past 256 classes) and ``meta.json``, named by a key over the sources (sizes, mtimes, sampled
-bytes), the settings and the inventory; built in a temporary folder and renamed into place, a
-damaged one rebuilt with a warning."""
+"""One-time conversion of a frame-classification split into a memory-mappable cache entry:
+``frames.npy`` (N, D), ``offsets.npy``, ``labels.npy`` and ``meta.json``, keyed by the sources,
+settings and inventory; built in a temporary folder and renamed into place."""
 
 from __future__ import annotations
 
@@ -95,14 +92,10 @@ def _write_frames(
     """Stream utterances into one (N, D) ``.npy`` (no (N, D) array in memory, no dirty mmap
     pages); return the per-band sum and sum of squares of the raw frames."""
     n = sum(len(u) for u in utts)
-    total = np.zeros(width)
-    total_sq = np.zeros(width)
+    total, total_sq = np.zeros(width), np.zeros(width)
     with open(path, "wb") as f:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(dtype),
-            "fortran_order": False,
-            "shape": (n, width),
-        }
+        descr = np.lib.format.dtype_to_descr(dtype)
+        header = {"descr": descr, "fortran_order": False, "shape": (n, width)}
         np.lib.format.write_array_header_1_0(f, header)
         for i, u in enumerate(utts):
             u64 = u.astype(np.float64)
@@ -236,8 +229,7 @@ def build_or_load(
         "inventory": inventory.to_state() if inventory is not None else None,
     }
     key = hashlib.sha256(json.dumps([settings, sources], sort_keys=True).encode()).hexdigest()
-    # The prefix names what an entry is for (one source directory, split and setting); entries
-    # sharing it are older versions of the same sources and are deleted once a new one exists.
+    # Entries sharing the prefix (source directory, split, settings) are older versions: deleted.
     source_id = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
     prefix = f"{split}-{np_dtype.name}-{'utt' if utterance_norm else 'raw'}-{source_id}-"
     final = cache_root / f"{prefix}{key[:16]}"

@@ -1,9 +1,6 @@
-"""Frame-level phoneme classification (every HW1P2-style Kaggle since 2019): context windows.
-
-A sample is a frame and ``context`` frames each side, gathered a batch at a time with one
-index matrix (B, 2k+1) over the (N, D) frames, from the memory map on the host or a copy on the
-device: memory stays O(N x D) whatever k is. The courses' test sets have no labels, so
-``trainer.test`` runs on dev unless test has them (a demo corpus)."""
+"""Frame-level phoneme classification (HW1P2-style): a frame and ``context`` frames each side,
+gathered a batch at a time, so memory stays O(N x D) whatever k is. The courses' test sets have
+no labels, so ``trainer.test`` runs on dev unless test has them (a demo corpus)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Context windows gathered on the host from a memory-mapped cache entry.
-
-A batch is one vectorised gather over the (N, D) map with an index matrix (B, 2k+1), and
-DataLoader workers share the map's pages instead of copying the frames.
-:mod:`~data_modules.speech.frames.resident` is the same gather on the training device."""
+"""Context windows gathered on the host from a memory-mapped cache entry: one vectorised gather
+a batch, (B, 2k+1) indices over the (N, D) map, whose pages DataLoader workers share."""
 
 from __future__ import annotations
 
@@ -111,9 +108,7 @@ class ChunkedRandomSampler(RandomSampler):
     """RandomSampler whose permutation stays one int32 tensor (4 bytes a frame, not a list's ~36),
     seeded from torch's global RNG; a RandomSampler, so Lightning knows the loader shuffles."""
 
-    # Each epoch is a uniform random permutation, nothing more: exact resume may swap in its
-    # seeded, resumable equivalent (data_modules.batches.resumable_loader.make_resumable).
-    uniform_permutation = True
+    uniform_permutation = True  # nothing more: exact resume may swap in its seeded equivalent
 
     def __init__(self, data_source: Sized, chunk: int = CHUNK) -> None:
         super().__init__(data_source)

@@ -1,9 +1,7 @@
 """Frames held on the training device, context windows gathered there: no workers, no copies.
-
-Frames, labels and offsets are copied to the device once, with ``k`` padding rows written
-around each utterance, so every window is ``2k+1`` consecutive rows of a strided view and a
-batch is one ``index_select``, nothing read back on the host. Zero padding under ``global``
-normalisation holds NaN, normalised and then set to 0: the memory map's numbers, bit for bit."""
+Each utterance is copied once with ``k`` padding rows around it, so a window is ``2k+1``
+consecutive rows of a strided view and a batch one ``index_select``. Zero padding under
+``global`` normalisation holds NaN, then set to 0: the memory map's numbers, bit for bit."""
 
 from __future__ import annotations
 
@@ -57,12 +55,9 @@ def resident_budget(device: torch.device, processes_on_host: int = 1) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(RESIDENT_FRACTION * free)
-    if device.type == "cpu":
-        available = _host_available_bytes()
-        if available is None:
-            return 0
-        return int(RESIDENT_FRACTION * available / max(1, processes_on_host))
-    return 0
+    if device.type != "cpu" or (available := _host_available_bytes()) is None:
+        return 0
+    return int(RESIDENT_FRACTION * available / max(1, processes_on_host))
 
 
 def padded_sources(offsets: np.ndarray, context: int, pad: str) -> np.ndarray:
@@ -101,7 +96,6 @@ class ResidentWindowDataset(WindowDataset):
     def _load(self, stats: tuple[np.ndarray, np.ndarray] | None) -> None:
         offsets = self.entry.offsets()
         self.n_frames = int(offsets[-1])
-        # Zero padding under global normalisation: NaN rows, normalised and then set to 0.
         self._nan_padding = self.pad == "zero" and stats is not None
         self._build(offsets, np.nan if self._nan_padding else 0.0)
         self.labels = None

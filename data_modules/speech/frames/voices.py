@@ -1,8 +1,6 @@
-"""Who speaks each split of a frame corpus, when its layout tells: held-out voices, reported.
-
-A frame classifier learns its training voices far better than new ones, so a run reports how
-many dev and test voices training heard. LibriSpeech names and libriphone ids start with the
-speaker; the demo corpus's manifest and ids give its voices; Kaggle WSJ tells nothing."""
+"""Who speaks each split of a frame corpus, when its layout tells: a classifier learns its
+training voices far better than new ones, so a run reports how many dev and test voices training
+heard (LibriSpeech names and the demo corpus tell; Kaggle WSJ does not)."""
 
 from __future__ import annotations
 
@@ -18,9 +16,7 @@ ID_SUFFIXES = (".npy", ".pt")
 
 def _utterance_ids(files: Iterable[Path]) -> list[str]:
     """Utterance ids of a split's feature files (transcripts and lists left out)."""
-    return [
-        f.stem for f in files if f.suffix in ID_SUFFIXES and f.parent.name not in ("transcript",)
-    ]
+    return [f.stem for f in files if f.suffix in ID_SUFFIXES and f.parent.name != "transcript"]
 
 
 @lru_cache(maxsize=2)

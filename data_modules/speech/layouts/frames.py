@@ -1,9 +1,6 @@
-"""The frame-classification layouts one DataModule reads, and how a folder's layout is found.
-
-``kaggle`` (HW1P2 Fall 2019, WSJ: ``train.npy`` ... object arrays), ``librispeech`` (HW1P2 2021
-on: ``<partition>/mfcc/*.npy``, ``transcript/*.npy``, symbol labels), ``libriphone`` (NTU ML2022
-HW2: ``feat/*/*.pt``, ``*_split.txt``). Each gives a :class:`SplitSource` per split: its files
-(the cache key) and a reader; frames come in submission order."""
+"""The frame-classification layouts one DataModule reads (``kaggle``, ``librispeech``,
+``libriphone``), and how a folder's layout is found. Each gives a :class:`SplitSource` per split:
+its files (the cache key) and a reader; frames come in submission order."""
 
 from __future__ import annotations
 
@@ -100,9 +97,7 @@ def split_source(
         lists = (data_dir / libriphone_files.SPLIT_LISTS[split],)
         files = lists + tuple(paths) + ((labels_path,) if labels_path else ())
         read = partial(libriphone_files.read_split, paths, ids, labels_path)
-        options = (
-            {} if split == "test" else {"val_fraction": val_fraction, "split_seed": split_seed}
-        )
+        options = {} if split == "test" else dict(val_fraction=val_fraction, split_seed=split_seed)
         where = str(data_dir / libriphone_files.FEATURE_DIRS[split])
         return SplitSource(fmt, split, files, labels_path is not None, read, options, where)
     raise UserInputError(f"unknown frame layout {fmt!r}; expected one of {FORMATS}")

@@ -1,8 +1,6 @@
-"""NTU ML2022 Spring HW2 (libriphone): torch feature files, id lists and integer frame labels.
-
-``feat/{train,test}/<utt>.pt`` (T, 39), ``{train,test}_split.txt`` (ids in submission order),
-``train_labels.txt`` (``<utt> l1 ... lT``; ``test_labels.txt`` only in a demo corpus). No dev
-split: validation is a seeded ``val_fraction`` of train. ``.pt`` files load weights-only."""
+"""NTU ML2022 Spring HW2 (libriphone): ``feat/{train,test}/<utt>.pt`` (T, 39) loaded
+weights-only, ``{train,test}_split.txt`` ids in submission order, ``train_labels.txt`` lines
+``<utt> l1 ... lT``. No dev split: validation is a seeded ``val_fraction`` of train."""
 
 from __future__ import annotations
 
@@ -94,8 +92,7 @@ def feature_files(data_dir: Path, split: str, ids: list[str]) -> list[Path]:
     if not folder.is_dir():
         raise InputFileNotFoundError(f"{folder}: missing. Expected in {data_dir}: {LAYOUT}")
     paths = [folder / f"{utt}.pt" for utt in ids]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
+    if missing := [p for p in paths if not p.is_file()]:
         raise InputFileNotFoundError(
             f"{missing[0]}: missing, but {data_dir / SPLIT_LISTS[split]} lists it "
             f"({len(missing)} listed utterance(s) without a feature file)"
@@ -145,10 +142,7 @@ def _unpickler_reason(error: pickle.UnpicklingError) -> str:
 
 
 def read_split(
-    paths: list[Path],
-    ids: list[str],
-    labels_path: Path | None,
-    inventory: Inventory | None,
+    paths: list[Path], ids: list[str], labels_path: Path | None, inventory: Inventory | None
 ) -> SplitData:
     """Read and validate the utterances ``ids``; classes are checked against the inventory
     (reading the training data, against 1 + the largest class in its label file)."""

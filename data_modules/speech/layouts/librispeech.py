@@ -1,11 +1,7 @@
 """CMU 11-785 HW1P2 from 2021 on (LibriSpeech): MFCC frames and phoneme-symbol transcripts.
 
-``<root>/{train-clean-100,dev-clean,test-clean}/mfcc/<utt>.npy`` (T, D) and, but for test,
-``transcript/<utt>.npy`` (``[SOS]``, a symbol per frame, ``[EOS]``), paired by sorted name. The
-classes are the training transcripts' sorted symbols (or a demo manifest's). HW4P2 (Fall 2022
-on) has the same partitions with character transcripts (``<sos>`` ... ``<eos>``) in
-``transcript/raw`` (``transcripts`` in 2023; ``text``, of words, beside ``fbank`` (F, T)
-features from 2024)."""
+``<partition>/mfcc/<utt>.npy`` (T, D) and, but for test, ``transcript/<utt>.npy`` (``[SOS]``, a
+symbol per frame, ``[EOS]``), paired by sorted name. HW4P2: character transcripts instead."""
 
 from __future__ import annotations
 

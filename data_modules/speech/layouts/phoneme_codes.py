@@ -1,9 +1,6 @@
-"""The courses' phoneme inventories and the one-character codes their submissions are written in.
-
-HW3P2 scores the edit distance between strings of one character a phoneme: WSJ (2019/2020)
-codes as the course's ``phoneme_list.py``, LibriSpeech (2021 on) as its notebook's
-``CMUdict_ARPAbet``; any other symbol (the demo's AX, IX; stress-marked vowels) takes the next
-spare character, so the course's symbols keep theirs."""
+"""The courses' phoneme inventories and the one-character codes their submissions are written in
+(HW3P2 scores edit distance between such strings): the course's code where it has one, else the
+next spare character (the demo's AX, IX; stress-marked vowels)."""
 
 from __future__ import annotations
 

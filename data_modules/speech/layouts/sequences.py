@@ -1,11 +1,7 @@
-"""The utterance-level layouts of CMU 11-785 HW3P2 (phonemes, CTC) and HW4P2 (characters).
-
-``wsj`` (2019/2020): ``wsj0_{split}.npy`` object arrays of (T, 40) frames and
-``wsj0_{split}_merged_labels.npy`` phoneme indices 0..45 (no blank). ``librispeech`` (2021 on):
-``<partition>/mfcc/<utt>.npy`` and ``transcript/<utt>.npy`` (``[SOS]`` L symbols ``[EOS]``,
-not aligned), classes the training transcripts' sorted symbols. ``wsj_chars``: ``{split}.npy``
-and ``{split}_transcripts.npy`` (arrays of byte-string words); ``librispeech_chars``: see
-:mod:`.librispeech`; classes the training sentences' sorted characters."""
+"""The utterance-level layouts of CMU 11-785 HW3P2 (phonemes, CTC) and HW4P2 (characters):
+``wsj``: ``wsj0_{split}.npy`` frames, ``wsj0_{split}_merged_labels.npy`` phonemes 0..45 (no
+blank); ``wsj_chars``: ``{split}_transcripts.npy`` (byte-string words); ``librispeech*``: see
+:mod:`.librispeech`. Classes: the training transcripts' sorted symbols or characters."""
 
 from __future__ import annotations
 
@@ -29,12 +25,7 @@ COURSES = {
     "wsj_chars": "CMU 11-785 HW4P2, 2019/2020 (WSJ)",
     "librispeech_chars": "CMU 11-785 HW4P2, Fall 2022 on (LibriSpeech)",
 }
-SUBMISSION_HEADER = {
-    "wsj": "Id,Predicted",
-    "librispeech": "index,label",
-    "wsj_chars": "Id,Predicted",
-    "librispeech_chars": "index,label",
-}
+SUBMISSION_HEADER = {f: "Id,Predicted" if f.startswith("wsj") else "index,label" for f in FORMATS}
 WSJ_FILES = "wsj0_{}.npy wsj0_{}_merged_labels.npy"  # a split's frames and labels
 WSJ_LAYOUT = "wsj0_train.npy, wsj0_train_merged_labels.npy, wsj0_dev.npy, "
 WSJ_LAYOUT += "wsj0_dev_merged_labels.npy, wsj0_test.npy"

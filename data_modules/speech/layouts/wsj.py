@@ -1,6 +1,5 @@
-"""Safe reading and validation of the Kaggle WSJ ``.npy`` files: object arrays, pickles
-inside ``.npy``, unpickled by :mod:`data_modules.io.safe_pickle`, which reaches only the numpy
-callables that rebuild arrays."""
+"""Safe reading and validation of the Kaggle WSJ ``.npy`` files: their object arrays are pickles,
+unpickled by :mod:`data_modules.io.safe_pickle`."""
 
 from __future__ import annotations
 
@@ -25,8 +24,6 @@ from data_modules.speech.checks import (
 
 CLASSES = 138  # the Kaggle WSJ task's: 46 phonemes x 3 states
 CLASSES_FROM = f"the classes of the training labels, or of dev's up to the task's {CLASSES}"
-
-
 # what one utterance of a frames or labels file is, and its number of dimensions
 UTTERANCE_KINDS = {"frames": ("(T, D) frames", 2), "labels": ("(T,) labels", 1)}
 
@@ -83,10 +80,8 @@ def read_array(path: str | Path) -> np.ndarray:
 
 
 def read_utterances(path: str | Path, kind: str = "frames") -> list[np.ndarray]:
-    """A WSJ ``.npy`` file as a list of per-utterance arrays, never trusting its pickle.
-
-    An object array holds one array per utterance; a plain array stacks equal-length ones, unless
-    it has the dimensions of one utterance (``kind``: "frames" or "labels"), which is refused."""
+    """A WSJ ``.npy`` file as a list of per-utterance arrays: an object array's, or a plain array
+    stacking equal-length ones (refused with the dimensions of one utterance of ``kind``)."""
     item, item_ndim = UTTERANCE_KINDS[kind]
     arr = read_array(path)
     if not arr.dtype.hasobject:

@@ -1,9 +1,7 @@
 """Whole utterances and their phoneme (HW3P2, CTC) or character (HW4P2) sequences.
 
-A split is one ``(N, D)`` tensor of its frames plus offsets (on the training device when it
-fits); a batch is one gather of ``(B, T_max)`` indices there, padding zeroed. Training batches
-come from :class:`~data_modules.batches.bucketing.BucketSampler`; evaluation walks the split
-sorted by length (``sort_eval``), and the caller puts predictions back in file order."""
+A split is one ``(N, D)`` frames tensor (on the training device when it fits), a batch one
+gather of ``(B, T_max)`` indices; ``sort_eval`` evaluates longest first (callers reorder)."""
 
 from __future__ import annotations
 
