@@ -1,10 +1,7 @@
 """Runs side by side: ``python -m lightning_dl.compare RUN_DIR... [--metric M] [--out F.png]``.
 
-One figure overlays every run's train/val loss and accuracy (or distance) from metrics.csv,
-labelled by the settings that differ (config.yaml); ``compare.md`` beside it (and stdout) tables
-the final and best metrics; a run's own curves.png is the same figure. A folder of runs (a
-sweep folder, ``runs/<name>/``) stands for all its runs.
-"""
+One figure of the runs' train/val curves, labelled by the settings that differ, and a table of
+their final and best metrics (``compare.md``, and stdout). A folder of runs stands for its runs."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ import argparse
 import contextlib
 import csv
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +53,6 @@ def markdown(intro: str, columns: list[str], rows: list[list[str]]) -> str:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """``fig`` as a PNG at ``path``, written atomically; the figure is closed."""
     import matplotlib.pyplot as plt
 
     try:
@@ -74,10 +69,8 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
         items = ((str(i), v) for i, v in enumerate(node))
     else:
         return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in items:
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
+    named = ((f"{prefix}.{key}" if prefix else str(key), value) for key, value in items)
+    return {k: v for key, value in named for k, v in _flatten(value, key).items()}
 
 
 def read_settings(config_yaml: Path) -> dict[str, Any]:
@@ -88,16 +81,12 @@ def read_settings(config_yaml: Path) -> dict[str, Any]:
         return {}
     callbacks = (config.get("trainer") or {}).get("callbacks")
     if isinstance(callbacks, list):
-        config["trainer"]["callbacks"] = [
-            c
-            for c in callbacks
-            if not (isinstance(c, dict) and c.get("class_path") in TOOL_CALLBACKS)
-        ] or None
-    return {
-        key: value
-        for key, value in _flatten(config).items()
-        if not any(key == skip or key.startswith(skip + ".") for skip in NOT_SETTINGS)
-    }
+        tool = [
+            c for c in callbacks if isinstance(c, dict) and c.get("class_path") in TOOL_CALLBACKS
+        ]
+        config["trainer"]["callbacks"] = [c for c in callbacks if c not in tool] or None
+    flat = _flatten(config).items()
+    return {k: v for k, v in flat if not any(k == s or k.startswith(s + ".") for s in NOT_SETTINGS)}
 
 
 def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -107,9 +96,8 @@ def read_metrics(path: str | Path) -> dict[str, list[tuple[int, float]]]:
         for row in csv.DictReader(f):
             step = int(float(row.get("step") or 0))
             for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
-                    continue
-                series.setdefault(key, []).append((step, float(value)))
+                if key not in ("step", "epoch") and value not in ("", None):
+                    series.setdefault(key, []).append((step, float(value)))
     return series
 
 
@@ -124,8 +112,7 @@ def is_run(path: Path) -> bool:
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run directories named by ``paths``: runs themselves, or folders of runs (a sweep folder's
-    ``runs/``, ``runs/<name>/``); runs in a folder that have no metrics.csv yet are left out."""
+    """Runs, or the runs in folders (a sweep's, ``runs/<name>/``) that have a metrics.csv yet."""
     found: list[Path] = []
     for given in map(Path, paths):
         if not given.is_dir():
@@ -149,8 +136,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """The runs, labelled, with steps counted as the console and Optuna count them: metrics.csv
-    numbers a step's rows before Lightning counts the step."""
+    """The runs, labelled; steps as the console and Optuna count them (metrics.csv: one less)."""
     runs = []
     for run_dir in run_dirs:
         logged = read_metrics(run_dir / "metrics.csv")
@@ -168,8 +154,7 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
-    """Each dotted key's shortest distinct tail without ``init_args`` (``model.init_args.backbone.
-    init_args.hidden``: ``hidden``); a ``class_path`` is named after its owner."""
+    """Each dotted key's shortest distinct tail, without init_args (a class_path: its owner's)."""
     parts = {k: [p for p in k.split(".") if p not in ("init_args", "class_path")] for k in keys}
     names = {}
     for key, words in parts.items():
@@ -188,7 +173,6 @@ def _text(key: str, value: Any) -> str:
 
 
 def label_runs(runs: list[Run]) -> None:
-    """Label every run by the settings whose values differ between the runs."""
     keys = sorted({k for r in runs for k in r.settings})
     differ = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
     names = short_names(differ)
@@ -234,14 +218,8 @@ def comparison_figure(runs: list[Run], title: str = ""):  # -> matplotlib.figure
     return fig
 
 
-def _last(run: Run, key: str) -> str:
-    points = _finite(run.series.get(key, []))
-    return cell(points[-1][1]) if points else ""
-
-
 def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
-    """Markdown: final train/val loss and accuracy (or distance), best ``metric`` and its step,
-    test figures."""
+    """Markdown: final train/val curves' values, the best ``metric`` and its step, test figures."""
     sign = 1 if any(word in metric for word in LOWER_IS_BETTER) else -1  # sorted best first
     shown = panels({key for run in runs for key in run.series})
     test = shown[1][1].replace("val/", "test/")
@@ -253,7 +231,8 @@ def comparison_table(runs: list[Run], metric: str = "val/acc") -> str:
         if not isinstance(steps, int):
             steps = max((p[0] for points in run.series.values() for p in points), default=None)
         cells = [run.label, cell(steps)]
-        cells += [_last(run, key) for panel in shown for key in panel]
+        last = [_finite(run.series.get(key, [])) for panel in shown for key in panel]
+        cells += [cell(points[-1][1]) if points else "" for points in last]
         cells += [cell(best[1]) if best else "", cell(best[0]) if best else ""]
         cells += [cell(run.summary.get(test)), cell(run.summary.get("test/loss"))]
         rows.append((sign * best[1] if best else math.inf, cells))
@@ -277,15 +256,13 @@ def write_comparison(
     metric: str | None = None,
     title: str | None = None,
 ) -> tuple[Path, Path, str]:
-    """Figure at ``out`` and table at ``out`` with ``.md``; returns both paths and the table.
-    ``metric`` ranks the runs (default: ``val/acc``, or ``val/dist`` where only that is logged)."""
+    """The figure at ``out`` and the table beside it (.md); returns both paths and the table."""
     runs = load_runs(find_runs(paths))
     metric = metric or panels({key for run in runs for key in run.series})[1][1]
     if not any(metric in run.series for run in runs):
         logged = sorted({key for run in runs for key in run.series})
         raise UserInputError(f"--metric {metric}: no run logs it (logged: {', '.join(logged)})")
-    out = Path(out)
-    table = comparison_table(runs, metric)
+    out, table = Path(out), comparison_table(runs, metric)
     save_figure(comparison_figure(runs, title=title or f"{len(runs)} runs"), out)
     write_text_atomic(out.with_suffix(".md"), table)
     return out, out.with_suffix(".md"), table
@@ -297,13 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders")
-    parser.add_argument(
-        "--metric", help="logged metric to rank runs by (default: val/acc or val/dist)"
-    )
-    parser.add_argument("--out", default="compare.png", help="figure path (table: same .md)")
-    parser.add_argument("--title", help="figure title (default: the number of runs)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    add = parser.add_argument
+    add("runs", nargs="+", metavar="RUN_DIR", help="run directories or folders")
+    add("--metric", help="logged metric to rank runs by (default: val/acc or val/dist)")
+    add("--out", default="compare.png", help="figure path (table: same .md)")
+    add("--title", help="figure title (default: the number of runs)")
+    args = parser.parse_args(argv)
     png, md, table = write_comparison(args.runs, args.out, args.metric, args.title)
     print(f"{table}\nfigure: {png}\ntable: {md}")
     return 0

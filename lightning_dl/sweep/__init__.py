@@ -6,12 +6,9 @@
     model.backbone.init_args.dropout: {low: 0.0, high: 0.5}      # a float range
     data.init_args.batch_size: {choices: [64, 128, 256]}          # categorical
 
-Each trial is a run ``<out>/runs/<NNN>-<key=value,...>`` of ``python -m lightning_dl.fit``
-(arguments after ``--`` go to every run), scored by ``--metric`` from its summary.json; after each,
-``<out>`` gets results.md/.csv, Optuna's plots and compare.png. The Optuna storage (``optuna.db``)
-lets the same command continue a crashed sweep, and workers (``--workers N``, or machines sharing
-``--storage``) share it.
-"""
+Each trial is a run of ``python -m lightning_dl.fit`` in ``<out>/runs/`` (arguments after ``--``
+go to every run), scored by ``--metric`` from its summary.json into ``<out>/results.md``. Rerun
+the same command to continue a sweep; ``--workers N`` or machines sharing ``--storage`` share it."""
 
 from __future__ import annotations
 
@@ -67,13 +64,13 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
     check_keys(args.config, space, extra)
     sampler = args.sampler or ("grid" if space.is_grid else "tpe")
     n_trials = args.n_trials
-    if sampler == "grid" and not space.is_grid:
-        raise UserInputError(
-            f"--sampler grid needs a list of values for every key; "
-            f"{', '.join(k for k in space.distributions if k not in space.lists)} given as a "
-            "distribution (use --sampler random or tpe)"
-        )
     if sampler == "grid":
+        if not space.is_grid:
+            raise UserInputError(
+                f"--sampler grid needs a list of values for every key; "
+                f"{', '.join(k for k in space.distributions if k not in space.lists)} given as a "
+                "distribution (use --sampler random or tpe)"
+            )
         n_trials = min(n_trials or space.grid_size(), space.grid_size())
     elif n_trials is None:
         raise UserInputError(f"--n-trials is needed with --sampler {sampler}")
@@ -87,6 +84,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
         )
     lower_is_better = any(word in args.metric for word in compare.LOWER_IS_BETTER)
     out = Path(args.out or Path("runs") / "sweeps" / Path(args.space).stem)
+    startup_trials = args.startup_trials or max(1, min(10, n_trials // 3))
     return Sweep(
         configs=args.config,
         space=space,
@@ -96,9 +94,7 @@ def build(args: argparse.Namespace, extra: list[str]) -> Sweep:
         direction=args.direction or ("minimize" if lower_is_better else "maximize"),
         storage_url=args.storage or f"sqlite:///{out.resolve() / 'optuna.db'}",
         study_name=args.study_name or out.resolve().name,
-        sampler=make_sampler(
-            sampler, space, args.seed, args.startup_trials or max(1, min(10, n_trials // 3))
-        ),
+        sampler=make_sampler(sampler, space, args.seed, startup_trials),
         pruner=pruner,
         pruner_startup_trials=args.pruner_startup_trials,
         pruner_warmup_steps=args.pruner_warmup_steps,
@@ -127,11 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print((sweep.out / "results.md").read_text())
-    failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    unfinished = [t.number for t in trials if not t.state.is_finished()]
-    if unfinished:
+    if unfinished := [t.number for t in trials if not t.state.is_finished()]:
         print(f"[sweep] still running or waiting elsewhere: trials {unfinished}")
-    if failed:
+    if failed := [t.number for t in trials if t.state == TrialState.FAIL]:
         print(f"[sweep] failed: trials {failed} (their logs are in {sweep.out / 'logs'})")
     print(where(sweep.out))
     return 1 if failed else 0

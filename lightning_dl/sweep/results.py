@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from data_modules.io.atomic import atomic_path, write_text_atomic
 from lightning_dl import compare
@@ -21,19 +21,17 @@ from lightning_dl.training.run.summary import REPORTED_METRICS as METRICS
 
 
 def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, direction: str) -> None:
-    """results.csv and results.md, in one order: complete trials best first, then pruned ones
-    (by their last reported value), then the rest; ties in the grid file's order."""
+    """results.csv/.md: complete trials best first, then pruned (by last value), then the rest."""
     with held(out / LOCK):  # no worker takes a trial's lock while it is tested here
         trials = [(t, trial_state(t, out)) for t in counted(study.get_trials())]
-    sign = -1 if direction == "maximize" else 1
-    trials.sort(
-        key=lambda ts: (
-            {"complete": 0, "pruned": 1}.get(ts[1], 2),
-            0 if ts[0].value is None else sign * ts[0].value,
-            space.grid_position(ts[0].params),
-            ts[0].number,
-        )
-    )
+    sign, rank = (-1 if direction == "maximize" else 1), {"complete": 0, "pruned": 1}
+
+    def order(row: tuple[FrozenTrial, str]) -> tuple:
+        t, state = row
+        value = 0 if t.value is None else sign * t.value
+        return rank.get(state, 2), value, space.grid_position(t.params), t.number
+
+    trials.sort(key=order)
     keys = list(space.distributions)
     shown = [m for m in METRICS[:5] if m != metric]
     rows = []
@@ -43,12 +41,11 @@ def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, dire
         for trial, state in trials:
             run_dir = run_dir_of(trial) or ""
             summary = read_summary(out / run_dir) if run_dir else {}
-            params = [trial.params.get(k, "") for k in keys]
+            point = [trial.params.get(k, "") for k in keys]
             value = "" if trial.value is None else repr(trial.value)
             figures = [summary.get(m, "") for m in METRICS]
-            texts = map(cli_value, params)
-            writer.writerow([trial.number, state, *texts, value, *figures, run_dir])
-            cells = [str(trial.number), *map(short, params), compare.cell(trial.value)]
+            writer.writerow([trial.number, state, *map(cli_value, point), value, *figures, run_dir])
+            cells = [str(trial.number), *map(short, point), compare.cell(trial.value)]
             cells += [compare.cell(summary.get(m)) for m in (*shown, "global_step")]
             rows.append([*cells, state])
     counts = ", ".join(f"{n} {state}" for state, n in Counter(s for _, s in trials).items())
@@ -61,8 +58,7 @@ def write_tables(study: optuna.Study, space: Space, out: Path, metric: str, dire
 
 
 def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
-    """Optuna's optimization history, parallel coordinates and (from 2 distinct points) parameter
-    importances of the complete trials (its plots leave pruned ones out), in a local style."""
+    """Optuna's plots of the complete trials (they leave pruned ones out); importances need 2."""
     import matplotlib
     from optuna.visualization import matplotlib as plots
 
@@ -70,19 +66,16 @@ def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
     if not complete:
         return
     names = sorted({k for t in complete for k in t.params})
-    draw = {
-        "optimization_history": plots.plot_optimization_history,
-        "parallel_coordinate": functools.partial(plots.plot_parallel_coordinate, params=names),
-    }
+    draw = {"optimization_history": plots.plot_optimization_history}
+    draw["parallel_coordinate"] = functools.partial(plots.plot_parallel_coordinate, params=names)
     if len({tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in complete}) >= 2:
         draw["param_importances"] = plots.plot_param_importances
     matplotlib.use("Agg")
     for name, plot in draw.items():
         with matplotlib.rc_context(), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # a parameter with one value so far gets a flat axis: harmless
+            # harmless: a flat axis (one value so far), equal importance bars (equal values)
             warnings.filterwarnings("ignore", message="Attempting to set identical low and high")
-            # trials with equal values: Optuna's importance evaluator says so, and plots equal bars
             warnings.filterwarnings("ignore", message="Target and region quantiles select the same")
             ax = plot(study, target_name=metric)
             if name == "parallel_coordinate" and len(ax.get_xticklabels()) == len(names) + 1:
@@ -95,6 +88,5 @@ def write_plots(study: optuna.Study, out: Path, metric: str) -> None:
 
 
 def where(out: Path) -> str:
-    """The line that says where a sweep's results are."""
     files = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     return f"[sweep] results in {out}/: {', '.join(files)}"

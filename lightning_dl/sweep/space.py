@@ -1,7 +1,5 @@
-"""The search space, read from ``space.yaml``: dotted CLI keys mapped to a list of values (a grid
-axis, or a categorical's choices), ``{choices: [...]}`` or a range ``{low, high, log, step}``.
-Optuna stores only scalar choices, so a list or mapping value is kept as its command-line text.
-"""
+"""The search space of ``space.yaml``. Optuna stores only scalar choices, so a list or mapping
+value is kept as its command-line text."""
 
 from __future__ import annotations
 
@@ -48,8 +46,7 @@ class Space:
     def is_grid(self) -> bool:
         return len(self.lists) == len(self.distributions)
 
-    def grid(self) -> dict[str, list[Any]]:
-        """{key: storable values}, for Optuna's GridSampler."""
+    def grid(self) -> dict[str, list[Any]]:  # for Optuna's GridSampler
         return {key: list(values) for key, values in self.lists.items()}
 
     def grid_size(self) -> int:
@@ -132,9 +129,8 @@ class _Parsed(Exception):
 
 
 def check_keys(configs: list[str], space: Space, extra: list[str]) -> None:
-    """Refuse, before the first trial, a space that fit refuses (a key the configs lack would fail
-    every trial alike): fit's command line for the first point is parsed as fit parses it, with
-    nothing instantiated, and fit's own one line is the reason given."""
+    """Refuse now a space that fit refuses (every trial would fail alike): fit parses the first
+    point's command line, instantiating nothing, and gives the reason."""
     from lightning_dl.training.cli import LightningDLCLI  # Lightning: only once a sweep starts
 
     class ParseOnly(LightningDLCLI):

@@ -1,13 +1,7 @@
-"""A sweep's Optuna study and its workers: ask for a trial, train it as a run, tell the result.
+"""A sweep's Optuna study and its workers (threads, commands, machines sharing its storage).
 
-Workers (threads, commands, machines) share the study through its storage, and take trials and
-their locks under the sweep folder's lock. A trial whose worker died (and, when the command
-starts, a failed one) is failed and enqueued again to resume its run directory; an interrupted
-one (Ctrl-C, SIGTERM) stays RUNNING, and the next worker continues it under its own number.
-After each trial the results are rewritten from the storage, alike by any worker on any machine.
-Ask and tell rather than ``study.optimize``: the budget is checked across workers before a trial
-runs, and a dead worker shows at once by its free flock, not after a heartbeat's grace period.
-"""
+Ask and tell, not ``study.optimize``: the budget is checked across workers before a trial runs,
+and a dead worker shows at once by its free flock, not after a heartbeat's grace period."""
 
 from __future__ import annotations
 
@@ -37,16 +31,7 @@ from data_modules.io.atomic import write_json_atomic
 from lightning_dl import compare
 from lightning_dl.sweep.results import write_plots, write_tables
 from lightning_dl.sweep.space import Space, cli_value, slug
-from lightning_dl.sweep.trials import (
-    LOCK,
-    Attr,
-    counted,
-    held,
-    lock,
-    lock_path,
-    run_dir_of,
-    take_over,
-)
+from lightning_dl.sweep.trials import LOCK, Attr, counted, held, lock_run, run_dir_of, take_over
 from lightning_dl.training.run.directory import COMPLETED, read_summary
 
 PRUNERS = ("median", "hyperband", "none")
@@ -55,17 +40,15 @@ PRUNING_CALLBACK = "lightning_dl.training.callbacks.optuna_pruning.OptunaPruning
 
 
 def open_storage(url: str) -> BaseStorage:
-    """``sqlite:///PATH`` (one machine), any SQLAlchemy URL (a database server that many machines
-    share) or ``journal:PATH`` (Optuna's append-only file, on a filesystem they share)."""
+    """sqlite:///PATH (one machine), an SQLAlchemy URL (a server) or journal:PATH (shared disk)."""
     journal, sqlite = url.startswith("journal:"), url.startswith("sqlite")
     if not journal and "://" not in url:
         raise UserInputError(
             f"--storage {url}: expected a URL: sqlite:///PATH, postgresql://..., mysql://... "
             "or journal:PATH"
         )
-    path = Path(
-        url.removeprefix("journal:").removeprefix("//") if journal else url.split(":///")[-1]
-    )
+    name = url.removeprefix("journal:").removeprefix("//") if journal else url.split(":///")[-1]
+    path = Path(name)
     if (journal or sqlite) and not path.parent.is_dir():
         raise UserInputError(f"--storage {url}: folder {path.parent} does not exist")
     if journal:
@@ -78,11 +61,8 @@ def open_storage(url: str) -> BaseStorage:
 
 
 class _Grid(GridSampler):
-    """GridSampler without its ``study.stop()`` after the last point, which works only inside
-    ``study.optimize``: the workers ask and tell, and stop at the budget (the grid's size)."""
-
     def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
-        pass
+        """No ``study.stop()`` after the last point: it works only inside ``study.optimize``."""
 
 
 def make_sampler(name: str, space: Space, seed: int | None, startup_trials: int) -> BaseSampler:
@@ -96,8 +76,7 @@ def make_sampler(name: str, space: Space, seed: int | None, startup_trials: int)
 
 
 def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0) -> BasePruner:
-    """Built alike by the sweep and by the callback in each trial's run: Optuna does not store
-    the pruner. ``hyperband``'s smallest budget is ``warmup_steps`` (0: Optuna's choice)."""
+    """Built alike by the sweep and each trial's callback: Optuna does not store the pruner."""
     if name == "median":
         return MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
     if name == "hyperband":
@@ -108,8 +87,7 @@ def make_pruner(name: str, startup_trials: int = 5, warmup_steps: int = 0) -> Ba
 
 
 def monitor_for(metric: str) -> str:
-    """The metric logged at validation that stands for the sweep's ``metric`` (a summary.json
-    key): ``best_val/acc`` and ``test/acc`` are watched as ``val/acc``."""
+    """The validation metric watched for a summary.json key: best_val/acc, test/acc -> val/acc."""
     stage, _, rest = metric.removeprefix("best_").partition("/")
     return f"val/{rest}" if rest and stage in ("val", "test") else metric.removeprefix("best_")
 
@@ -197,15 +175,11 @@ class Sweep:
                 self._tell(trial, summary)
                 return True
             if trial.state == TrialState.RUNNING:
-                self.storage.set_trial_user_attr(
-                    trial._trial_id, Attr.ERROR, "its worker stopped while the run trained"
-                )
-                self.study.tell(trial.number, state=TrialState.FAIL)
+                self._fail(trial, "its worker stopped while the run trained")
             elif finished:
                 return False  # failed after its run finished (no value for the metric): not a rerun
-            self.study.enqueue_trial(
-                trial.params, user_attrs={Attr.RESUMES: trial.number, Attr.RESUME_RUN_DIR: relative}
-            )
+            resume = {Attr.RESUMES: trial.number, Attr.RESUME_RUN_DIR: relative}
+            self.study.enqueue_trial(trial.params, user_attrs=resume)
             self._log(trial.number, relative, "retrying it (resumes its run directory)")
             return True
         finally:
@@ -225,15 +199,15 @@ class Sweep:
             self.interrupt()
 
     def _next(self) -> tuple[optuna.Trial, str, int | None, bool] | None:
-        """(trial, run directory, its lock or None while another worker holds it, whether it
-        resumes a run): an interrupted trial, else the budget's next one; None once it is spent."""
+        """(trial, run dir, its lock or None, whether it resumes): an interrupted trial, else the
+        budget's next one; None once it is spent."""
         with held(self.out / LOCK):
             trials = counted(self.study.get_trials(deepcopy=False))
             for t in trials:
                 relative = str(run_dir_of(t))
                 if t.state != TrialState.RUNNING or not t.user_attrs.get(Attr.INTERRUPTED):
                     continue
-                if (fd := lock(lock_path(self.out, relative))) is not None:
+                if (fd := lock_run(self.out, relative)) is not None:
                     self.storage.set_trial_user_attr(t._trial_id, Attr.INTERRUPTED, False)
                     return optuna.Trial(self.study, t._trial_id), relative, fd, True
             if len(trials) >= self.n_trials and TrialState.WAITING not in {t.state for t in trials}:
@@ -248,7 +222,7 @@ class Sweep:
             relative = trial.user_attrs.get(
                 Attr.RESUME_RUN_DIR, f"runs/{trial.number:03d}-{slug(self._values(trial))}"
             )
-            if (fd := lock(lock_path(self.out, relative))) is not None:
+            if (fd := lock_run(self.out, relative)) is not None:
                 trial.set_user_attr(Attr.RUN_DIR, relative)  # only now may others check its lock
             return trial, relative, fd, Attr.RESUMES in trial.user_attrs
 
@@ -259,8 +233,7 @@ class Sweep:
         """Train ``trial``, holding its lock until Optuna knows the outcome (none takes it over)."""
         run_dir = self.out / relative
         if fd is None:
-            trial.set_user_attr(Attr.ERROR, f"{run_dir} is in use by another worker")
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._fail(trial, f"{run_dir} is in use by another worker")
             return
         try:
             trial.set_user_attr(Attr.WORKER, f"{socket.gethostname()}:{os.getpid()}")
@@ -277,8 +250,7 @@ class Sweep:
                 if returncode < 0:  # its summary still says running
                     status = f"killed by {signal.Signals(-returncode).name}"
                 error = f"{status}: {summary.get('error') or f'exit code {returncode}'}"
-                trial.set_user_attr(Attr.ERROR, f"{error} (log: logs/{run_dir.name}.log)")
-                self.study.tell(trial, state=TrialState.FAIL)
+                self._fail(trial, f"{error} (log: logs/{run_dir.name}.log)")
                 self._log(trial.number, relative, error)
         finally:
             os.close(fd)
@@ -302,8 +274,7 @@ class Sweep:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_DL_")}
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.out / "logs" / f"{run_dir.name}.log", "a") as log:
-            log.write(" ".join(command) + "\n")
-            log.flush()
+            print(" ".join(command), file=log, flush=True)
             child = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock_fd,)
             )
@@ -314,7 +285,6 @@ class Sweep:
                 del self._children[number]
 
     def _tell(self, trial: FrozenTrial | optuna.Trial, summary: dict[str, Any]) -> None:
-        """Record a finished run: pruned, complete with its metric, or failed without one."""
         attrs = self.storage.get_trial_user_attrs(trial._trial_id)
         number, value = trial.number, summary.get(self.metric)
         relative = attrs.get(Attr.RUN_DIR, "")
@@ -326,10 +296,12 @@ class Sweep:
             self._log(number, relative, f"complete, {self.metric}={value:.4f}")
         else:
             keys = ", ".join(k for k, v in summary.items() if isinstance(v, int | float))
-            error = f"summary.json has no number '{self.metric}' ({keys})"
-            self.storage.set_trial_user_attr(trial._trial_id, Attr.ERROR, error)
-            self.study.tell(number, state=TrialState.FAIL)
+            self._fail(trial, f"summary.json has no number '{self.metric}' ({keys})")
             self._log(number, relative, f"failed: summary.json has no '{self.metric}' ({keys})")
+
+    def _fail(self, trial: FrozenTrial | optuna.Trial, error: str) -> None:
+        self.storage.set_trial_user_attr(trial._trial_id, Attr.ERROR, error)
+        self.study.tell(trial.number, state=TrialState.FAIL)
 
     def _write_results(self) -> None:
         with self._results_lock:  # pyplot is not thread-safe; one writer per process
@@ -343,13 +315,11 @@ class Sweep:
         print(f"[sweep] trial {number} ({relative}): {message}", flush=True)
 
     def interrupt(self) -> None:
-        """Stop asking for trials and pass an interrupt on to the runs in flight."""
         self.stopping.set()
         for child in list(self._children.values()):
             child.send_signal(signal.SIGINT)
 
     def run(self, workers: int) -> list[FrozenTrial]:
-        """``workers`` threads each running :meth:`work`; the counted trials at the end."""
         self.recover(retry_failed=True)
         self._write_results()
         threads = [threading.Thread(target=self.work, name=f"worker{i}") for i in range(workers)]

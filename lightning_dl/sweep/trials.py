@@ -32,17 +32,14 @@ def run_dir_of(trial: FrozenTrial) -> str | None:
 
 
 def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count against ``--n-trials`` and are shown: all but surplus ones and
-    those replaced by a retry."""
+    """The trials counted against ``--n-trials`` and shown: not surplus, not replaced by a retry."""
     replaced = {t.user_attrs[Attr.RESUMES] for t in trials if Attr.RESUMES in t.user_attrs}
     return [t for t in trials if t.number not in replaced and not t.user_attrs.get(Attr.SURPLUS)]
 
 
 def lock(path: Path, wait: bool = False) -> int | None:
-    """A descriptor holding the exclusive flock on ``path`` (``os.close`` releases it), or None
-    while another one holds it. A worker hands its trial's lock to the trial's fit process; the
-    kernel drops a flock with its last descriptor however the holders died (SIGKILL, power loss;
-    on NFSv4 once the dead machine's lease runs out), so a free trial lock means a dead worker."""
+    """The exclusive flock on ``path`` (``os.close`` releases it), or None while another holds it.
+    The kernel drops it with its last descriptor (a worker's, its fit's) however they died."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -68,17 +65,18 @@ def lock_path(out: Path, relative: str) -> Path:
     return out / "locks" / f"{Path(relative).name}.lock"
 
 
+def lock_run(out: Path, relative: str) -> int | None:
+    return lock(lock_path(out, relative))
+
+
 def take_over(trial: FrozenTrial, out: Path) -> int | None:
-    """The lock of a trial that has a run directory and no worker, taken; None while a worker
-    holds it, for an interrupted trial (the next worker continues it in place) and for a
-    running one whose lock this machine cannot see (another machine's local disk)."""
-    relative = run_dir_of(trial)
-    if not relative:
+    """The lock of a trial with a run directory and no worker, taken; None while a worker holds
+    it, for an interrupted trial and for a running one whose lock is not on this machine's disk."""
+    if not (relative := run_dir_of(trial)):
         return None  # it never ran, or its worker died before it had a run directory
     path = lock_path(out, relative)
-    if trial.state == TrialState.RUNNING and (
-        trial.user_attrs.get(Attr.INTERRUPTED) or not path.is_file()
-    ):
+    running = trial.state == TrialState.RUNNING
+    if running and (trial.user_attrs.get(Attr.INTERRUPTED) or not path.is_file()):
         return None
     return lock(path)
 
