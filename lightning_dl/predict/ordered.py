@@ -1,9 +1,6 @@
-"""Predictions for every sample exactly once, in dataset order, on one process or under DDP.
-
-Under DDP ``trainer.predict`` returns this rank's share only. Lightning's predict sampler does not
-pad and records each batch's dataset indices: every rank's are gathered, sorted and checked to
-cover ``0..N-1`` once, so each rank holds what one process would, bit for bit.
-"""
+"""Predictions for every sample exactly once, in dataset order, on one process or under DDP:
+Lightning's predict sampler does not pad and records each batch's dataset indices, which every
+rank gathers, sorts and checks to cover ``0..N-1`` once, so each holds what one process would."""
 
 from __future__ import annotations
 

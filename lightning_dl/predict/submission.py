@@ -1,10 +1,8 @@
 """A Kaggle submission, or the dev score, of a checkpoint: what ``kaggle/predict.py`` runs.
 
 Preprocessing, layout and inventory come from the checkpoint, so the data is read as training
-read it. Frames: a row per test frame, its class index or phoneme symbol. Sequences (``codes``
-map the indices ``predict_step`` gives, padded with -1, to text): a row per utterance, its codes
-joined or (``--label-format symbols``) its symbols separated by spaces.
-"""
+read it. Frames: a row per test frame, its class index or phoneme symbol. Sequences: a row per
+utterance, its ``codes`` joined or (``--label-format symbols``) its symbols space-separated."""
 
 from __future__ import annotations
 
@@ -36,7 +34,6 @@ SEQUENCES = UtteranceSequencesDataModule.__qualname__  # the checkpoint key of i
 
 
 def _option(default: Any = None, **argparse: Any) -> Any:
-    """A field of :class:`Settings`, with the ``argparse`` keywords of its option."""
     return field(default=default, metadata=argparse)
 
 
@@ -68,7 +65,6 @@ class Settings:
 
 
 def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
-    """The training frame DataModule's preprocessing settings."""
     hp = ckpt.get("datamodule_hyper_parameters")
     if not hp:
         raise UserInputError(
@@ -86,9 +82,8 @@ def datamodule_settings(ckpt: dict[str, Any], ckpt_path: Path) -> dict[str, Any]
 def predict(
     s: Settings, ckpt: dict[str, Any], model: pl.LightningModule, dm: pl.LightningDataModule
 ) -> tuple[np.ndarray, bool]:
-    """The predictions in dataset order, and whether this process writes: ``--devices`` of them,
-    nothing logged or saved, at the checkpoint's precision (unless ``--precision``), so the
-    labels are those fit's test saw."""
+    """The predictions in dataset order, and whether this process writes; at the checkpoint's
+    precision (unless ``--precision``), so the labels are those fit's test saw."""
     precision = resolve_precision(s.precision or checkpoint_precision(ckpt), s.accelerator)
     try:
         trainer = pl.Trainer(
@@ -202,16 +197,13 @@ def submit_sequences(s: Settings, ckpt: dict[str, Any]) -> float | Path:
         distance = float(edit_distance(*texts, reduction="mean"))
         print(f"dev mean Levenshtein distance: {distance:.4f} ({len(outputs)} utterances, {how})")
         return distance
+    sep = ""
     if s.label_format == "symbols" and inventory.unit != "characters":  # characters: the text
         sep, codes = " ", np.array(inventory.symbols)
-    else:
-        sep = ""
     labels = to_text(outputs, codes, sep)
     header = sequences.SUBMISSION_HEADER[fmt]
     with atomic_path(s.out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header.split(","))
-        writer.writerows(enumerate(labels))
+        csv.writer(f, lineterminator="\n").writerows([header.split(","), *enumerate(labels)])
     print(f"wrote {s.out}: {len(labels):,} rows ({header}, {s.label_format}, {how})")
     return s.out
 

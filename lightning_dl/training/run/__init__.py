@@ -1,4 +1,2 @@
 """Run plumbing: one directory per run (``<run.root>/<run.name>/<timestamp>/`` or ``--run.dir``)
-holding config.yaml (re-runnable with --config), checkpoints/ (best.ckpt, last.ckpt),
-metrics.csv and curves.png, summary.json (status, error, figures) and wandb/.
-"""
+with config.yaml (re-runnable), checkpoints/, metrics.csv, curves.png, summary.json, wandb/."""

@@ -1,13 +1,9 @@
-"""The one checkpoint reader and writer, for resume (``--ckpt_path``), test and predict.
-
-Lightning's ``TorchCheckpointIO`` stages a file in the system temp dir and ``shutil.move``s it,
-never fsynced: here it is written beside the target, fsynced and ``os.replace``d. Reads are
-``weights_only`` (a foreign file runs no code); a bad file is one line; an old one is upgraded.
-"""
+"""The one checkpoint reader and writer (resume, test, predict). A save is written beside its
+target, fsynced and ``os.replace``d (Lightning's is staged in the temp dir, never fsynced); reads
+are ``weights_only`` (a foreign file runs no code), a bad file is one line, an old one upgraded."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -33,6 +29,7 @@ from data_modules.speech.checks import Inventory, window_frames
 
 _GLOBAL = re.compile(r"GLOBAL (?P<name>[\w.]+)")
 _NOT_LOADED = "which lightning_dl.fit never writes, so it is not loaded"
+_OBJECTS = "holds Python objects other than tensors and plain containers"
 M = TypeVar("M", bound=pl.LightningModule)
 _PATH_KEYS = ("class_path", "_class_path")
 
@@ -57,10 +54,8 @@ RENAMED = {"WSJFramesDataModule": "SpeechFramesDataModule"}  # class names: stat
 
 def new_path(path: str) -> str:
     """The dotted path an old module or class path has since the re-layout."""
-    for old, new in MOVED.items():
-        if path == old or path.startswith(old + "."):
-            path = new + path[len(old) :]
-            break
+    if old := next((m for m in MOVED if path == m or path.startswith(m + ".")), None):
+        path = MOVED[old] + path[len(old) :]
     module, _, name = path.rpartition(".")
     return f"{module}.{RENAMED[name]}" if name in RENAMED else path
 
@@ -143,17 +138,13 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        payload = isinstance(error, pickle.UnpicklingError)
-        if payload and (found := _GLOBAL.search(str(error))):
-            raise UserInputError(
-                f"{path}: holds Python objects other than tensors and plain containers "
-                f"(it refers to {found['name']}), {_NOT_LOADED}"
-            ) from error
+        unsafe = isinstance(error, pickle.UnpicklingError)
+        if unsafe and (found := _GLOBAL.search(str(error))):
+            what = f"{_OBJECTS} (it refers to {found['name']}), {_NOT_LOADED}"
+            raise UserInputError(f"{path}: {what}") from error
         if not is_zip:
             raise UserInputError(f"{path}: {_describe_pickle(path)}") from error
-        what = "truncated or corrupt PyTorch checkpoint"
-        if payload:
-            what = f"holds Python objects other than tensors and plain containers, {_NOT_LOADED}"
+        what = f"{_OBJECTS}, {_NOT_LOADED}" if unsafe else "truncated or corrupt PyTorch checkpoint"
         raise UserInputError(f"{path}: {what} ({_first_error_line(error)})") from error
     if not isinstance(checkpoint, dict):
         raise UserInputError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint")
@@ -175,12 +166,10 @@ def _describe_pickle(path: Path) -> str:
                     strings.append(arg)
     except Exception:  # pickletools raises ValueError and others on damaged bytes
         return "truncated or not a PyTorch checkpoint (a damaged pickle)"
+    plain = "a plain Python pickle, not a PyTorch checkpoint"
     if names:
-        return (
-            f"a plain Python pickle, not a PyTorch checkpoint, and it refers to {names[0]} "
-            "(loading it would run code); not loaded"
-        )
-    return "a plain Python pickle, not a PyTorch checkpoint (torch.save writes a zip archive)"
+        return f"{plain}, and it refers to {names[0]} (loading it would run code); not loaded"
+    return f"{plain} (torch.save writes a zip archive)"
 
 
 def _first_error_line(error: BaseException) -> str:
@@ -233,10 +222,8 @@ def check_fits(path: Any, checkpoint: dict[str, Any], model: pl.LightningModule)
         return
     hp = checkpoint.get("hyper_parameters") or {}
     spec = hp.get("backbone")
-    held = _named(
-        str(hp.get("_class_path", "LightningModule of unrecorded class")),
-        spec.get("class_path") if isinstance(spec, dict) else None,
-    )
+    held_backbone = spec.get("class_path") if isinstance(spec, dict) else None
+    held = _named(str(hp.get("_class_path", "LightningModule of unrecorded class")), held_backbone)
     backbone = getattr(model, "backbone", None)
     asked = _named(type(model).__name__, None if backbone is None else type(backbone).__name__)
     raise UserInputError(

@@ -1,10 +1,7 @@
-"""Which directory a run writes to, what it resumes from, and the rules that keep a user's files
-safe: an existing non-empty directory is written to only when it is a run of ours being resumed,
-or one that failed before any checkpoint (its retry starts over). Under several processes only
-the future global rank 0 checks (a late node would take rank 0's fresh summary.json for someone
-else's); the others :func:`follow`, and :class:`SameRunOnEveryRank` catches a ``--run.dir`` that
-the nodes do not share.
-"""
+"""Which directory a run writes to and resumes from. A non-empty one is written to only if it is
+our run being resumed, or one that failed before any checkpoint. Only the future global rank 0
+checks (a late node would take rank 0's fresh summary.json for someone else's); the others
+:func:`follow`, and :class:`SameRunOnEveryRank` catches a ``--run.dir`` the nodes do not share."""
 
 from __future__ import annotations
 
@@ -22,7 +19,6 @@ from pytorch_lightning.callbacks import Callback
 from data_modules.errors import InputFileNotFoundError, ReportedError, UserInputError
 from data_modules.io.atomic import point_symlink
 
-LATEST = "latest"
 LAST = Path("checkpoints") / "last.ckpt"
 COMPLETED = "completed"
 _WANDB_RUN = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
@@ -61,19 +57,14 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 def newest_unfinished_run(parent: str | Path) -> Path | None:
     """The unfinished run under ``parent`` (``<run.root>/<run.name>``) whose last.ckpt is newest."""
     runs = Path(parent).iterdir() if Path(parent).is_dir() else ()
-    candidates = [
-        d for d in runs if not d.is_symlink() and last_checkpoint(d) and not is_finished(d)
-    ]
-    return max(candidates, key=lambda d: (d / LAST).stat().st_mtime_ns, default=None)
+    found = [d for d in runs if not d.is_symlink() and last_checkpoint(d) and not is_finished(d)]
+    return max(found, key=lambda d: (d / LAST).stat().st_mtime_ns, default=None)
 
 
 def wandb_run_id(run_dir: str | Path, wait_for_new_segment: bool = False) -> str | None:
-    """Id of the newest wandb run stored in ``run_dir/wandb`` (``offline-run-<time>-<id>``).
-
-    wandb names a segment by the second it starts, so a run resumed within the second its last
-    segment started would write into that folder and truncate it: ``wait_for_new_segment``
-    waits for the next second then (local or UTC: wandb's clock is either).
-    """
+    """Id of the newest wandb run in ``run_dir/wandb``. wandb names a segment by the second it
+    starts (local or UTC), so ``wait_for_new_segment`` waits out that second: a resume within it
+    would write into the last segment's folder and truncate it."""
     folder = Path(run_dir) / "wandb"
     names = [d.name for d in folder.iterdir()] if folder.is_dir() else []
     runs = [(n.removeprefix("offline-"), m["id"]) for n in names if (m := _WANDB_RUN.match(n))]
@@ -124,8 +115,7 @@ def resolve(config: Any) -> tuple[Path, str | None, bool]:
 
 
 def follow(config: Any) -> tuple[Path, str | None]:
-    """A process other than global rank 0 runs in ``--run.dir``, resumed by the same rule; it
-    refuses nothing (rank 0 does)."""
+    """A process other than global rank 0: ``--run.dir``, resumed by the same rule, no refusals."""
     if not config.run.dir:
         raise UserInputError(_RUN_DIR_NEEDED)
     return Path(config.run.dir), _resume_from(config, Path(config.run.dir))
@@ -136,8 +126,7 @@ def _resume_from(config: Any, run_dir: Path) -> str | None:
     ckpt_path = config.get("ckpt_path")
     if ckpt_path != "last" and (ckpt_path or not config.run.auto_resume):
         return ckpt_path
-    last = last_checkpoint(run_dir)
-    return str(last) if last else None
+    return str(last) if (last := last_checkpoint(run_dir)) else None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -157,14 +146,13 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
     ours = (run_dir / "summary.json").is_file()
     if not entries or resuming_here or (auto_resume and ours):
         return  # an auto_resume that finds no checkpoint starts the run over
+    checkpoints = run_dir / "checkpoints"
     if ours and read_summary(run_dir).get("status") in _RETRIED:
         # failed or interrupted before any checkpoint (a wrong data_dir): nothing to keep
-        checkpoints = run_dir / "checkpoints"
-        if not (checkpoints.is_dir() and any(checkpoints.iterdir())) and all(
-            name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries
-        ):
+        only_ours = all(name in _RUN_FILES or _OUR_TEMP_FILE.match(name) for name in entries)
+        if only_ours and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
             return
-    if (run_dir / "checkpoints").is_dir():
+    if checkpoints.is_dir():
         raise UserInputError(
             f"run directory {run_dir} already holds a run (checkpoints/ exists); pass "
             "--ckpt_path last (or --run.auto_resume true) to continue it, or choose "
@@ -180,17 +168,17 @@ def _refuse_foreign(run_dir: Path, resuming_here: bool, auto_resume: bool) -> No
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     """Delete temp files of our atomic writes that a killed process left in ``run_dir``."""
     folders = [d for d in (run_dir, run_dir / "checkpoints", run_dir / "errors") if d.is_dir()]
-    removed = [
+    stale = [
         p for d in folders for p in d.iterdir() if _OUR_TEMP_FILE.match(p.name) and p.is_file()
     ]
-    for path in removed:
+    for path in stale:
         path.unlink(missing_ok=True)
-    return removed
+    return stale
 
 
 def point_latest(run_dir: Path) -> None:
     """``<run.root>/<run.name>/latest`` -> this run (only for directories we named)."""
-    point_symlink(run_dir.parent / LATEST, run_dir.name)
+    point_symlink(run_dir.parent / "latest", run_dir.name)
 
 
 def decides_run_directory() -> bool:
@@ -208,8 +196,7 @@ class SameRunOnEveryRank(Callback):
     """At the start of fitting, every rank must resume from the checkpoint rank 0 resumes from."""
 
     def __init__(self, run_dir: str, ckpt_path: str | None) -> None:
-        self.run_dir = run_dir
-        self.ckpt_path = ckpt_path
+        self.run_dir, self.ckpt_path = run_dir, ckpt_path
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.world_size == 1 or stage != "fit" or not torch.distributed.is_initialized():
@@ -217,13 +204,13 @@ class SameRunOnEveryRank(Callback):
         everyone: list[Any] = [None] * trainer.world_size
         torch.distributed.all_gather_object(everyone, self.ckpt_path)  # one collective, once
         leader = everyone[0]
-        if differing := [(r, c) for r, c in enumerate(everyone) if c != leader]:
-            rank, ckpt = differing[0]
-            raise UserInputError(
-                f"--run.dir {self.run_dir}: rank 0 resumes from {leader or 'nothing'}, rank "
-                f"{rank} from {ckpt or 'nothing'}: every node must see the same run directory "
-                "(put --run.dir on a filesystem that all nodes share)"
-            )
+        for rank, ckpt in enumerate(everyone):
+            if ckpt != leader:
+                raise UserInputError(
+                    f"--run.dir {self.run_dir}: rank 0 resumes from {leader or 'nothing'}, rank "
+                    f"{rank} from {ckpt or 'nothing'}: every node must see the same run directory "
+                    "(put --run.dir on a filesystem that all nodes share)"
+                )
 
 
 def lost_connection(error: BaseException, rank: int, run_dir: str) -> ReportedError | None:

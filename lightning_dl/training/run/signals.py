@@ -1,11 +1,8 @@
-"""SIGTERM, Ctrl-C and SLURM's requeue signal: every rank stops at one step, after last.ckpt.
-
-Exit status 143 (1 for Ctrl-C; Lightning's ``SIGTERMException`` alone exits 0, a success to a job
-chain); a second Ctrl-C interrupts at once. Lightning 2.6 broadcasts rank 0's flag in the handler
-and before every batch (an unmatched collective when another rank hears the signal first, and a
-host read a step): here the ranks all-reduce their flags every ``check_every_n_steps`` steps;
-the requeue signal likewise, then rank 0 runs ``scontrol requeue``.
-"""
+"""SIGTERM, Ctrl-C and SLURM's requeue signal: every rank stops at one step, after last.ckpt, and
+exits 143 (1 for Ctrl-C; Lightning's ``SIGTERMException`` alone exits 0, a success to a job chain).
+Lightning 2.6 broadcasts rank 0's flag in the handler and before every batch (unmatched when
+another rank hears the signal first, and a host read a step); here the ranks all-reduce their
+flags every ``check_every_n_steps`` steps; on a requeue signal rank 0 runs ``scontrol requeue``."""
 
 from __future__ import annotations
 
@@ -20,10 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.trainer.connectors.signal_connector import (
-    _HandlersCompose,
-    _SignalConnector,
-)
+from pytorch_lightning.trainer.connectors.signal_connector import _HandlersCompose, _SignalConnector
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
@@ -84,9 +78,8 @@ class AgreedSignals(_SignalConnector):
 
     def agree(self) -> bool:
         """One all-reduce (max; the strategy's ``reduce`` adds a barrier): True if any was set."""
-        flag = torch.tensor(
-            [self.pending], dtype=torch.int32, device=self.trainer.strategy.root_device
-        )
+        device = self.trainer.strategy.root_device
+        flag = torch.tensor([self.pending], dtype=torch.int32, device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         self.agreed = int(flag.item())
         if self.agreed:
@@ -100,14 +93,12 @@ class AgreedSignals(_SignalConnector):
 
 
 def install_agreed_signals(trainer: pl.Trainer, requeue: bool = True) -> AgreedSignals:
-    """Put :class:`AgreedSignals` in place of the trainer's signal connector (before fitting)."""
     environment = trainer._accelerator_connector.cluster_environment
     requeue_signal = None
     if isinstance(environment, SLURMEnvironment) and environment.auto_requeue and requeue:
         requeue_signal = environment.requeue_signal or signal.SIGUSR1
         environment.auto_requeue = False  # ours: agreed, then our checkpoint IO, then scontrol
-    connector = AgreedSignals(trainer, requeue_signal)
-    trainer._signal_connector = connector
+    trainer._signal_connector = connector = AgreedSignals(trainer, requeue_signal)
     epoch_loop = trainer.fit_loop.epoch_loop
     if hasattr(epoch_loop, "_broadcast_sigterm_tensor"):  # Lightning >= 2.6
         epoch_loop._broadcast_sigterm_tensor = lambda: None
@@ -116,8 +107,7 @@ def install_agreed_signals(trainer: pl.Trainer, requeue: bool = True) -> AgreedS
 
 def slurm_job_id() -> str | None:
     """The id ``scontrol requeue`` takes: ``<array job>_<task>`` for array jobs (as Lightning)."""
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array_job is not None:
+    if (array_job := os.environ.get("SLURM_ARRAY_JOB_ID")) is not None:
         return f"{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return os.environ.get("SLURM_JOB_ID")
 

@@ -1,6 +1,5 @@
-"""summary.json (where a run stands: STATUSES; a run killed outright stays ``running``) and
-the end-of-run table. ``wall_time_s`` is the whole run's, carried in checkpoints.
-"""
+"""summary.json (status running, completed, failed or interrupted; a run killed outright stays
+``running``) and the end-of-run table; ``wall_time_s`` is the whole run's, via checkpoints."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
 from data_modules.io.atomic import write_json_atomic
 
-STATUSES = ("running", "completed", "failed", "interrupted")
 # The figures printed at the end of a run and tabulated by sweeps, in that order.
 REPORTED_METRICS = (
     "best_val/acc",
@@ -54,9 +52,8 @@ class RunClock(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         if trainer.state.fn == TrainerFn.FITTING:  # not the best checkpoint that is tested
-            self.carried = float(
-                checkpoint["callbacks"].get(self.state_key, {}).get("wall_time_s", 0)
-            )
+            state = checkpoint["callbacks"].get(self.state_key, {})
+            self.carried = float(state.get("wall_time_s", 0))
 
 
 def _progress(trainer: pl.Trainer, segment_s: float) -> dict[str, Any]:
@@ -78,8 +75,7 @@ def collect_summary(
     if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
         summary[f"best_{checkpoint.monitor or 'val/acc'}"] = _number(checkpoint.best_model_score)
         summary["best_checkpoint"] = checkpoint.best_model_path
-    summary.update({k: _number(v) for k, v in metrics.items()})
-    return summary
+    return summary | {k: _number(v) for k, v in metrics.items()}
 
 
 def held_out_voices(datamodule: Any) -> dict[str, Any]:
@@ -92,8 +88,7 @@ def held_out_voices(datamodule: Any) -> dict[str, Any]:
         return {}
     if not report:
         return {}
-    tested = getattr(datamodule, "_test_split", lambda: "test")()
-    return {"voices": report, "tested_split": tested}
+    return {"voices": report, "tested_split": getattr(datamodule, "_test_split", lambda: "test")()}
 
 
 def _voice_lines(report: dict, tested_split: str) -> list[str]:
@@ -104,18 +99,15 @@ def _voice_lines(report: dict, tested_split: str) -> list[str]:
             seen = report[split]["in_train"]
             held_out = "all held out" if seen == 0 else f"{seen} also in training"
             line += f"; {split} {report[split]['voices']} ({held_out})"
-    lines = [line]
-    tested = report.get(tested_split)
-    if tested is not None:
-        kind = "voices not heard in training" if tested["in_train"] == 0 else "some training voices"
-        if tested["in_train"] == tested["voices"]:
-            kind = "training voices only"
-        lines.append(f"test/acc is on the {tested_split} split: {kind}")
-    return lines
+    if (tested := report.get(tested_split)) is None:
+        return [line]
+    kind = "voices not heard in training" if tested["in_train"] == 0 else "some training voices"
+    if tested["in_train"] == tested["voices"]:
+        kind = "training voices only"
+    return [line, f"test/acc is on the {tested_split} split: {kind}"]
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
-    """Write (atomically) a summary.json that holds only the status and ``details``."""
     write_json_atomic(run_dir / "summary.json", {"status": status, **details})
 
 
@@ -123,9 +115,8 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
     """What a failed run's summary.json says: error, where it happened, what is left on disk."""
     checkpoint = trainer.checkpoint_callback
     last = Path(checkpoint.dirpath or "", "last.ckpt") if checkpoint is not None else None
-    status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
     return {
-        "status": status,
+        "status": "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed",
         "error": f"{type(error).__name__}: {error}",
         **_progress(trainer, wall_time_s),
         "last_checkpoint": str(last) if last is not None and last.is_file() else None,
@@ -133,8 +124,7 @@ def failure_report(trainer: pl.Trainer, error: BaseException, wall_time_s: float
 
 
 def other_rank_errors(run_dir: Path, since: float) -> dict[str, str]:
-    """Errors other ranks recorded in ``run_dir/errors/`` since ``since``: the original error,
-    where the others fail only as a consequence."""
+    """Errors other ranks recorded in ``run_dir/errors/`` since ``since`` (the original error)."""
     errors = {}
     for path in sorted((run_dir / "errors").glob("rank*.json")):
         try:
