@@ -1,11 +1,8 @@
 """``python -m lightning_dl.fit --config configs/X.yaml``: train, test the best checkpoint, report.
 
-Any config key can be overridden on the command line (``--trainer.max_steps 100``,
-``--model.optimizer.lr 1e-3``); several ``--config`` files merge left to right;
-``--print_config`` prints the resolved config and exits.
-
-Exit status: 0 completed, 1 failed, 2 bad input (a config key, a data file, a checkpoint: one
-``error:`` line, the traceback with ``LIGHTNING_DL_DEBUG=1``), 143 terminated by SIGTERM.
+Any key can be overridden (``--trainer.max_steps 100``); ``--config`` files merge left to right.
+Exit status: 0 completed, 1 failed, 2 bad input (one ``error:`` line; the traceback with
+``LIGHTNING_DL_DEBUG=1``), 143 terminated by SIGTERM.
 """
 
 from __future__ import annotations
@@ -40,19 +37,17 @@ from lightning_dl.training.run.summary import (
 
 
 def main(args: list[str] | None = None) -> dict:
-    """Run one experiment; returns the summary (also written to the run directory).
+    """Run one experiment; returns the summary (also in the run directory's summary.json).
 
-    On any exception the run directory's summary.json says what failed and where (rank 0;
-    other ranks write ``errors/rank<N>.json``, which rank 0's summary repeats under
-    ``other_ranks``), the wandb run is closed as failed, and the exception propagates so the
-    process exits non-zero (143 for SIGTERM, with status ``interrupted``).
+    On an exception summary.json says what failed (other ranks: ``errors/rank<N>.json``, repeated
+    under ``other_ranks``), the wandb run is closed as failed, and the exception propagates.
     """
     os.environ.setdefault("WANDB_MODE", "offline")  # tracking works with no server unless asked
     silence_harmless_notices()
     started, started_at = time.perf_counter(), time.time()
     check_config_files(sys.argv[1:] if args is None else args)
     cli = LightningDLCLI(args=args)
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    trainer = cli.trainer
     run_dir = Path(cli.config.run.dir)
     ckpt_path = cli.config.get("ckpt_path")
     if directory.decides_run_directory():
@@ -60,7 +55,7 @@ def main(args: list[str] | None = None) -> dict:
             rank_zero_info(f"removed {stale}, a temp file left by a killed run")
         write_status(run_dir, "running", resumed_from=ckpt_path)
     try:
-        summary = _fit_and_test(trainer, model, datamodule, ckpt_path, started)
+        summary = _fit_and_test(cli, ckpt_path, started)
     except BaseException as error:
         requeued = {}
         if signals.requeue_asked(trainer) and trainer.is_global_zero:  # last.ckpt is written
@@ -88,13 +83,8 @@ def main(args: list[str] | None = None) -> dict:
     return summary
 
 
-def _fit_and_test(
-    trainer: pl.Trainer,
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
-    ckpt_path: str | None,
-    started: float,
-) -> dict:
+def _fit_and_test(cli: LightningDLCLI, ckpt_path: str | None, started: float) -> dict:
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     val_metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     checkpoint = trainer.checkpoint_callback
@@ -114,13 +104,9 @@ def _fit_and_test(
 
 
 def _drop_weight_averaging(trainer: pl.Trainer) -> bool:
-    """Test the weights that were validated and checkpointed as best.
-
-    With an EMA/SWA ``WeightAveraging`` callback, a checkpoint's ``state_dict`` holds the averaged
-    weights (the ones validation saw) and ``current_model_state`` the raw ones; when the callback
-    is still attached, loading the checkpoint for testing puts the raw weights back (Lightning
-    2.6). Its work is done once fitting ends, so it is removed before testing; True if one was.
-    """
+    """Remove an EMA/SWA callback before testing (True if there was one): still attached, it
+    would load the checkpoint's raw weights (``current_model_state``) instead of the averaged
+    ones that validation saw and chose as best (Lightning 2.6)."""
     kept = [cb for cb in trainer.callbacks if not isinstance(cb, WeightAveraging)]
     dropped = len(kept) != len(trainer.callbacks)
     trainer.callbacks = kept

@@ -4,19 +4,11 @@
               -> BiLSTM x layers (lengths honoured: padding never enters the recurrence)
               -> dropout -> Linear 2H -> num_outputs          (B, T', num_outputs), T' = ceil(T/s)
 
-The front end sees neighbouring frames (the frame MLP's context window, learned) and can halve
-the frame rate (``stride: 2``), which halves the LSTM's sequential steps; CTC then needs at
-least as many output frames as labels plus repeats, which the DataModule checks up front.
-BatchNorm statistics are taken over the frames inside each utterance only, so a batch's padding
-does not shift them; padded outputs are zeroed after every block.
-
-The LSTM honours lengths in one of two ways that give the same outputs (tests/test_ctc_model.py):
-``packed: true`` runs each direction over a ``PackedSequence``; ``packed: false`` (the default)
-runs the padded batch and reverses each utterance within its own length for the backward
-direction, so that padding only ever comes after an utterance's frames in either direction.
-On CPU the second is ~7x faster for the backward pass (PyTorch's packed LSTM backward on CPU
-takes a slow path: 2.4 s against 0.3 s for a 2-layer 128-unit stack on 16 x 235 frames); on a
-GPU both run cuDNN's kernels.
+The front end learns the frame MLP's context window and can halve the frame rate (``stride: 2``)
+and so the LSTM's sequential steps; BatchNorm statistics come from the frames inside utterances.
+``packed: true`` runs the LSTM over a ``PackedSequence``; ``packed: false`` (the default, same
+outputs) runs the padded batch, reversing each utterance within its length for the backward
+direction: on CPU ~7x faster to train (torch's packed LSTM backward takes a slow path there).
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """CTC decoding: greedy (best path) on the device, prefix beam search on the host.
 
-Class 0 is the blank; phoneme ``i`` of the inventory is class ``i + 1``. Both decoders return
-phoneme indices (blank removed, repeats merged unless a blank separates them).
-
-Beam search runs flashlight-text's C++ lexicon-free decoder where installed (the ``ctc`` extra),
-4-50x faster than ours (bench/ctc_decode.py). Ours, the textbook prefix beam search (Hannun et
-al., 2014, no language model) in log space, is the reference and the fallback, checked against
-an exhaustive sum over alignments. pyctcdecode requires numpy<2 and torchaudio's decoder is not
-usable with the pinned torch, hence neither.
+Class 0 is the blank; phoneme ``i`` is class ``i + 1``; both decoders return phoneme indices.
+Beam search runs flashlight-text's C++ decoder where installed (the ``ctc`` extra; 4-50x faster,
+bench/ctc_decode.py); ours (Hannun et al., 2014, in log space) is the reference and fallback.
+pyctcdecode requires numpy<2 and torchaudio's decoder does not work with the pinned torch.
 """
 
 from __future__ import annotations
@@ -34,10 +30,8 @@ TOKEN_MIN_LOGP, BEAM_PRUNE_LOGP = -5.0, -10.0  # pyctcdecode's defaults
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor | np.ndarray) -> list[np.ndarray]:
-    """Best-path decoding of ``(B, T, V)`` scores: one argmax on the device, one read back.
-
-    Returns each utterance's phoneme indices (class - 1) as an int64 array.
-    """
+    """Best-path decoding of ``(B, T, V)`` scores (one argmax on the device, one read back):
+    each utterance's phoneme indices (class - 1) as an int64 array."""
     best = log_probs.argmax(dim=-1)  # (B, T)
     previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=BLANK)
     keep = (best != BLANK) & (best != previous)

@@ -1,11 +1,8 @@
-"""From the config's optimizer and schedule factories (``class_path``) to what
-``configure_optimizers`` returns, with what the classes alone cannot know: a backbone's per-group
-``lr_scale``; PyTorch's fused kernel when the class has one and ``fused`` is unset; the run's
-length for ``total_steps`` / ``T_max`` left unset; ``ReduceLROnPlateau`` stepped once per
-validation on ``val/loss`` (Lightning offers it the metric every step); after a resume, the
-resuming command's settings, said in one line. :class:`ConfiguredOptimizer` gives a
-LightningModule (Classifier, CTCRecognizer) all of it; :func:`call_factory` calls the
-factories, a setting a class refuses in one line.
+"""From the config's optimizer and schedule factories to what ``configure_optimizers`` returns,
+with what the classes alone cannot know: a backbone's per-group ``lr_scale``, the fused kernel
+when ``fused`` is unset, the run's length for an unset ``total_steps`` / ``T_max``,
+``ReduceLROnPlateau`` stepped once per validation, and after a resume the resuming command's
+settings, said in one line.
 """
 
 from __future__ import annotations
@@ -126,15 +123,11 @@ SCHEDULED_LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")  # rescaled togethe
 
 
 def apply_new_settings(
-    optimizer: Optimizer,
-    schedulers: list[Any],
-    saved: dict[str, Any],
-    configured: dict[str, Any],
+    optimizer: Optimizer, schedulers: list[Any], saved: dict[str, Any], configured: dict[str, Any]
 ) -> list[str]:
-    """After a resume (which restores the checkpoint's hyper-parameters), the resuming
-    command's settings win; a new lr rescales the schedule's current, base and peak values by
-    new / old, so it keeps its shape. The state (moments, step counts) stays. Returns the changes.
-    """
+    """After a resume, the resuming command's settings win over the checkpoint's; a new lr
+    rescales the schedule's current, base and peak values by new / old, keeping its shape. The
+    state (moments, step counts) stays. Returns the changes."""
     changes: list[str] = []
     for i, (group, old, new) in enumerate(
         zip(optimizer.param_groups, saved["groups"], configured["groups"], strict=False)
@@ -171,22 +164,17 @@ def with_schedule(
 
 
 class ConfiguredOptimizer:
-    """LightningModule hooks for ``optimizer_factory`` / ``scheduler_factory`` (module docstring).
-
-    The checkpoint keeps the optimizer as configured, so a resumed run can tell what its command
-    changed. A module that overrides one of these hooks calls ``super()``.
-    """
+    """LightningModule hooks for ``optimizer_factory`` / ``scheduler_factory``; the checkpoint
+    keeps the optimizer as configured, so a resume can tell what its command changed. A module
+    that overrides one of these hooks calls ``super()``."""
 
     _configured: dict[str, Any] | None = None  # the optimizer as this run built it
     _resumed_from: dict[str, Any] | None = None  # ... and as the checkpoint's run did
     _validations = _plateau_steps = 0  # validations seen, and plateau steps taken
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        """A copy (an EMA's ``AveragedModel`` makes one) shares the factories, copies the rest.
-
-        A factory the CLI built holds the CLI, hence the datamodule and the loggers: copying it
-        would copy the training data (on the device, if resident) and open a wandb run.
-        """
+        """A copy (an EMA's ``AveragedModel``) shares the factories: one the CLI built holds the
+        CLI, so copying it would copy the training data and the loggers (and open a wandb run)."""
         for factory in (self.optimizer_factory, self.scheduler_factory):
             memo[id(factory)] = factory
         copied = self.__class__.__new__(self.__class__)

@@ -1,22 +1,16 @@
 """Attention-based speech recognition (the HW4P2 Kaggles): an encoder reads the utterance, a
 decoder spells its transcript one token at a time.
 
-Built on :class:`~lightning_dl.tasks.ctc.CTCRecognizer`, whose codes, length checks, examples,
-clipping and optimizers it keeps. The backbone (``LAS``, ``Transformer``: any module with
-``forward`` -> encoder outputs, ``start``, ``step``, ``decode``) gets the feature dimension and
-``num_classes + 1`` tokens: token 0 starts and ends every sentence (and is CTC's blank in the
-joint loss), class ``i`` is token ``i + 1``. Padding needs no token: the loss ignores it and
-causal attention never reaches it.
+Built on :class:`~lightning_dl.tasks.ctc.CTCRecognizer` (codes, length checks, examples,
+clipping, optimizers). The backbone (``LAS``, ``Transformer``: ``forward`` -> encoder outputs,
+``start``, ``step``, ``decode``) gets ``num_classes + 1`` tokens: token 0 starts and ends every
+sentence (and is CTC's blank in the joint loss), class ``i`` is token ``i + 1``.
 
-Training is cross-entropy with label smoothing on teacher-forced inputs, a scheduled share of
-which (``teacher_forcing``: the share of true inputs at the first and the last step) are the
-model's own greedy guesses from a forward without gradients (parallel scheduled sampling, the
-same for both backbones). ``ctc_weight`` > 0 adds CTC on the encoder's outputs (the joint
-CTC-attention loss). Decoding, greedy for ``val/dist`` and beam search for prediction
-(``beam_width`` > 1, scores divided by length ** ``length_penalty``), runs on the device for
-at most ``max_length_ratio`` tokens per encoder step (characters can outnumber the encoder's
-steps after its downsampling), reading the device every ``CHECK_EVERY`` steps only to stop once
-every sentence has ended. The vocabulary travels in the checkpoint.
+Training: label-smoothed cross-entropy on teacher-forced inputs, a scheduled share of them
+replaced by the model's own greedy guesses (``teacher_forcing``: parallel scheduled sampling);
+``ctc_weight`` > 0 adds CTC on the encoder (joint CTC-attention). Decoding (greedy for
+``val/dist``, beam search with a length penalty for prediction) runs on the device, reading it
+every ``CHECK_EVERY`` steps only to stop once every sentence has ended.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """LightningCLI for lightning-dl: a run directory per run, CSV logs always, shapes from the data.
 
-Run directories, and how runs start, resume and stop: :mod:`lightning_dl.training.run`.
-``--ckpt_path last --run.dir DIR`` continues DIR from DIR/checkpoints/last.ckpt;
-``--run.auto_resume true`` does so for ``--run.dir`` or else the newest unfinished run of the
-same name, and starts a new run when there is nothing to resume. A resumed run keeps its wandb
-run (same id, ``resume="allow"``).
+``--ckpt_path last --run.dir DIR`` continues DIR; ``--run.auto_resume true`` continues
+``--run.dir`` or the newest unfinished run of the name, else starts one (see
+:mod:`lightning_dl.training.run`). A resumed run keeps its wandb run (same id).
 """
 
 from __future__ import annotations
@@ -97,10 +95,8 @@ def _check_trainer_options(trainer: Namespace) -> None:
         raise UserInputError(f"--trainer: gradient_clip_val={clip}, expected at least 0")
     interval = trainer.get("val_check_interval")
     if interval is not None and not isinstance(interval, str) and interval <= 0:
-        raise UserInputError(
-            f"--trainer: val_check_interval={interval}, expected steps >= 1 or a fraction of an "
-            "epoch in (0, 1]"
-        )
+        expected = "steps >= 1 or a fraction of an epoch in (0, 1]"
+        raise UserInputError(f"--trainer: val_check_interval={interval}, expected {expected}")
 
 
 def _monitor_from_model(config: Namespace) -> None:
@@ -154,23 +150,14 @@ class LightningDLCLI(LightningCLI):
         for key in ("num_classes", "input_shape"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
         parser.add_class_arguments(RunOptions, "run", instantiate=False)
-        parser.add_argument(
-            "--ckpt_path",
-            type=str | None,
-            default=None,
-            help="Checkpoint to continue from; 'last' = <run.dir>/checkpoints/last.ckpt.",
-        )
+        ckpt_help = "Checkpoint to continue from; 'last' = <run.dir>/checkpoints/last.ckpt."
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help=ckpt_help)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.filename": "best",
-                "checkpoint.monitor": DEFAULT_MONITOR[0],
-                "checkpoint.mode": DEFAULT_MONITOR[1],
-                "checkpoint.save_last": True,
-                "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.enable_version_counter": False,  # a resumed run updates its files
-            }
-        )
+        monitor, mode = DEFAULT_MONITOR
+        defaults = {"filename": "best", "monitor": monitor, "mode": mode, "save_last": True}
+        # no best-v1.ckpt: a resumed run updates its own files
+        defaults |= {"auto_insert_metric_name": False, "enable_version_counter": False}
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in defaults.items()})
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse as LightningCLI does, and refuse a seed numpy refuses before it is set."""

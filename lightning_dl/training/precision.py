@@ -1,16 +1,11 @@
 """``trainer.precision: auto``: the fastest safe precision for the hardware the run meets.
 
-bf16 autocast pays off only where the hardware computes in bf16 natively: CUDA GPUs that
-support it (Ampere and later) and CPUs with AMX or AVX512-BF16 (Sapphire Rapids and later).
-Elsewhere it is emulated, and slower than fp32: the seed ConvNet's training step at batch 32 on
-an AVX2 AMD EPYC takes about 10x longer under bf16 autocast (``bench/vision_throughput.py``).
-So ``auto`` is ``bf16-mixed`` there and ``32-true`` everywhere else; the precision that ran is
-recorded in summary.json and printed at the end. 16-bit float (``16-mixed``) is left to an
-explicit choice: it needs loss scaling, and its skipped steps are not "safe" by default.
-
-``LIGHTNING_DL_AUTO_PRECISION=32-true`` (or ``bf16-mixed``) makes ``auto`` resolve as it would on
-a host of the other kind: to reproduce a result from another machine, or to run the whole test
-suite as a host without (or with) native bf16 would.
+bf16 autocast pays only where the hardware computes bf16 natively (CUDA Ampere and later, CPUs
+with AMX or AVX512-BF16); emulated, it is slower than fp32 (about 10x for the ConvNet's step on an
+AVX2 EPYC: ``bench/vision_throughput.py``). So ``auto`` is ``bf16-mixed`` there, else ``32-true``;
+``16-mixed`` (loss scaling, skipped steps) is left to an explicit choice.
+``LIGHTNING_DL_AUTO_PRECISION=32-true`` (or ``bf16-mixed``) makes ``auto`` resolve as on a host of
+the other kind: to reproduce another machine's result, or to test as that host would.
 """
 
 from __future__ import annotations
@@ -41,8 +36,7 @@ def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
         text = Path(cpuinfo).read_text()
     except OSError:
         return False  # not Linux: no way to tell without private torch API, so assume not
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
+    for key, _, value in (line.partition(":") for line in text.splitlines()):
         words = set(value.split())
         if key.strip() == "flags" and words & _NATIVE_BF16_FLAGS:
             return True
@@ -82,9 +76,8 @@ class Trainer(pl.Trainer):
     def __init__(
         self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(
-            precision=resolve_precision(precision, kwargs.get("accelerator", "auto")), **kwargs
-        )
+        accelerator = kwargs.get("accelerator", "auto")
+        super().__init__(precision=resolve_precision(precision, accelerator), **kwargs)
 
 
 PRECISION_KEY = "lightning_dl_precision"  # checkpoint key: the precision the run trained at
