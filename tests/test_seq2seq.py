@@ -17,7 +17,13 @@ from data_modules.errors import run_main
 from lightning_dl.fit import main as fit_main
 from lightning_dl.models.las import LAS
 from lightning_dl.models.transformer import Transformer
-from lightning_dl.tasks.seq2seq import Seq2SeqRecognizer, beam_decode, greedy_decode, padding_mask
+from lightning_dl.tasks.seq2seq import (
+    Seq2SeqRecognizer,
+    beam_decode,
+    greedy_decode,
+    guided_attention_loss,
+    padding_mask,
+)
 from tests.helpers.ctc_corpus import write_wsj, write_wsj_chars
 
 ROOT = Path(__file__).parent.parent
@@ -113,6 +119,25 @@ def _metrics(run: Path) -> list[dict]:
     return list(csv.DictReader((run / "metrics.csv").open()))
 
 
+def test_guided_attention_costs_off_diagonal_weights_and_ignores_padding():
+    rows, columns = torch.tensor([4, 3]), torch.tensor([8, 6])
+    diagonal, reverse = torch.zeros(2, 5, 10), torch.zeros(2, 5, 10)  # padded to 5 x 10
+    for b, (n, m) in enumerate(zip(rows.tolist(), columns.tolist(), strict=True)):
+        for i in range(n):
+            diagonal[b, i, i * m // n] = 1
+            reverse[b, i, m - 1 - i * m // n] = 1
+    near, far = (
+        guided_attention_loss(diagonal, rows, columns),
+        guided_attention_loss(reverse, rows, columns),
+    )
+    assert 0 <= near < 0.1 and far > 0.5
+    padded = diagonal.clone()
+    padded[:, 4:] = 1.0  # rows past every sentence's end, and columns past its utterance
+    padded[1, 3:] = 1.0
+    padded[1, :, 6:] = 1.0
+    assert torch.allclose(guided_attention_loss(padded, rows, columns), near)
+
+
 def test_a_tiny_fit_learns_and_its_checkpoint_keeps_the_vocabulary(tmp_path):
     data = write_wsj(tmp_path / "d")
     run = tmp_path / "run"
@@ -195,6 +220,7 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
         ("examples", "-1", "Seq2SeqRecognizer: examples=-1, expected at least 0"),
         ("--data.normalize", "bogus", "--data.normalize 'bogus': expected one of none, utterance"),
         ("max_length_ratio", ".inf", "max_length_ratio=inf, expected finite, > 0"),
+        ("guided_attention", "-1", "Seq2SeqRecognizer: guided_attention=-1.0, expected >= 0"),
         ("clip_grad_norm", "-1", "Seq2SeqRecognizer: clip_grad_norm=-1.0, expected at least 0"),
         ("backbone.init_args.hidden", "0", "--model.backbone: LAS: hidden, speller_hidden"),
         ("backbone.init_args.pyramid", "-1", "--model.backbone: LAS: pyramid=-1"),
