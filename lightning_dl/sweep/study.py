@@ -31,7 +31,16 @@ from data_modules.io.atomic import write_json_atomic
 from lightning_dl import compare
 from lightning_dl.sweep.results import write_plots, write_tables
 from lightning_dl.sweep.space import Space, cli_value, slug
-from lightning_dl.sweep.trials import LOCK, Attr, counted, held, lock_run, run_dir_of, take_over
+from lightning_dl.sweep.trials import (
+    LOCK,
+    Attr,
+    counted,
+    held,
+    lock,
+    lock_path,
+    run_dir_of,
+    take_over,
+)
 from lightning_dl.training.run.directory import COMPLETED, read_summary
 
 PRUNERS = ("median", "hyperband", "none")
@@ -207,7 +216,7 @@ class Sweep:
                 relative = str(run_dir_of(t))
                 if t.state != TrialState.RUNNING or not t.user_attrs.get(Attr.INTERRUPTED):
                     continue
-                if (fd := lock_run(self.out, relative)) is not None:
+                if (fd := lock(lock_path(self.out, relative))) is not None:
                     self.storage.set_trial_user_attr(t._trial_id, Attr.INTERRUPTED, False)
                     return optuna.Trial(self.study, t._trial_id), relative, fd, True
             if len(trials) >= self.n_trials and TrialState.WAITING not in {t.state for t in trials}:
@@ -222,7 +231,7 @@ class Sweep:
             relative = trial.user_attrs.get(
                 Attr.RESUME_RUN_DIR, f"runs/{trial.number:03d}-{slug(self._values(trial))}"
             )
-            if (fd := lock_run(self.out, relative)) is not None:
+            if (fd := lock(lock_path(self.out, relative))) is not None:
                 trial.set_user_attr(Attr.RUN_DIR, relative)  # only now may others check its lock
             return trial, relative, fd, Attr.RESUMES in trial.user_attrs
 

@@ -65,10 +65,6 @@ def lock_path(out: Path, relative: str) -> Path:
     return out / "locks" / f"{Path(relative).name}.lock"
 
 
-def lock_run(out: Path, relative: str) -> int | None:
-    return lock(lock_path(out, relative))
-
-
 def take_over(trial: FrozenTrial, out: Path) -> int | None:
     """The lock of a trial with a run directory and no worker, taken; None while a worker holds
     it, for an interrupted trial and for a running one whose lock is not on this machine's disk."""

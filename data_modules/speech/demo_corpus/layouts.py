@@ -18,7 +18,11 @@ PARTITIONS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clea
 LIBRISPEECH_CEPSTRA = 28
 LIBRIPHONE_CEPSTRA = 13
 SOS, EOS = "[SOS]", "[EOS]"
-LIBRISPEECH = ("librispeech", "librispeech_ctc", "librispeech_chars")
+LIBRISPEECH = {  # per-utterance folder layouts: their transcripts' folder
+    "librispeech": "transcript",
+    "librispeech_ctc": "transcript",
+    "librispeech_chars": "transcript/raw",
+}
 OBJECT_ARRAYS = {  # layouts of {prefix}{split}.npy object arrays: (prefix, labels' suffix)
     "kaggle": ("", "_labels"),
     "wsj_ctc": ("wsj0_", "_merged_labels"),
@@ -91,7 +95,7 @@ def files(layout: str) -> list[str]:
         prefix, suffix = OBJECT_ARRAYS[layout]
         return [f"{prefix}{s}{part}.npy" for s in corpus.SPLITS for part in ("", suffix)]
     if layout in LIBRISPEECH:
-        text = "transcript/raw" if layout == "librispeech_chars" else "transcript"
+        text = LIBRISPEECH[layout]
         return [f"{p}/{kind}" for p in PARTITIONS.values() for kind in ("mfcc", text)]
     return ["feat/train", "feat/test", "train_split.txt", "test_split.txt", "train_labels.txt",
             "test_labels.txt"]  # fmt: skip
@@ -113,7 +117,7 @@ def write(out: Path, layout: str, specs: list, results: list, seed: int) -> None
             np.save(out / f"{prefix}{split}{suffix}.npy", _object_array(labels))
     elif layout in LIBRISPEECH:
         symbols = np.array(phoneme_symbols())
-        text = "transcript/raw" if layout == "librispeech_chars" else "transcript"
+        text = LIBRISPEECH[layout]
         for split, chosen in by_split.items():
             part = out / PARTITIONS[split]
             (part / "mfcc").mkdir(parents=True)
